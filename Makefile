@@ -1,0 +1,50 @@
+# Verbs of the blood-cell notebook suite. `make help` lists them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# Data for the real-data verbs: the challenge's npz or an 8-class image folder.
+DATA ?= data/training_set.npz
+PROFILE ?= cpu
+
+.DEFAULT_GOAL := help
+.PHONY: help run run-real test test-fast lab benchmark clean-venv
+
+help: ## List the verbs.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing requirements.txt into $(VENV) (first time: a few minutes)"
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	@# A kernel that always starts this environment's Python, whoever launches Jupyter.
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (blood-cell suite)" >/dev/null
+	@touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PIP) install -r requirements-dev.txt
+	@touch $@
+
+run: $(RUNTIME_STAMP) ## Run every notebook on the embedded synthetic data (smoke profile) into outputs/.
+	$(BIN)/python -m utils.runner --profile smoke
+
+run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/data/blood_cells_96 [PROFILE=cpu|gpu].
+	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
+
+test: $(DEV_STAMP) ## Run the whole test suite (unit tests + notebooks through papermill).
+	$(BIN)/python -m pytest -ra
+
+test-fast: $(DEV_STAMP) ## Run the tests without the slow ones.
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+lab: $(RUNTIME_STAMP) ## Open the notebooks in JupyterLab.
+	$(BIN)/jupyter lab notebooks/
+
+benchmark: $(RUNTIME_STAMP) ## Print the outlier-detection contamination benchmark (see BENCHMARKS.md).
+	$(BIN)/python benchmarks/contamination.py
+
+clean-venv: ## Delete .venv (the next verb re-creates it).
+	rm -rf $(VENV)

@@ -1,0 +1,56 @@
+"""Fixtures shared by the tests: small valid data in both input formats, and the shared real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# CI runs in a fresh clone with a copy of shared/ beside it, so the real data is `../shared/data`.
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"
+
+
+def make_arrays(count_per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images and balanced labels in the challenge's format."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(config.NUM_CLASSES), count_per_class)
+    images = rng.integers(0, 256, size=(len(labels), 96, 96, 3), dtype=np.uint8)
+    return images, labels
+
+
+@pytest.fixture
+def valid_npz(tmp_path) -> Path:
+    images, labels = make_arrays()
+    path = tmp_path / "training_set.npz"
+    np.savez(path, images=images, labels=labels.reshape(-1, 1))
+    return path
+
+
+def write_image_folder(root: Path, count_per_class: int = 2, size: tuple[int, int] = (120, 100)) -> Path:
+    """An 8-class folder of small JPEG and PNG images of a non-square size."""
+    rng = np.random.default_rng(1)
+    for class_index, name in enumerate(config.CLASS_NAMES):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for item in range(count_per_class):
+            pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+            suffix = ".png" if item % 2 else ".jpg"
+            Image.fromarray(pixels).save(folder / f"{item:03d}{suffix}")
+    return root
+
+
+@pytest.fixture
+def valid_folder(tmp_path) -> Path:
+    return write_image_folder(tmp_path / "cells")
+
+
+@pytest.fixture
+def shared_data_dir() -> Path:
+    if not SHARED_DATA_DIR.is_dir():
+        pytest.skip(f"{SHARED_DATA_DIR} is not present")
+    return SHARED_DATA_DIR

@@ -1,0 +1,102 @@
+"""Every path and constant of the suite lives here, so that no notebook or module hard-codes one.
+
+The layout follows `DESIGN.md`: notebooks in `notebooks/`, profiles in `notebooks/params/`,
+user data in `data/`, run folders in `outputs/`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The repository root is the folder above this package (the package is installed in editable mode).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+PARAMS_DIR = NOTEBOOKS_DIR / "params"
+OUTPUTS_DIR = REPO_ROOT / "outputs"
+DATA_DIR = REPO_ROOT / "data"
+# Where the cpu and gpu profiles look for the challenge's npz when `--data` is not given.
+DEFAULT_DATA_PATH = DATA_DIR / "training_set.npz"
+# The team's shared copy of the real training data, read in place (never copied into the repo).
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"
+
+# The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
+SYNTHETIC_DATA = "synthetic"
+
+IMAGE_SIZE = 96
+NUM_CLASSES = 8
+CLASS_NAMES = (
+    "basophil",
+    "eosinophil",
+    "erythroblast",
+    "ig",
+    "lymphocyte",
+    "monocyte",
+    "neutrophil",
+    "platelet",
+)
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files that notebooks hand to each other inside one run folder (DESIGN.md, Run folder)."""
+
+    root: Path
+
+    @property
+    def clean_npz(self) -> Path:
+        return self.root / "clean.npz"
+
+    @property
+    def outliers_csv(self) -> Path:
+        return self.root / "outliers.csv"
+
+    @property
+    def split_json(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def submission_zip(self) -> Path:
+        return self.root / "submission.zip"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    def metrics_json(self, notebook_stem: str) -> Path:
+        return self.metrics_dir / f"{notebook_stem}.json"
+
+    def make_dirs(self) -> "RunPaths":
+        """Creates the sub-folders a notebook writes into and returns itself."""
+        for folder in (self.models_dir, self.metrics_dir, self.tables_dir, self.figures_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def run_paths(out_dir: str | os.PathLike | None = None) -> RunPaths:
+    """Returns the run folder's paths; an empty OUT_DIR means `outputs/interactive` (hand-run notebooks)."""
+    if out_dir in (None, ""):
+        out_dir = OUTPUTS_DIR / "interactive"
+    return RunPaths(Path(out_dir).expanduser().resolve())

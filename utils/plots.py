@@ -1,0 +1,135 @@
+"""Figures of the report. Every function returns a matplotlib Figure; `save_figure` writes it.
+
+Notebooks call `save_figure(figure, paths.figures_dir / "01_name.png", "Caption")` and then show
+it inline; the runner's report picks up the PNG and its caption.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
+
+
+def save_figure(figure, path: str | Path, caption: str, dpi: int = 110) -> Path:
+    """Saves a figure as PNG and records its caption in `captions.json` beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    captions_path = path.parent / "captions.json"
+    captions = json.loads(captions_path.read_text()) if captions_path.exists() else {}
+    captions[path.name] = caption
+    captions_path.write_text(json.dumps(captions, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def plot_class_counts(counts: dict[str, np.ndarray], class_names, title: str = "Images per class"):
+    """Grouped bar chart of images per class, one bar group per named count array (e.g. before/after)."""
+    figure, axis = plt.subplots(figsize=(9, 3.6))
+    positions = np.arange(len(class_names))
+    width = 0.8 / max(1, len(counts))
+    for offset, (name, values) in enumerate(counts.items()):
+        bars = axis.bar(positions + (offset - (len(counts) - 1) / 2) * width, values, width, label=name)
+        axis.bar_label(bars, fontsize=7, padding=1)
+    axis.set_xticks(positions, class_names, rotation=20)
+    axis.set_ylabel("images")
+    axis.set_title(title)
+    if len(counts) > 1:
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names, per_class: int = 8, seed: int = 0):
+    """One row per class with `per_class` random examples."""
+    rng = np.random.default_rng(seed)
+    figure, axes = plt.subplots(len(class_names), per_class, figsize=(per_class * 1.1, len(class_names) * 1.15))
+    for row, name in enumerate(class_names):
+        members = np.flatnonzero(labels == row)
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
+        for column in range(per_class):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(chosen):
+                axis.imshow(images[chosen[column]])
+        axes[row, 0].set_title(name, fontsize=8, loc="left")
+    figure.suptitle("Random examples per class", y=1.0)
+    figure.tight_layout()
+    return figure
+
+
+def plot_channel_statistics(images: np.ndarray, labels: np.ndarray, class_names, max_images: int = 4000, seed: int = 0):
+    """Per-class mean (with standard deviation) of each RGB channel, and the pixel histograms per channel."""
+    rng = np.random.default_rng(seed)
+    if len(images) > max_images:
+        keep = np.sort(rng.choice(len(images), max_images, replace=False))
+        images, labels = images[keep], labels[keep]
+    per_image_mean = images.reshape(len(images), -1, 3).mean(axis=1)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    positions = np.arange(len(class_names))
+    for channel, colour in enumerate(CHANNEL_COLOURS):
+        means = [per_image_mean[labels == k, channel].mean() if (labels == k).any() else np.nan for k in positions]
+        stds = [per_image_mean[labels == k, channel].std() if (labels == k).any() else np.nan for k in positions]
+        left.errorbar(positions + (channel - 1) * 0.2, means, yerr=stds, fmt="o", color=colour, label="RGB"[channel], capsize=3)
+        histogram, edges = np.histogram(images[..., channel], bins=64, range=(0, 256))
+        right.plot(edges[:-1], histogram / histogram.sum(), color=colour, label="RGB"[channel])
+    left.set_xticks(positions, class_names, rotation=20)
+    left.set_ylabel("mean pixel value per image")
+    left.set_title("Channel means per class (bars: one standard deviation)")
+    left.legend()
+    right.set_xlabel("pixel value")
+    right.set_ylabel("fraction of pixels")
+    right.set_title("Pixel histograms per channel")
+    right.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_gallery(images: np.ndarray, rows: list[tuple[str, list[int], list[str]]], columns: int = 10, title: str = ""):
+    """A grid with one labelled row per entry: (row label, image indices, per-image captions)."""
+    if not rows:
+        figure, axis = plt.subplots(figsize=(6, 1))
+        axis.axis("off")
+        axis.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        return figure
+    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.15, len(rows) * 1.35), squeeze=False)
+    for row, (row_label, indices, captions) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(indices):
+                axis.imshow(images[indices[column]])
+                axis.set_title(captions[column], fontsize=6)
+        axes[row, 0].text(-0.15, 0.5, row_label, transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
+    if title:
+        figure.suptitle(title, y=1.0)
+    figure.tight_layout()
+    return figure
+
+
+def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: int = 10, seed: int = 0):
+    """Up to `per_reason` dropped images for each reason, captioned with index and label."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for reason, group in table.groupby("reason", sort=True):
+        chosen = group.iloc[np.sort(rng.choice(len(group), min(per_reason, len(group)), replace=False))]
+        captions = [f"#{int(i)} {class_names[int(l)][:6]}" for i, l in zip(chosen["index"], chosen["label"])]
+        rows.append((f"{reason}\n({len(group)})", chosen["index"].astype(int).tolist(), captions))
+    return plot_gallery(images, rows, columns=per_reason, title="Dropped images by reason (count in brackets)")
+
+
+def plot_duplicate_groups(images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 12, columns: int = 8):
+    """One row per duplicate group (largest first): its members with their labels; K marks the kept copy."""
+    ordered = sorted(groups, key=lambda group: (-len(group["members"]), group["members"][0]))[:max_groups]
+    rows = []
+    for group in ordered:
+        members = list(group["members"])[:columns]
+        kept = {m for m in members if keep_mask is not None and keep_mask[m]}
+        captions = [f"{'K ' if m in kept else ''}#{m} {class_names[int(labels[m])][:6]}" for m in members]
+        conflict = "conflicting" if group["conflicting"] else "same label"
+        rows.append((f"{group['kind']}, {len(group['members'])}\n{conflict}", members, captions))
+    return plot_gallery(images, rows, columns=columns, title=f"Largest duplicate groups ({len(groups)} in all)")
