@@ -1,0 +1,225 @@
+"""Tests of `python -m utils.runner`: bad input, failures, interruption and resume, never overwriting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT, make_arrays, write_image_folder
+from utils import config, runner
+
+
+def run_cli(*arguments, cwd=REPO_ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "utils.runner", *arguments], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def bad_npz(tmp_path, name, **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def truncated_npz(tmp_path):
+    images, labels = make_arrays()
+    path = bad_npz(tmp_path, "truncated.npz", images=images, labels=labels)
+    path.write_bytes(path.read_bytes()[:5000])
+    return path
+
+
+def folder_with(tmp_path, change):
+    root = write_image_folder(tmp_path / "cells")
+    change(root)
+    return root
+
+
+BAD_INPUTS = {
+    "missing-file": lambda p: p / "nowhere.npz",
+    "pickled": lambda p: bad_npz(p, "pickled.npz", images=np.array([object()], dtype=object), labels=np.zeros(1)),
+    "wrong-keys": lambda p: bad_npz(p, "keys.npz", x=make_arrays()[0], y=make_arrays()[1]),
+    "wrong-shape": lambda p: bad_npz(p, "shape.npz", images=np.zeros((24, 32, 32, 3), np.uint8), labels=make_arrays()[1]),
+    "labels-out-of-range": lambda p: bad_npz(p, "range.npz", images=make_arrays()[0], labels=make_arrays()[1] * 2),
+    "length-mismatch": lambda p: bad_npz(p, "length.npz", images=make_arrays()[0][:20], labels=make_arrays()[1]),
+    "truncated": truncated_npz,
+    "seven-classes": lambda p: folder_with(p, lambda root: [f.unlink() for f in (root / "ig").iterdir()] and (root / "ig").rmdir()),
+    "empty-class": lambda p: folder_with(p, lambda root: [f.unlink() for f in (root / "ig").iterdir()]),
+    "unreadable-image": lambda p: folder_with(p, lambda root: (root / "ig" / "zz_broken.png").write_bytes(b"\x89PNG broken")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_stops_before_any_notebook(tmp_path, case):
+    data_path = BAD_INPUTS[case](tmp_path)
+    out_dir = tmp_path / "run"
+    result = run_cli("--profile", "smoke", "--data", str(data_path), "--out", str(out_dir))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    named = str(data_path)
+    if case == "unreadable-image":
+        named = str(data_path / "ig" / "zz_broken.png")
+    elif case == "empty-class":
+        named = str(data_path / "ig")
+    assert named in lines[0]
+    assert not out_dir.exists()
+
+
+def test_existing_out_folder_is_refused_and_untouched(tmp_path):
+    out_dir = tmp_path / "earlier"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("earlier run")
+    result = run_cli("--profile", "smoke", "--out", str(out_dir))
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and str(out_dir) in result.stderr
+    assert [p.name for p in out_dir.iterdir()] == ["keep.txt"]
+
+
+def test_unknown_notebook_and_bad_resume_folder(tmp_path):
+    result = run_cli("--only", "99", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "--only 99" in result.stderr
+    result = run_cli("--resume", str(tmp_path))
+    assert result.returncode == 2 and "not a run folder" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(config.DEFAULT_DATA_PATH.exists(), reason="data/training_set.npz is present")
+def test_real_profiles_need_data(tmp_path):
+    result = run_cli("--profile", "cpu", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert str(config.DEFAULT_DATA_PATH) in result.stderr and "--data" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# In-process tests below use tiny notebooks of their own, so they exercise the runner, not the suite.
+
+def write_notebook(path, body: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('DATA_PATH = "synthetic"\nOUT_DIR = ""\nSEED = 0')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}\nA test notebook."), parameters, nbformat.v4.new_code_cell(body)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+WRITE_MARKER = """
+import os, pathlib
+folder = pathlib.Path(OUT_DIR) / "figures"
+folder.mkdir(parents=True, exist_ok=True)
+(pathlib.Path(OUT_DIR) / "{name}.txt").write_text(os.environ["KERAS_BACKEND"] + " " + str(SEED))
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, monkeypatch):
+    """Points the runner at a folder of two tiny notebooks and an outputs folder inside tmp_path."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "01_first.ipynb", WRITE_MARKER.format(name="first"))
+    write_notebook(notebooks / "02_second.ipynb", WRITE_MARKER.format(name="second"))
+    monkeypatch.setattr(config, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(config, "OUTPUTS_DIR", tmp_path / "outputs")
+    # The runner changes these for its kernels; restore them after the test.
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
+    return notebooks
+
+
+def test_runs_notebooks_in_order_with_parameters_and_report(tiny_suite, tmp_path, capsys):
+    assert runner.main(["--profile", "smoke", "--out", str(tmp_path / "run")]) == 0
+    run_dir = tmp_path / "run"
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done"
+    assert [n["status"] for n in state["notebooks"]] == ["done", "done"]
+    assert (run_dir / "first.txt").read_text() == "tensorflow 42"  # SEED comes from the smoke profile.
+    assert (run_dir / "01_first.ipynb").exists() and (run_dir / "02_second.ipynb").exists()
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## 01_first") < report.index("## 02_second")
+    printed = capsys.readouterr().out
+    assert "[1/2] 01_first ... done in" in printed and "[2/2] 02_second ... done in" in printed
+
+
+def test_only_runs_the_chosen_notebooks(tiny_suite, tmp_path):
+    assert runner.main(["--only", "02", "--out", str(tmp_path / "run")]) == 0
+    assert not (tmp_path / "run" / "first.txt").exists()
+    assert (tmp_path / "run" / "second.txt").exists()
+
+
+def test_failure_marks_the_run_and_keeps_the_traceback(tiny_suite, tmp_path, capsys):
+    write_notebook(tiny_suite / "02_second.ipynb", "raise ValueError('the second notebook broke')")
+    assert runner.main(["--out", str(tmp_path / "run")]) == 1
+    run_dir = tmp_path / "run"
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "failed"
+    assert [n["status"] for n in state["notebooks"]] == ["done", "failed"]
+    assert "the second notebook broke" in (run_dir / "FAILED").read_text()
+    executed = (run_dir / "02_second.ipynb").read_text()
+    assert "Traceback" in executed or "ValueError" in executed
+    printed = capsys.readouterr().out
+    assert str(run_dir / "02_second.ipynb") in printed
+
+
+def test_interrupted_run_resumes_where_it_stopped(tiny_suite, tmp_path, monkeypatch):
+    import papermill
+
+    real_execute = papermill.execute_notebook
+    calls = []
+
+    def interrupt_second(input_path, *arguments, **keywords):
+        calls.append(input_path)
+        if input_path.endswith("02_second.ipynb"):
+            raise KeyboardInterrupt
+        return real_execute(input_path, *arguments, **keywords)
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupt_second)
+    run_dir = tmp_path / "run"
+    assert runner.main(["--out", str(run_dir)]) == 130
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "interrupted"
+    assert [n["status"] for n in state["notebooks"]] == ["done", "interrupted"]
+    first_written = (run_dir / "first.txt").stat().st_mtime_ns
+
+    monkeypatch.setattr(papermill, "execute_notebook", real_execute)
+    assert runner.main(["--resume", str(run_dir)]) == 0
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done"
+    assert [n["status"] for n in state["notebooks"]] == ["done", "done"]
+    assert (run_dir / "first.txt").stat().st_mtime_ns == first_written  # 01 was not run again.
+    assert (run_dir / "second.txt").exists()
+    assert not (run_dir / "FAILED").exists()
+    # A complete run cannot be resumed by accident.
+    assert runner.main(["--resume", str(run_dir)]) == 2
+
+
+def folder_digest(folder):
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_a_new_run_never_touches_an_earlier_one(tiny_suite, tmp_path):
+    assert runner.main(["--only", "01"]) == 0
+    (earlier,) = list((tmp_path / "outputs").iterdir())
+    before = folder_digest(earlier)
+    assert runner.main(["--only", "01"]) == 0
+    folders = sorted((tmp_path / "outputs").iterdir())
+    assert len(folders) == 2
+    assert folder_digest(earlier) == before
+
+
+def test_backend_choice(monkeypatch):
+    backend, note = runner.choose_backend("auto")
+    assert backend in runner.BACKENDS and backend in note
+    with pytest.raises(runner.RunnerError, match="unknown"):
+        runner.choose_backend("theano")
