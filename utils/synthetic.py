@@ -95,7 +95,7 @@ PALE_NUCLEUS_COLOUR = np.array([0.50, 0.34, 0.68], dtype=np.float32)
 
 # Shape parameters of the Beta distribution of a cell's typicality (0: looks
 # like a neighbouring class, 1: textbook). It sets how much the classes overlap.
-TYPICALITY_BETA = (2.0, 1.0)
+TYPICALITY_BETA = (1.6, 1.0)
 
 
 @dataclass
@@ -112,7 +112,8 @@ class SyntheticDataset:
             "exact copy", "near copy"), `source_index` (the position of the
             image that this one copies, or -1 for originals and single
             pictures), `transform` ("identical", "jpeg", "shift", "recolour",
-            "crop", or "" for out-of-distribution pictures) and `group` (an
+            "crop", or "" for out-of-distribution pictures; the original of a
+            conflicting group is listed as "identical") and `group` (an
             identifier shared by all images that are copies of one another,
             or -1 for single pictures). Rows are sorted by `index`.
     """
