@@ -980,6 +980,10 @@ def make_synthetic_dataset(n_images: int = 2000, seed: int = 0, outlier_fraction
             f"n_images must be at least {MINIMUM_IMAGES} so that every class and every kind of "
             f"planted outlier fits, got {n_images}."
         )
+    try:
+        outlier_fraction = float(outlier_fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"outlier_fraction must be a number, got {outlier_fraction!r}.") from None
     if not np.isfinite(outlier_fraction) or not 0.0 <= outlier_fraction <= MAXIMUM_OUTLIER_FRACTION:
         raise ValueError(
             f"outlier_fraction must be a number between 0 and {MAXIMUM_OUTLIER_FRACTION}, "
