@@ -1,0 +1,427 @@
+"""Model builders shared by the notebooks and the Codabench submission (Keras only).
+
+This module imports only `keras`, `numpy` and the standard library, and uses only Keras APIs that
+also exist in Keras 3.4 (the platform runs TensorFlow 2.17 + Keras 3.4.1), so the same file can ship
+inside the submission zip. No custom layer classes, no Lambda layers.
+
+Every model takes raw RGB images, (N, 96, 96, 3), float or uint8 values in 0-255, and does its own
+resizing and preprocessing inside, so callers never preprocess.
+
+Saving: a `.keras` file written by Keras 3.15 does not load in Keras 3.4, so models are saved as
+`<name>.weights.h5` plus `<name>.json` (the spec that rebuilds the architecture); `load_model`
+rebuilds from the JSON with `weights=None` and loads the weights.
+
+Layout of a transfer model (`build_transfer_model`):
+
+    input (96, 96, 3) -> [Resizing] -> [backbone-specific preprocessing] -> "backbone" (nested
+    keras.Model: a keras.applications network, include_top=False) -> GAP -> Dense -> BN -> Dropout
+    -> Dense(units // 2) -> BN -> Dropout -> Dense(num_classes, softmax)
+
+The backbone stays ONE nested sub-model named "backbone", so "freeze the first N layers" means the
+first N entries of `model.get_layer("backbone").layers` (its InputLayer is index 0), as in the
+usual Keras fine-tuning recipe (`base_model.layers[:N]`); the report froze 124 of EfficientNetV2S.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+CLASS_COUNT = 8
+INPUT_SIZE = 96
+BACKBONE_NAME = "backbone"
+SPEC_VERSION = 1
+
+# ImageNet top-1 accuracy (%) from the table at https://keras.io/api/applications/.
+# `preprocessing` says how the ImageNet input scaling is done inside the model:
+#   "builtin": the keras.applications network already contains it (expects 0-255 input);
+#   "tf":      scale to [-1, 1] (MobileNetV2), added here as Rescaling(1/127.5, offset=-1);
+#   "caffe":   RGB->BGR and ImageNet mean subtraction, no scaling (ResNet50), added here as a
+#              fixed, non-trainable 1x1 Conv2D (a permutation kernel with bias = -mean).
+# `kwargs` are extra constructor arguments (present in Keras 3.4 too).
+BACKBONES: dict[str, dict] = {
+    "MobileNetV2": {"constructor": "MobileNetV2", "top1": 71.3, "preprocessing": "tf", "kwargs": {}},
+    "EfficientNetB0": {"constructor": "EfficientNetB0", "top1": 77.1, "preprocessing": "builtin", "kwargs": {}},
+    "EfficientNetB4": {"constructor": "EfficientNetB4", "top1": 82.9, "preprocessing": "builtin", "kwargs": {}},
+    "EfficientNetB7": {"constructor": "EfficientNetB7", "top1": 84.3, "preprocessing": "builtin", "kwargs": {}},
+    "EfficientNetV2S": {
+        "constructor": "EfficientNetV2S", "top1": 83.9, "preprocessing": "builtin",
+        "kwargs": {"include_preprocessing": True},
+    },
+    "EfficientNetV2M": {
+        "constructor": "EfficientNetV2M", "top1": 85.3, "preprocessing": "builtin",
+        "kwargs": {"include_preprocessing": True},
+    },
+    "ConvNeXtTiny": {
+        "constructor": "ConvNeXtTiny", "top1": 81.3, "preprocessing": "builtin",
+        "kwargs": {"include_preprocessing": True},
+    },
+    "ConvNeXtBase": {
+        "constructor": "ConvNeXtBase", "top1": 85.3, "preprocessing": "builtin",
+        "kwargs": {"include_preprocessing": True},
+    },
+    "ConvNeXtLarge": {
+        "constructor": "ConvNeXtLarge", "top1": 86.3, "preprocessing": "builtin",
+        "kwargs": {"include_preprocessing": True},
+    },
+    "ResNet50": {"constructor": "ResNet50", "top1": 74.9, "preprocessing": "caffe", "kwargs": {}},
+}
+
+# keras.applications accepts inputs of at least 32x32 for every backbone above.
+MIN_IMAGE_SIZE = 32
+# Caffe-style ImageNet mean, BGR order (keras.applications.imagenet_utils, mode="caffe").
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# EfficientNet B0-B7: with weights="imagenet" Keras inserts an extra Rescaling(1/sqrt(stddev))
+# after its Normalization layer, but not with weights=None or a weights path. See
+# `_efficientnet_v1_backbone`.
+EFFICIENTNET_V1_STDDEV = (0.229, 0.224, 0.225)
+PREPROCESS_LAYER_NAME = "imagenet_preprocess"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights could not be obtained (usually: no internet)."""
+
+
+def _set_seed(seed):
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline CNN
+# --------------------------------------------------------------------------------------------
+def build_baseline_cnn(
+    input_size: int = INPUT_SIZE,
+    num_classes: int = CLASS_COUNT,
+    filters=(32, 64, 128),
+    dropout: float = 0.3,
+    dense_units: int = 128,
+    seed: int | None = None,
+) -> keras.Model:
+    """The report's hand-made starting point: [Conv-BN-ReLU-MaxPool] x len(filters), GAP,
+    Dense-ReLU, Dropout, Dense softmax. Takes raw 0-255 images and rescales to [0, 1] inside.
+
+    `seed` (if given) seeds Python, NumPy and the backend (keras.utils.set_random_seed) first,
+    so the initial weights are reproducible.
+    """
+    _set_seed(seed)
+    inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for index, width in enumerate(filters):
+        x = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"block{index + 1}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{index + 1}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"block{index + 1}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{index + 1}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dense_units:
+        x = keras.layers.Dense(int(dense_units), activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="baseline_cnn")
+
+
+# --------------------------------------------------------------------------------------------
+# Transfer models
+# --------------------------------------------------------------------------------------------
+def _weights_error(backbone: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"The ImageNet weights for {backbone} could not be downloaded: "
+        "copy the Keras weights file for it into ~/.keras/models/, or pass weights=<path to a local "
+        "weights file>, or use weights=None."
+    )
+
+
+def _construct(backbone: str, image_size: int, weights):
+    """Call the keras.applications constructor; turn a failed download into one clear error."""
+    entry = BACKBONES[backbone]
+    constructor = getattr(keras.applications, entry["constructor"])
+    kwargs = dict(entry["kwargs"])
+    try:
+        return constructor(
+            include_top=False, weights=weights, input_shape=(image_size, image_size, 3), **kwargs
+        )
+    except (ValueError, TypeError):
+        raise  # bad arguments (size, missing weights file): Keras' own message is the right one
+    except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception
+        if weights == "imagenet":
+            raise _weights_error(backbone) from error
+        raise
+
+
+def _efficientnet_v1_backbone(backbone: str, image_size: int, weights):
+    """EfficientNet B0-B7 with one layout whatever `weights` is.
+
+    keras.applications.EfficientNetB* adds a Rescaling(1/sqrt(stddev)) after its Normalization
+    only when weights == "imagenet", so a model trained from "imagenet" and rebuilt with
+    weights=None would lose that layer and predict differently. Here the backbone is always the
+    weights=None layout; pretrained weights are copied in and the extra per-channel scale is
+    folded into the Normalization variance ((x - m) / sqrt(v) * s == (x - m) / sqrt(v / s**2)),
+    which then travels with the saved weights. A local weights path is treated as the same
+    ImageNet file Keras would download.
+    """
+    target = _construct(backbone, image_size, None)
+    if weights is None:
+        return target
+    source = _construct(backbone, image_size, weights)
+    target.set_weights(source.get_weights())
+    del source
+    normalization = next(
+        layer for layer in target.layers if isinstance(layer, keras.layers.Normalization)
+    )
+    mean, variance, *rest = normalization.get_weights()
+    scale = np.array([1.0 / math.sqrt(s) for s in EFFICIENTNET_V1_STDDEV], dtype=variance.dtype)
+    normalization.set_weights([mean, variance / scale**2, *rest])
+    _refresh_normalization(target)
+    return target
+
+
+def _refresh_normalization(model) -> None:
+    """Normalization layers cache mean/variance tensors: refresh after set_weights."""
+    for layer in _walk_layers(model):
+        if isinstance(layer, keras.layers.Normalization) and hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+
+
+def _walk_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _walk_layers(layer)
+
+
+def build_backbone(backbone: str, image_size: int, weights=None) -> keras.Model:
+    """The keras.applications network (include_top=False) as a model named "backbone"."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} for keras.applications (got {image_size}).")
+    if weights not in (None, "imagenet") and not os.path.exists(str(weights)):
+        raise ValueError(f"weights must be None, 'imagenet' or an existing file; {weights!r} does not exist.")
+    if BACKBONES[backbone]["constructor"].startswith("EfficientNetB"):
+        network = _efficientnet_v1_backbone(backbone, image_size, weights)
+    else:
+        network = _construct(backbone, image_size, weights)
+    # Re-wrap under a fixed name (the constructors' `name` argument is newer than Keras 3.4).
+    # Same layers, same order, same variables.
+    return keras.Model(network.input, network.output, name=BACKBONE_NAME)
+
+
+def _preprocessing(kind: str, x):
+    if kind == "builtin":
+        return x
+    if kind == "tf":
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_LAYER_NAME)(x)
+    if kind == "caffe":
+        layer = keras.layers.Conv2D(3, 1, use_bias=True, trainable=False, name=PREPROCESS_LAYER_NAME)
+        y = layer(x)
+        kernel = np.zeros((1, 1, 3, 3), dtype="float32")
+        for out_channel, in_channel in enumerate((2, 1, 0)):  # BGR <- RGB
+            kernel[0, 0, in_channel, out_channel] = 1.0
+        layer.set_weights([kernel, -np.asarray(CAFFE_MEAN_BGR, dtype="float32")])
+        return y
+    raise ValueError(f"Unknown preprocessing {kind!r}")
+
+
+def build_transfer_model(
+    backbone: str = "EfficientNetV2S",
+    image_size: int = 128,
+    weights=None,
+    head_units: int = 256,
+    dropout: float = 0.3,
+    num_classes: int = CLASS_COUNT,
+    seed: int | None = None,
+    input_size: int = INPUT_SIZE,
+) -> keras.Model:
+    """Pretrained backbone + the report's head (GAP, [Dense-BN-Dropout] x 2 with the second Dense
+    half as wide, Dense softmax).
+
+    `weights`: None (random init), "imagenet" (downloaded by Keras into ~/.keras/models/;
+    raises WeightsUnavailableError when that fails), or a path to a local weights file for the
+    backbone (a keras.applications "notop" .h5). The model is returned with everything trainable;
+    use `freeze_backbone` / `set_fine_tune` before compiling.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    _set_seed(seed)
+    inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
+    x = inputs
+    if image_size != input_size:
+        x = keras.layers.Resizing(image_size, image_size, name="resize")(x)
+    x = _preprocessing(BACKBONES[backbone]["preprocessing"], x)
+    base = build_backbone(backbone, image_size, weights)
+    x = base(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    units = int(head_units)
+    for index, width in enumerate((units, max(units // 2, 1))):
+        x = keras.layers.Dense(width, activation="relu", name=f"head_dense{index + 1}")(x)
+        x = keras.layers.BatchNormalization(name=f"head_bn{index + 1}")(x)
+        x = keras.layers.Dropout(dropout, name=f"head_dropout{index + 1}")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"transfer_{backbone}")
+
+
+# --------------------------------------------------------------------------------------------
+# Freezing
+# --------------------------------------------------------------------------------------------
+def get_backbone(model: keras.Model) -> keras.Model | None:
+    """The nested "backbone" sub-model, or None (baseline CNN)."""
+    for layer in model.layers:
+        if layer.name == BACKBONE_NAME:
+            return layer
+    return None
+
+
+def _set_head_trainable(model: keras.Model) -> None:
+    for layer in model.layers:
+        if layer.name == BACKBONE_NAME:
+            continue
+        # The fixed caffe preprocessing conv always stays frozen.
+        layer.trainable = layer.name != PREPROCESS_LAYER_NAME
+
+
+def freeze_backbone(model: keras.Model, trainable: bool = False) -> keras.Model:
+    """Phase 1 (trainable=False): the whole backbone frozen (its BN layers then run in inference
+    mode), head trainable. trainable=True makes everything trainable (training from scratch).
+    Recompile afterwards."""
+    _set_head_trainable(model)
+    base = get_backbone(model)
+    if base is None:
+        if not trainable:
+            raise ValueError(f"Model {model.name!r} has no {BACKBONE_NAME!r} sub-model to freeze.")
+        return model
+    base.trainable = bool(trainable)
+    return model
+
+
+def set_fine_tune(model: keras.Model, frozen_layers: int, freeze_batchnorm: bool = True) -> keras.Model:
+    """Phase 2: backbone trainable except its first `frozen_layers` layers (index into
+    `model.get_layer("backbone").layers`, InputLayer included) and, with freeze_batchnorm, every
+    BatchNormalization layer of the backbone (kept in inference mode, the usual recipe for
+    pretrained weights; pass False when training from scratch). Head trainable. Recompile
+    afterwards."""
+    base = get_backbone(model)
+    if base is None:
+        raise ValueError(f"Model {model.name!r} has no {BACKBONE_NAME!r} sub-model to fine-tune.")
+    frozen_layers = int(frozen_layers)
+    if not 0 <= frozen_layers <= len(base.layers):
+        raise ValueError(f"frozen_layers must be in [0, {len(base.layers)}] for this backbone (got {frozen_layers}).")
+    _set_head_trainable(model)
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        frozen = index < frozen_layers or (
+            freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)
+        )
+        layer.trainable = not frozen
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Spec, save, load
+# --------------------------------------------------------------------------------------------
+def model_spec(
+    kind: str = "transfer",
+    backbone: str | None = "EfficientNetV2S",
+    image_size: int = 128,
+    head_units: int = 256,
+    dropout: float = 0.3,
+    num_classes: int = CLASS_COUNT,
+    input_size: int = INPUT_SIZE,
+    filters=(32, 64, 128),
+    dense_units: int = 128,
+    **extra,
+) -> dict:
+    """A plain, JSON-serialisable dict that `build_from_spec` turns back into the architecture.
+    `extra` keys (e.g. weights source, training notes) are kept but do not affect the build."""
+    if kind == "baseline":
+        spec = {
+            "kind": "baseline", "input_size": int(input_size), "num_classes": int(num_classes),
+            "filters": [int(f) for f in filters], "dropout": float(dropout), "dense_units": int(dense_units),
+        }
+    elif kind == "transfer":
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+        spec = {
+            "kind": "transfer", "backbone": backbone, "image_size": int(image_size),
+            "head_units": int(head_units), "dropout": float(dropout),
+            "num_classes": int(num_classes), "input_size": int(input_size),
+        }
+    else:
+        raise ValueError(f"kind must be 'baseline' or 'transfer' (got {kind!r}).")
+    spec["spec_version"] = SPEC_VERSION
+    spec.update(extra)
+    return spec
+
+
+def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Model:
+    """Build the architecture a spec describes (transfer backbones with the given `weights`)."""
+    kind = spec.get("kind")
+    if kind == "baseline":
+        return build_baseline_cnn(
+            input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
+            filters=tuple(spec.get("filters", (32, 64, 128))), dropout=spec.get("dropout", 0.3),
+            dense_units=spec.get("dense_units", 128), seed=seed,
+        )
+    if kind == "transfer":
+        return build_transfer_model(
+            backbone=spec["backbone"], image_size=spec.get("image_size", 128), weights=weights,
+            head_units=spec.get("head_units", 256), dropout=spec.get("dropout", 0.3),
+            num_classes=spec.get("num_classes", CLASS_COUNT), seed=seed,
+            input_size=spec.get("input_size", INPUT_SIZE),
+        )
+    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline' or 'transfer').")
+
+
+def build_from_spec(spec: dict) -> keras.Model:
+    """Rebuild the architecture only (weights=None); load weights into it afterwards."""
+    return build_model(spec, weights=None)
+
+
+def _atomic_write_bytes(path: str, write) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(handle)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def save_model(model: keras.Model, spec: dict, directory, name: str) -> tuple[str, str]:
+    """Write `<directory>/<name>.weights.h5` and `<directory>/<name>.json` (the spec), each
+    atomically. Returns the two paths."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    weights_path = os.path.join(directory, f"{name}.weights.h5")
+    spec_path = os.path.join(directory, f"{name}.json")
+    _atomic_write_bytes(weights_path, lambda p: model.save_weights(p))
+    text = json.dumps(spec, indent=2, sort_keys=True)
+
+    def write_json(p):
+        with open(p, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+    _atomic_write_bytes(spec_path, write_json)
+    return weights_path, spec_path
+
+
+def load_spec(directory, name: str) -> dict:
+    with open(os.path.join(os.fspath(directory), f"{name}.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def load_model(directory, name: str) -> keras.Model:
+    """Rebuild `<name>.json`'s architecture and load `<name>.weights.h5` into it."""
+    spec = load_spec(directory, name)
+    model = build_from_spec(spec)
+    model.load_weights(os.path.join(os.fspath(directory), f"{name}.weights.h5"))
+    _refresh_normalization(model)  # harmless; older Keras may not refresh cached mean/variance
+    return model
