@@ -102,19 +102,21 @@ def build_baseline_cnn(
     dropout: float = 0.3,
     dense_units: int = 128,
     seed: int | None = None,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """The report's hand-made starting point: [Conv-BN-ReLU-MaxPool] x len(filters), GAP,
     Dense-ReLU, Dropout, Dense softmax. Takes raw 0-255 images and rescales to [0, 1] inside.
 
     `seed` (if given) seeds Python, NumPy and the backend (keras.utils.set_random_seed) first,
-    so the initial weights are reproducible.
+    so the initial weights are reproducible. A lower `bn_momentum` (e.g. 0.9) lets the
+    BatchNormalization moving statistics settle within the few steps of a tiny data set.
     """
     _set_seed(seed)
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for index, width in enumerate(filters):
         x = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"block{index + 1}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{index + 1}_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{index + 1}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block{index + 1}_relu")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{index + 1}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
@@ -333,6 +335,7 @@ def model_spec(
     input_size: int = INPUT_SIZE,
     filters=(32, 64, 128),
     dense_units: int = 128,
+    bn_momentum: float = 0.99,
     **extra,
 ) -> dict:
     """A plain, JSON-serialisable dict that `build_from_spec` turns back into the architecture.
@@ -341,6 +344,7 @@ def model_spec(
         spec = {
             "kind": "baseline", "input_size": int(input_size), "num_classes": int(num_classes),
             "filters": [int(f) for f in filters], "dropout": float(dropout), "dense_units": int(dense_units),
+            "bn_momentum": float(bn_momentum),
         }
     elif kind == "transfer":
         if backbone not in BACKBONES:
@@ -364,7 +368,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
         return build_baseline_cnn(
             input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
             filters=tuple(spec.get("filters", (32, 64, 128))), dropout=spec.get("dropout", 0.3),
-            dense_units=spec.get("dense_units", 128), seed=seed,
+            dense_units=spec.get("dense_units", 128), seed=seed, bn_momentum=spec.get("bn_momentum", 0.99),
         )
     if kind == "transfer":
         return build_transfer_model(

@@ -1,0 +1,548 @@
+"""Two-phase training with per-epoch checkpoints that resume exactly (backend-agnostic).
+
+Written against `keras` and `keras.ops` only (no `tensorflow` import), so it runs under
+KERAS_BACKEND=tensorflow, torch or jax.
+
+The report's recipe, as `report_phases(pretrained=True)`:
+  1. "transfer":  backbone frozen, head trained (batch 64); skipped when the backbone has no
+                  pretrained weights (a head on random features learns nothing useful);
+  2. "fine_tune": the first N backbone layers (report: 124 of EfficientNetV2S) and all backbone
+                  BatchNormalization layers frozen, the rest trained at a lower learning rate
+                  (batch 32).
+Each phase has its own optimizer (adam / adamw / lion), EarlyStopping and ReduceLROnPlateau.
+
+Checkpoints: with `checkpoint_dir`, every epoch end writes the model weights, the optimizer
+variables (iterations, moments, learning rate), EarlyStopping and ReduceLROnPlateau state
+(wait, best, best epoch, best weights, cooldown) and the history so far. Files are immutable and
+written to a temporary name first; `checkpoint.json`, the pointer to the current set, is replaced
+atomically last, so a kill at any moment leaves the previous checkpoint intact. Calling
+`train_phases` again with the same directory resumes: finished phases are skipped, the
+interrupted phase continues at its next epoch with all that state restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from utils import models as M
+
+OPTIMIZERS = ("adam", "adamw", "lion")
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_FORMAT = 1
+_OWN_PREFIXES = ("weights-", "optimizer-", "best-", ".tmp-")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+def set_seeds(seed: int) -> None:
+    """Seed Python's `random`, NumPy and the Keras backend (keras.utils.set_random_seed)."""
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None):
+    """A Keras optimizer by name: "adam", "adamw" or "lion" (case-insensitive).
+    weight_decay=None keeps Keras' default (AdamW: 0.004; Adam, Lion: none)."""
+    key = str(name).strip().lower()
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "lion": keras.optimizers.Lion}
+    if key not in classes:
+        raise ValueError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    kwargs = {"learning_rate": float(learning_rate)}
+    if weight_decay is not None:
+        kwargs["weight_decay"] = float(weight_decay)
+    return classes[key](**kwargs)
+
+
+def current_learning_rate(model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+@dataclass
+class Phase:
+    """One `fit` with its own optimizer and callbacks.
+
+    trainable: "head" (backbone frozen), "fine_tune" (first `frozen_layers` backbone layers and,
+    with freeze_batchnorm, all backbone BN layers frozen) or "all" (everything trains, e.g. the
+    baseline CNN or a backbone trained from scratch).
+    patience / reduce_lr_patience = None switch EarlyStopping / ReduceLROnPlateau off.
+    """
+
+    name: str
+    epochs: int
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float | None = None
+    trainable: str = "all"
+    frozen_layers: int = 0
+    freeze_batchnorm: bool = True
+    monitor: str = "val_accuracy"
+    min_delta: float = 0.0
+    patience: int | None = 10
+    restore_best_weights: bool = True
+    reduce_lr_factor: float = 0.5
+    reduce_lr_patience: int | None = 5
+    min_lr: float = 1e-6
+
+    def __post_init__(self):
+        if self.trainable not in ("head", "fine_tune", "all"):
+            raise ValueError(f"Phase {self.name!r}: trainable must be 'head', 'fine_tune' or 'all' (got {self.trainable!r}).")
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"Phase {self.name!r}: unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if int(self.epochs) < 1 or int(self.batch_size) < 1:
+            raise ValueError(f"Phase {self.name!r}: epochs and batch_size must be at least 1.")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Phase":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown phase setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def report_phases(
+    pretrained: bool = True,
+    epochs: int = 200,
+    frozen_layers: int = 124,
+    optimizer: str = "adamw",
+    head_learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float = 1e-4,
+    patience: int = 10,
+    reduce_lr_patience: int = 5,
+) -> list[Phase]:
+    """The report's two phases (batch 64 then 32, early stopping + ReduceLROnPlateau).
+    Without pretrained weights there is no head-only phase and the whole network trains,
+    BatchNormalization included."""
+    common = dict(optimizer=optimizer, patience=patience, reduce_lr_patience=reduce_lr_patience)
+    if not pretrained:
+        return [Phase("train", epochs, batch_size=32, learning_rate=head_learning_rate, trainable="all", **common)]
+    return [
+        Phase("transfer", epochs, batch_size=64, learning_rate=head_learning_rate, trainable="head", **common),
+        Phase(
+            "fine_tune", epochs, batch_size=32, learning_rate=fine_tune_learning_rate,
+            trainable="fine_tune", frozen_layers=frozen_layers, freeze_batchnorm=True, **common,
+        ),
+    ]
+
+
+def configure_trainable(model, phase: Phase) -> None:
+    if phase.trainable == "head":
+        M.freeze_backbone(model, trainable=False)
+    elif phase.trainable == "fine_tune":
+        M.set_fine_tune(model, phase.frozen_layers, freeze_batchnorm=phase.freeze_batchnorm)
+    else:
+        M.freeze_backbone(model, trainable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks whose state can be saved and restored
+# --------------------------------------------------------------------------------------------
+def _plain(value):
+    if value is None:
+        return None
+    return float(keras.ops.convert_to_numpy(value))
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose wait / best / best epoch / best weights survive a restart."""
+
+    _pending: dict | None = None
+
+    def get_state(self) -> dict:
+        return {
+            "wait": int(self.wait), "best": _plain(self.best), "best_epoch": int(self.best_epoch),
+            "stopped_epoch": int(self.stopped_epoch),
+        }
+
+    def restore(self, state: dict, best_weights) -> None:
+        self._pending = (dict(state), best_weights)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._pending is not None:
+            state, best_weights = self._pending
+            self.wait, self.best = state["wait"], state["best"]
+            self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+            self.best_weights = best_weights
+            self._pending = None
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose wait / best / cooldown survive a restart (the learning rate itself
+    lives in the optimizer's variables)."""
+
+    _pending: dict | None = None
+
+    def get_state(self) -> dict:
+        return {"wait": int(self.wait), "best": _plain(self.best), "cooldown_counter": int(self.cooldown_counter)}
+
+    def restore(self, state: dict) -> None:
+        self._pending = dict(state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._pending is not None:
+            self.wait, self.best = self._pending["wait"], self._pending["best"]
+            self.cooldown_counter = self._pending["cooldown_counter"]
+            self._pending = None
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint files
+# --------------------------------------------------------------------------------------------
+class CheckpointStore:
+    """A directory of immutable checkpoint files plus `checkpoint.json`, the atomic pointer."""
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def _atomic(self, name: str, write) -> str:
+        suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=self.directory)
+        os.close(handle)
+        try:
+            write(temp)
+            os.replace(temp, self.path(name))
+        except BaseException:
+            if os.path.exists(temp):
+                os.remove(temp)
+            raise
+        return name
+
+    def write_weights(self, model, name: str) -> str:
+        return self._atomic(name, lambda p: model.save_weights(p))
+
+    def write_arrays(self, arrays, name: str) -> str:
+        def write(p):
+            with open(p, "wb") as handle:
+                np.savez(handle, *arrays)
+
+        return self._atomic(name, write)
+
+    def read_arrays(self, name: str) -> list[np.ndarray]:
+        with np.load(self.path(name), allow_pickle=False) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+    def load(self) -> dict | None:
+        pointer = self.path(CHECKPOINT_FILE)
+        if not os.path.exists(pointer):
+            return None
+        with open(pointer, encoding="utf-8") as handle:
+            state = json.load(handle)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{pointer} has checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}.")
+        return state
+
+    def commit(self, state: dict) -> None:
+        text = json.dumps(state, indent=1, sort_keys=True)
+
+        def write(p):
+            with open(p, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+        self._atomic(CHECKPOINT_FILE, write)
+        keep = {state.get("weights"), state.get("optimizer"), state.get("best_weights")}
+        for name in os.listdir(self.directory):
+            if name.startswith(_OWN_PREFIXES) and name not in keep:
+                try:
+                    os.remove(self.path(name))
+                except OSError:
+                    pass
+
+
+def _optimizer_arrays(optimizer) -> list[np.ndarray]:
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+
+
+def _restore_optimizer(model, arrays) -> None:
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    variables = optimizer.variables
+    if len(variables) != len(arrays) or any(tuple(v.shape) != a.shape for v, a in zip(variables, arrays)):
+        raise ValueError(
+            "The checkpoint's optimizer state does not match this model (different architecture or "
+            "frozen layers); use a new checkpoint directory."
+        )
+    for variable, array in zip(variables, arrays):
+        variable.assign(array)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Records one history row per epoch and writes a resumable checkpoint at each epoch end.
+    Must come after EarlyStopping and ReduceLROnPlateau in the callback list."""
+
+    def __init__(self, store: CheckpointStore | None, run_state: dict, phase_index: int,
+                 early_stopping=None, reduce_lr=None):
+        super().__init__()
+        self.store, self.run_state, self.phase_index = store, run_state, phase_index
+        self.early_stopping, self.reduce_lr = early_stopping, reduce_lr
+        self._start = 0.0
+        self._lr = None
+        self._best_file = run_state.get("best_weights")
+        self._best_key = run_state.get("best_key")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._lr = current_learning_rate(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                row[key] = float(logs[key])
+        row["lr"] = self._lr
+        row["seconds"] = round(time.perf_counter() - self._start, 3)
+        history = self.run_state["history"]
+        history[self.phase_index].append(row)
+        stopped = bool(getattr(self.model, "stop_training", False))
+        self.save(epoch, phase_done=False, stopped=stopped)
+
+    def save(self, epoch: int, phase_done: bool, stopped: bool = False) -> None:
+        state = self.run_state
+        state.update(phase=self.phase_index, epoch=int(epoch), phase_done=phase_done, stopped=stopped)
+        state["learning_rate"] = current_learning_rate(self.model) if self.model.optimizer else None
+        state["early_stopping"] = self.early_stopping.get_state() if self.early_stopping else None
+        state["reduce_lr"] = self.reduce_lr.get_state() if self.reduce_lr else None
+        if self.store is None:
+            return
+        tag = f"p{self.phase_index}-e{epoch:04d}{'-done' if phase_done else ''}"
+        state["weights"] = self.store.write_weights(self.model, f"weights-{tag}.weights.h5")
+        if phase_done:
+            state["optimizer"] = None
+            state["iterations"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._best_file = self._best_key = None
+            state["best_weights"] = state["best_key"] = None
+        else:
+            state["optimizer"] = self.store.write_arrays(_optimizer_arrays(self.model.optimizer), f"optimizer-{tag}.npz")
+            state["iterations"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            es = self.early_stopping
+            if es is not None and es.restore_best_weights and es.best_weights is not None:
+                key = f"p{self.phase_index}-e{int(es.best_epoch):04d}"
+                if key != self._best_key:
+                    self._best_file = self.store.write_arrays(es.best_weights, f"best-{key}.npz")
+                    self._best_key = key
+            state["best_weights"], state["best_key"] = self._best_file, self._best_key
+        self.store.commit(state)
+
+
+# --------------------------------------------------------------------------------------------
+# Data and loss
+# --------------------------------------------------------------------------------------------
+def _labels_and_loss(y, num_classes: int, label_mode: str, label_smoothing: float):
+    """Labels as int (sparse) or one-hot float, and the matching loss."""
+    if y is not None:
+        y = np.asarray(y)
+        if label_mode == "auto":
+            label_mode = "categorical" if (y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1) else "sparse"
+    elif label_mode == "auto":
+        label_mode = "sparse"
+    if label_mode not in ("sparse", "categorical"):
+        raise ValueError(f"label_mode must be 'auto', 'sparse' or 'categorical' (got {label_mode!r}).")
+    if label_mode == "sparse" and label_smoothing:
+        label_mode = "categorical"  # label smoothing needs one-hot targets
+    if y is not None and label_mode == "sparse":
+        y = y.reshape(-1).astype("int32")
+    elif y is not None:
+        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+            y = np.eye(num_classes, dtype="float32")[y.reshape(-1).astype(int)]
+        y = y.astype("float32")
+    if label_mode == "sparse":
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(label_smoothing))
+    return y, loss, label_mode
+
+
+def _split(data):
+    """(x, y) arrays -> (x, y); anything else (PyDataset, tf.data, generator) -> (data, None)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), data[1]
+    return data, None
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+def train_phases(
+    model,
+    train_data,
+    validation_data,
+    phases,
+    checkpoint_dir=None,
+    *,
+    seed: int | None = None,
+    label_mode: str = "auto",
+    label_smoothing: float = 0.0,
+    callbacks=None,
+    verbose: int = 2,
+    resume: bool = True,
+    jit_compile="auto",
+) -> list[dict]:
+    """Run `phases` (list of Phase or dicts) on `model`; return one record per phase:
+    {"name", "history": [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
+    "seconds"}, ...], "epochs_run", "stopped_early", "best_epoch", "best", "monitor", "seconds",
+    "resumed_at_epoch"}.
+
+    train_data / validation_data: (x, y) with x uint8 or float images 0-255 and y int labels
+    (N,) / (N, 1) or one-hot (N, num_classes) (see `label_mode`); or any object `model.fit`
+    accepts (batch size is then the data's own). `callbacks` run after the checkpoint is written
+    each epoch. With `checkpoint_dir` and resume=True, an interrupted run continues where its
+    last checkpoint left it (same model architecture and phases required).
+    """
+    phases = [p if isinstance(p, Phase) else Phase.from_dict(p) for p in phases]
+    if not phases:
+        raise ValueError("No phases to train.")
+    if seed is not None:
+        set_seeds(seed)
+    num_classes = int(model.output_shape[-1])
+    x_train, y_train = _split(train_data)
+    y_train, loss, label_mode = _labels_and_loss(y_train, num_classes, label_mode, label_smoothing)
+    if validation_data is not None:
+        x_val, y_val = _split(validation_data)
+        y_val, _, _ = _labels_and_loss(y_val, num_classes, label_mode, label_smoothing)
+        validation = (x_val, y_val) if y_val is not None else x_val
+    else:
+        validation = None
+
+    store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
+    saved = store.load() if (store is not None and resume) else None
+    plan = [p.to_dict() for p in phases]
+    if saved is not None:
+        if [p["name"] for p in saved["phases"]] != [p.name for p in phases]:
+            raise ValueError(
+                f"{store.path(CHECKPOINT_FILE)} belongs to phases {[p['name'] for p in saved['phases']]}, "
+                f"not {[p.name for p in phases]}; use a new checkpoint directory or resume=False."
+            )
+        run_state = saved
+        run_state["phases"] = plan
+        model.load_weights(store.path(saved["weights"]))
+        start_phase = saved["phase"] + (1 if saved["phase_done"] else 0)
+        print(
+            f"Resuming from {store.path(CHECKPOINT_FILE)}: phase {saved['phase'] + 1} ({phases[saved['phase']].name}), "
+            f"epoch {saved['epoch'] + 1} {'(phase finished)' if saved['phase_done'] else 'done'}.",
+            flush=True,
+        )
+    else:
+        run_state = {"format": CHECKPOINT_FORMAT, "phases": plan, "history": [[] for _ in phases]}
+        start_phase = 0
+
+    results = []
+    for index, phase in enumerate(phases):
+        history = run_state["history"][index]
+        if index < start_phase:
+            print(f"Phase {index + 1}/{len(phases)} {phase.name}: already finished ({len(history)} epochs).", flush=True)
+            results.append(_phase_record(phase, history, None))
+            continue
+        configure_trainable(model, phase)
+        optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+
+        early_stopping = reduce_lr = None
+        phase_callbacks = []
+        monitor_mode = "min" if phase.monitor.endswith("loss") else "max"
+        if phase.patience is not None:
+            early_stopping = ResumableEarlyStopping(
+                monitor=phase.monitor, mode=monitor_mode, patience=int(phase.patience), min_delta=phase.min_delta,
+                restore_best_weights=phase.restore_best_weights, verbose=1 if verbose else 0,
+            )
+            phase_callbacks.append(early_stopping)
+        if phase.reduce_lr_patience is not None:
+            reduce_lr = ResumableReduceLROnPlateau(
+                monitor=phase.monitor, mode=monitor_mode, factor=phase.reduce_lr_factor,
+                patience=int(phase.reduce_lr_patience), min_lr=phase.min_lr, min_delta=phase.min_delta,
+                verbose=1 if verbose else 0,
+            )
+            phase_callbacks.append(reduce_lr)
+
+        resuming = saved is not None and index == saved["phase"] and not saved["phase_done"]
+        initial_epoch = 0
+        finished_before_fit = False
+        if resuming:
+            _restore_optimizer(model, store.read_arrays(saved["optimizer"]))
+            best = store.read_arrays(saved["best_weights"]) if saved.get("best_weights") else None
+            if early_stopping is not None and saved.get("early_stopping"):
+                early_stopping.restore(saved["early_stopping"], best)
+            if reduce_lr is not None and saved.get("reduce_lr"):
+                reduce_lr.restore(saved["reduce_lr"])
+            initial_epoch = saved["epoch"] + 1
+            finished_before_fit = saved.get("stopped", False) or initial_epoch >= phase.epochs
+            if finished_before_fit and early_stopping is not None and phase.restore_best_weights and best is not None:
+                model.set_weights(best)  # what EarlyStopping.on_train_end would have done
+                M._refresh_normalization(model)
+
+        checkpoint = EpochCheckpoint(store, run_state, index, early_stopping, reduce_lr)
+        trainable_count = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        print(
+            f"Phase {index + 1}/{len(phases)} {phase.name}: {phase.trainable} ({trainable_count:,} trainable "
+            f"parameters), {phase.optimizer} lr={phase.learning_rate:g}, batch {phase.batch_size}, "
+            f"epochs {initial_epoch + 1}-{phase.epochs}",
+            flush=True,
+        )
+        started = time.perf_counter()
+        if not finished_before_fit:
+            fit_kwargs = dict(
+                validation_data=validation, epochs=int(phase.epochs), initial_epoch=initial_epoch,
+                callbacks=phase_callbacks + [checkpoint] + list(callbacks or []), verbose=verbose,
+            )
+            try:
+                if y_train is not None:
+                    model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
+                else:
+                    model.fit(x_train, **fit_kwargs)
+            except KeyboardInterrupt:
+                if store is not None:
+                    print(f"Interrupted; the last finished epoch is saved in {store.directory}: run again to resume.", flush=True)
+                raise
+        seconds = time.perf_counter() - started
+        last_epoch = history[-1]["epoch"] - 1 if history else initial_epoch - 1
+        checkpoint.set_model(model)
+        checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))
+        record = _phase_record(phase, history, initial_epoch if resuming else None)
+        results.append(record)
+        best_text = f"best {phase.monitor} {record['best']:.4f} at epoch {record['best_epoch']}" if record["best"] is not None else ""
+        print(
+            f"Phase {index + 1}/{len(phases)} {phase.name} done: {record['epochs_run']} epochs"
+            f"{' (early stop)' if record['stopped_early'] else ''}, {best_text}, {seconds:.1f}s this run",
+            flush=True,
+        )
+    return results
+
+
+def _phase_record(phase: Phase, history: list, resumed_at) -> dict:
+    values = [row.get(phase.monitor) for row in history if row.get(phase.monitor) is not None]
+    best = best_epoch = None
+    if values:
+        pick = min if phase.monitor.endswith("loss") else max
+        best = pick(values)
+        best_epoch = next(row["epoch"] for row in history if row.get(phase.monitor) == best)
+    stopped = bool(history) and history[-1]["epoch"] < phase.epochs
+    return {
+        "name": phase.name, "history": list(history), "epochs_run": len(history), "stopped_early": stopped,
+        "best": best, "best_epoch": best_epoch, "monitor": phase.monitor,
+        "seconds": round(sum(row.get("seconds", 0.0) for row in history), 3),
+        "resumed_at_epoch": None if resumed_at is None else resumed_at + 1,
+    }
