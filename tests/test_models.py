@@ -12,6 +12,8 @@ import pytest
 
 from utils import models as M
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 SMALL = 32  # smallest input keras.applications accepts
 
 
@@ -64,9 +66,12 @@ def test_registry_entries_exist_in_keras_applications():
         assert set(entry["kwargs"]) <= set(params), name
         assert 60.0 < entry["top1"] < 90.0, name
         assert entry["preprocessing"] in {"builtin", "tf", "caffe"}, name
+        assert entry["weights_file"].endswith(".h5"), name
     assert M.BACKBONES["EfficientNetV2S"]["top1"] == 83.9
     assert M.BACKBONES["ResNet50"]["preprocessing"] == "caffe"
     assert M.BACKBONES["MobileNetV2"]["preprocessing"] == "tf"
+    assert M.weights_file_name("MobileNetV2", 128).endswith("_1.0_128_no_top.h5")
+    assert M.weights_file_name("MobileNetV2", 300).endswith("_1.0_224_no_top.h5")
 
 
 def test_transfer_head_structure():
@@ -201,6 +206,7 @@ def test_imagenet_download_failure_is_one_clear_sentence(monkeypatch):
     message = str(info.value)
     assert isinstance(info.value, RuntimeError)
     assert "EfficientNetV2S" in message and "~/.keras/models/" in message and "weights=None" in message
+    assert "efficientnetv2-s_notop.h5" in message
     assert message.count(". ") == 0 and message.endswith(".") and "\n" not in message
 
 

@@ -22,6 +22,7 @@ from utils import models as M
 from utils import train as T
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 
 def bright_dark(count: int, seed: int = 0, one_hot: bool = False):

@@ -43,33 +43,55 @@ SPEC_VERSION = 1
 #   "tf":      scale to [-1, 1] (MobileNetV2), added here as Rescaling(1/127.5, offset=-1);
 #   "caffe":   RGB->BGR and ImageNet mean subtraction, no scaling (ResNet50), added here as a
 #              fixed, non-trainable 1x1 Conv2D (a permutation kernel with bias = -mean).
-# `kwargs` are extra constructor arguments (present in Keras 3.4 too).
+# `kwargs` are extra constructor arguments (present in Keras 3.4 too); `weights_file` is the name
+# of the "notop" ImageNet file Keras downloads into ~/.keras/models/ ({rows}: 96, 128, 160, 192
+# or 224, the input size, else 224).
 BACKBONES: dict[str, dict] = {
-    "MobileNetV2": {"constructor": "MobileNetV2", "top1": 71.3, "preprocessing": "tf", "kwargs": {}},
-    "EfficientNetB0": {"constructor": "EfficientNetB0", "top1": 77.1, "preprocessing": "builtin", "kwargs": {}},
-    "EfficientNetB4": {"constructor": "EfficientNetB4", "top1": 82.9, "preprocessing": "builtin", "kwargs": {}},
-    "EfficientNetB7": {"constructor": "EfficientNetB7", "top1": 84.3, "preprocessing": "builtin", "kwargs": {}},
+    "MobileNetV2": {
+        "constructor": "MobileNetV2", "top1": 71.3, "preprocessing": "tf", "kwargs": {},
+        "weights_file": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+    },
+    "EfficientNetB0": {
+        "constructor": "EfficientNetB0", "top1": 77.1, "preprocessing": "builtin", "kwargs": {},
+        "weights_file": "efficientnetb0_notop.h5",
+    },
+    "EfficientNetB4": {
+        "constructor": "EfficientNetB4", "top1": 82.9, "preprocessing": "builtin", "kwargs": {},
+        "weights_file": "efficientnetb4_notop.h5",
+    },
+    "EfficientNetB7": {
+        "constructor": "EfficientNetB7", "top1": 84.3, "preprocessing": "builtin", "kwargs": {},
+        "weights_file": "efficientnetb7_notop.h5",
+    },
     "EfficientNetV2S": {
         "constructor": "EfficientNetV2S", "top1": 83.9, "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
+        "weights_file": "efficientnetv2-s_notop.h5",
     },
     "EfficientNetV2M": {
         "constructor": "EfficientNetV2M", "top1": 85.3, "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
+        "weights_file": "efficientnetv2-m_notop.h5",
     },
     "ConvNeXtTiny": {
         "constructor": "ConvNeXtTiny", "top1": 81.3, "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
+        "weights_file": "convnext_tiny_notop.h5",
     },
     "ConvNeXtBase": {
         "constructor": "ConvNeXtBase", "top1": 85.3, "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
+        "weights_file": "convnext_base_notop.h5",
     },
     "ConvNeXtLarge": {
         "constructor": "ConvNeXtLarge", "top1": 86.3, "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
+        "weights_file": "convnext_large_notop.h5",
     },
-    "ResNet50": {"constructor": "ResNet50", "top1": 74.9, "preprocessing": "caffe", "kwargs": {}},
+    "ResNet50": {
+        "constructor": "ResNet50", "top1": 74.9, "preprocessing": "caffe", "kwargs": {},
+        "weights_file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    },
 }
 
 # keras.applications accepts inputs of at least 32x32 for every backbone above.
@@ -130,11 +152,17 @@ def build_baseline_cnn(
 # --------------------------------------------------------------------------------------------
 # Transfer models
 # --------------------------------------------------------------------------------------------
-def _weights_error(backbone: str) -> WeightsUnavailableError:
+def weights_file_name(backbone: str, image_size: int) -> str:
+    """The ImageNet "notop" file keras.applications looks for in ~/.keras/models/."""
+    rows = image_size if image_size in (96, 128, 160, 192, 224) else 224
+    return BACKBONES[backbone]["weights_file"].format(rows=rows)
+
+
+def _weights_error(backbone: str, image_size: int) -> WeightsUnavailableError:
     return WeightsUnavailableError(
-        f"The ImageNet weights for {backbone} could not be downloaded: "
-        "copy the Keras weights file for it into ~/.keras/models/, or pass weights=<path to a local "
-        "weights file>, or use weights=None."
+        f"The ImageNet weights for {backbone} could not be downloaded: copy the Keras weights file "
+        f"{weights_file_name(backbone, image_size)} into ~/.keras/models/, or pass weights=<path to "
+        "a local weights file>, or use weights=None."
     )
 
 
@@ -151,7 +179,7 @@ def _construct(backbone: str, image_size: int, weights):
         raise  # bad arguments (size, missing weights file): Keras' own message is the right one
     except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception
         if weights == "imagenet":
-            raise _weights_error(backbone) from error
+            raise _weights_error(backbone, image_size) from error
         raise
 
 
