@@ -126,13 +126,13 @@ def make_contaminants(pictures, copies_per_picture, number_of_classes, seed=0, s
     return np.stack(images), labels, np.array(kinds), np.array(sources)
 
 
-def build_benchmark(data=DEFAULT_DATA, seed=0, cells_per_class=375, pictures=HELD_OUT_PICTURES,
+def build_benchmark(data=DEFAULT_DATA, seed=0, cells_per_class=420, pictures=HELD_OUT_PICTURES,
                     copies_per_picture=24):
     """Builds a shuffled benchmark of real cells plus contaminants.
 
     Returns:
-        A dict with `images`, `labels`, `is_contaminant`, `kinds` ("cell" or a
-        near-copy kind) and `sources` ("cell" or the picture name).
+        A dict with `images`, `labels`, `is_contaminant`, `kinds` ("real cell"
+        or a near-copy kind) and `sources` ("real cell" or the picture name).
     """
     cell_images, cell_labels = load_folder(data, max_per_class=cells_per_class, seed=seed)
     # The real folder hides exact copies of two pictures; leave them out here.
@@ -148,8 +148,8 @@ def build_benchmark(data=DEFAULT_DATA, seed=0, cells_per_class=375, pictures=HEL
     images = np.concatenate([cell_images, contaminant_images])
     labels = np.concatenate([cell_labels, contaminant_labels])
     is_contaminant = np.r_[np.zeros(len(cell_images), bool), np.ones(len(contaminant_images), bool)]
-    kinds = np.r_[np.array(["cell"] * len(cell_images)), kinds]
-    sources = np.r_[np.array(["cell"] * len(cell_images)), sources]
+    kinds = np.r_[np.array(["real cell"] * len(cell_images)), kinds]
+    sources = np.r_[np.array(["real cell"] * len(cell_images)), sources]
     order = np.random.default_rng(seed + 2).permutation(len(images))
     return {
         "images": images[order],
@@ -158,3 +158,103 @@ def build_benchmark(data=DEFAULT_DATA, seed=0, cells_per_class=375, pictures=HEL
         "kinds": kinds[order],
         "sources": sources[order],
     }
+
+
+def procedural_cells(count, seed=0, size=96):
+    """Draws simple cells (a purple-ish nucleus on a pale background with red
+    discs around it), used when the real folder is absent."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[:size, :size].astype(np.float32)
+    images = np.empty((count, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, size=count)
+    for index in range(count):
+        background = np.array([235, 215, 205], np.float32) + rng.normal(0, 6, 3)
+        image = np.broadcast_to(background, (size, size, 3)).copy()
+        for _ in range(rng.integers(3, 8)):
+            centre = rng.uniform(0, size, 2)
+            radius = rng.uniform(8, 13)
+            disc = np.hypot(rows - centre[0], columns - centre[1]) < radius
+            image[disc] = np.array([215, 150, 150]) + rng.normal(0, 6, 3)
+        centre = size / 2 + rng.normal(0, 3, 2)
+        radius = 10 + 3 * labels[index] + rng.uniform(-2, 2)
+        angle = np.arctan2(rows - centre[0], columns - centre[1])
+        wobble = 1 + 0.15 * np.sin(angle * rng.integers(2, 5) + rng.uniform(0, 6))
+        nucleus = np.hypot(rows - centre[0], columns - centre[1]) < radius * wobble
+        image[nucleus] = np.array([120, 70, 160]) + rng.normal(0, 8, 3)
+        image += rng.normal(0, 4, image.shape)
+        images[index] = np.clip(ndimage_blur(image), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def ndimage_blur(image):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(image, sigma=(1.2, 1.2, 0))
+
+
+def flagged_rates(result, benchmark):
+    """Summarises a result on a benchmark as a dict of percentages."""
+    flagged = ~result.keep_mask
+    is_contaminant = benchmark["is_contaminant"]
+    rates = {
+        "contaminants flagged %": 100 * flagged[is_contaminant].mean(),
+        "cells flagged %": 100 * flagged[~is_contaminant].mean(),
+    }
+    for kind in np.unique(benchmark["kinds"][is_contaminant]):
+        selected = benchmark["kinds"] == kind
+        rates[f"{kind} flagged %"] = 100 * flagged[selected].mean()
+    return rates
+
+
+def main(argv=None):
+    from utils.outliers import find_outliers
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="Folder with one sub-folder per class.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-full", action="store_true", help="Skip the run on the full folder.")
+    arguments = parser.parse_args(argv)
+    data = Path(arguments.data)
+    if not data.is_dir():
+        print(f"{data} is absent; the benchmark needs the real cell folder.")
+        return 1
+
+    start = time.perf_counter()
+    benchmark = build_benchmark(data, seed=arguments.seed)
+    print(
+        f"benchmark: {int((~benchmark['is_contaminant']).sum())} cells + "
+        f"{int(benchmark['is_contaminant'].sum())} contaminants from {len(HELD_OUT_PICTURES)} held-out "
+        f"pictures, built in {time.perf_counter() - start:.1f} s"
+    )
+    result = find_outliers(benchmark["images"], benchmark["labels"])
+    for name, value in flagged_rates(result, benchmark).items():
+        print(f"  {name}: {value:.2f}")
+    table = result.table.assign(truth=np.where(benchmark["is_contaminant"][result.table["index"]], "contaminant", "cell"))
+    print("  dropped by reason and truth:")
+    print(table.groupby(["reason", "truth"]).size().to_string())
+    flagged = ~result.keep_mask
+    for source in HELD_OUT_PICTURES:
+        selected = benchmark["sources"] == source
+        print(f"  {source}: {flagged[selected].mean() * 100:.0f}% of {selected.sum()} flagged")
+    print("  timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items()))
+
+    if not arguments.skip_full:
+        images, labels = load_folder(data)
+        print(f"full folder: {len(images)} images")
+        start = time.perf_counter()
+        result = find_outliers(images, labels)
+        print(f"  total {time.perf_counter() - start:.1f} s")
+        print(result.table["reason"].value_counts().to_string())
+        from utils.outliers import exact_duplicate_groups
+
+        templates = sorted(exact_duplicate_groups(images), key=len)[-2:]
+        template_indices = np.array([index for group in templates for index in group])
+        rest = np.setdiff1d(np.arange(len(images)), template_indices)
+        print(f"  template copies flagged: {(~result.keep_mask[template_indices]).sum()} of {len(template_indices)}")
+        print(f"  other images flagged: {(~result.keep_mask[rest]).mean() * 100:.2f}% of {len(rest)}")
+        print("  timings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -927,11 +927,11 @@ def ood_scores(
     n_components: int = 6,
     min_weight: float = 0.02,
     reg_covar: float = 0.05,
-    trim_fraction: float = 0.05,
+    trim_fraction: float = 0.02,
     trim_rounds: int = 2,
     max_fit_samples: int = 4000,
     threshold_quantile: float = 0.99,
-    threshold_margin: float = 1.0,
+    threshold_margin: float = 3.0,
     seed: int = 0,
 ):
     """Scores how unlike the data set's cells each image is.
@@ -988,7 +988,8 @@ def ood_scores(
     # Clip extreme values so that a single absurd feature cannot dominate.
     standardized = np.clip(standardized, -50, 50).astype(np.float64)
 
-    components = max(1, min(n_components, len(fit_indices) // 20))
+    # Full covariances in F dimensions need several hundred images each.
+    components = max(1, min(n_components, len(fit_indices) // 600))
     inliers = fit_indices
     # Multi-threaded BLAS is many times slower on these small matrices,
     # especially on a busy machine, so the mixture runs on one thread.
