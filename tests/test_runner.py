@@ -163,8 +163,9 @@ def test_failure_marks_the_run_and_keeps_the_traceback(tiny_suite, tmp_path, cap
     assert "the second notebook broke" in (run_dir / "FAILED").read_text()
     executed = (run_dir / "02_second.ipynb").read_text()
     assert "Traceback" in executed or "ValueError" in executed
-    printed = capsys.readouterr().out
-    assert str(run_dir / "02_second.ipynb") in printed
+    printed = capsys.readouterr()
+    assert "[2/2] 02_second ... failed" in printed.out
+    assert str(run_dir / "02_second.ipynb") in printed.err
 
 
 def test_interrupted_run_resumes_where_it_stopped(tiny_suite, tmp_path, monkeypatch):

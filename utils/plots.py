@@ -22,8 +22,10 @@ def save_figure(figure, path: str | Path, caption: str, dpi: int = 110) -> Path:
     figure.savefig(path, dpi=dpi, bbox_inches="tight")
     captions_path = path.parent / "captions.json"
     captions = json.loads(captions_path.read_text()) if captions_path.exists() else {}
+    # Insertion order is the order the notebook drew the figures in; the report keeps it.
+    captions.pop(path.name, None)
     captions[path.name] = caption
-    captions_path.write_text(json.dumps(captions, indent=2, sort_keys=True) + "\n")
+    captions_path.write_text(json.dumps(captions, indent=2) + "\n")
     return path
 
 
@@ -133,3 +135,66 @@ def plot_duplicate_groups(images: np.ndarray, labels: np.ndarray, groups: list[d
         conflict = "conflicting" if group["conflicting"] else "same label"
         rows.append((f"{group['kind']}, {len(group['members'])}\n{conflict}", members, captions))
     return plot_gallery(images, rows, columns=columns, title=f"Largest duplicate groups ({len(groups)} in all)")
+
+
+def plot_learning_curves(history: list[dict], title: str = "Learning curves", phase_starts: list[int] | None = None):
+    """Loss and accuracy per epoch for training and validation, with phase boundaries marked."""
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 3.6))
+    epochs = np.arange(1, len(history) + 1)
+    for key, axis, style in (
+        ("loss", loss_axis, "-"),
+        ("val_loss", loss_axis, "--"),
+        ("accuracy", accuracy_axis, "-"),
+        ("val_accuracy", accuracy_axis, "--"),
+    ):
+        values = [entry.get(key, np.nan) for entry in history]
+        if not np.all(np.isnan(np.asarray(values, dtype=float))):
+            axis.plot(epochs, values, style, marker="o", markersize=3, label=key)
+    for axis, name in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        for start in phase_starts or []:
+            axis.axvline(start + 0.5, color="grey", linestyle=":", linewidth=1)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(name)
+        axis.legend()
+    accuracy_axis.set_ylim(0, 1)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_confusion_matrix(matrix, class_names, title: str = "Confusion matrix (validation)"):
+    """Row-normalised confusion matrix with counts in each cell."""
+    matrix = np.asarray(matrix)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape, float), where=row_sums > 0)
+    figure, axis = plt.subplots(figsize=(6.4, 5.4))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for row in range(matrix.shape[0]):
+        for column in range(matrix.shape[1]):
+            colour = "white" if normalised[row, column] > 0.6 else "black"
+            axis.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="fraction of the true class")
+    figure.tight_layout()
+    return figure
+
+
+def plot_metric_bars(table, metric_columns: list[str], label_column: str, title: str):
+    """Horizontal bars of one or more metrics per row of a table (e.g. the backbone sweep)."""
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
+    positions = np.arange(len(table))
+    height = 0.8 / max(1, len(metric_columns))
+    for offset, column in enumerate(metric_columns):
+        bars = axis.barh(positions + offset * height, table[column], height, label=column)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    axis.set_yticks(positions + height * (len(metric_columns) - 1) / 2, table[label_column])
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1.1)
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure

@@ -96,10 +96,15 @@ def write_report(run_dir: str | Path, state: dict | None = None) -> Path:
                     shown = f"{value:.4f}" if isinstance(value, float) else value
                     lines.append(f"| {key} | {shown} |")
                 lines.append("")
-        for figure in sorted((run_dir / "figures").glob(f"{number}_*.png")):
+        # Figures in the order the notebook saved them (captions.json keeps it), then any others.
+        figures = sorted((run_dir / "figures").glob(f"{number}_*.png"))
+        order = {name: position for position, name in enumerate(captions)}
+        figures.sort(key=lambda path: order.get(path.name, len(order)))
+        for figure in figures:
             caption = captions.get(figure.name, humanize(figure.stem))
             lines += [f"### {caption}", "", f"![{caption}](figures/{figure.name})", ""]
-        for table in sorted((run_dir / "tables").glob(f"{number}_*.csv")):
+        tables = sorted((run_dir / "tables").glob(f"{number}_*.csv"), key=lambda path: path.stat().st_mtime_ns)
+        for table in tables:
             lines += [f"### Table: {humanize(table.stem)}", "", markdown_table(table), ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ folder. A failing notebook stops the run; its executed copy in the run folder ho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -137,6 +138,25 @@ def notebook_parameters(notebook: Path, available: dict) -> dict:
     return {name: value for name, value in available.items() if name in declared}
 
 
+@contextlib.contextmanager
+def kernel_log(path: Path):
+    """Sends the kernels' own stderr (TensorFlow's C++ logs, kernel warnings) to a log file.
+
+    The kernel process inherits file descriptor 2, so it is pointed at the log while a notebook
+    runs; the runner's progress goes to stdout and stays readable.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class Run:
     """The state of one run folder, mirrored to its run.json after every change."""
 
@@ -219,28 +239,29 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
         run.save()
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=notebook_parameters(notebook, run.state["parameters"]),
-                cwd=str(config.NOTEBOOKS_DIR),
-                progress_bar=False,
-                kernel_name="python3",
-            )
+            with kernel_log(run.paths.root / "kernel.log"):
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=notebook_parameters(notebook, run.state["parameters"]),
+                    cwd=str(config.NOTEBOOKS_DIR),
+                    progress_bar=False,
+                    kernel_name="python3",
+                )
         except PapermillExecutionError as error:
             seconds = time.perf_counter() - started
             entry.update(status="failed", seconds=round(seconds, 1))
             message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
             run.mark("failed", message)
             log(" failed")
-            log(f"error: {message}; the traceback is in {output}")
+            log(f"error: {message}; the traceback is in {output}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             entry.update(status="interrupted", seconds=None)
             run.mark("interrupted", f"stopped during {notebook.stem}")
             log(" interrupted")
             log(f"error: the run was interrupted during {notebook.stem}; continue it with "
-                f"`python -m utils.runner --resume {run.paths.root}`.")
+                f"`python -m utils.runner --resume {run.paths.root}`.", file=sys.stderr)
             return 130
         except Exception as error:  # The kernel died or could not start.
             seconds = time.perf_counter() - started
@@ -248,7 +269,7 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
             message = f"{notebook.stem} could not run ({type(error).__name__}: {error})"
             run.mark("failed", message)
             log(" failed")
-            log(f"error: {message}; see {output} if it exists")
+            log(f"error: {message}; see {output} if it exists", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - started
         entry.update(status="done", seconds=round(seconds, 1))
