@@ -733,6 +733,21 @@ def near_duplicate_pairs(
     coarse = _correlate_at_zoom(
         gray, small_gray, references, movings, zooms, 2, max_shift
     )
+    # The zoom estimate can be off for shifted copies, so zoomed pairs also get
+    # a second chance without zoom.
+    zoomed = np.flatnonzero(zooms > 1.0)
+    unzoomed_coarse = _correlate_at_zoom(
+        gray,
+        small_gray,
+        references[zoomed],
+        movings[zoomed],
+        np.ones(len(zoomed)),
+        2,
+        max_shift,
+    )
+    better = unzoomed_coarse > coarse[zoomed]
+    coarse[zoomed[better]] = unzoomed_coarse[better]
+    zooms[zoomed[better]] = 1.0
     survivors = np.flatnonzero(coarse >= coarse_threshold)
     best = np.zeros(len(survivors), dtype=np.float32)
     best_zoom = zooms[survivors].copy()
