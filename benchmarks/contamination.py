@@ -55,30 +55,20 @@ HELD_OUT_PICTURES = (
 
 
 def load_folder(folder, max_per_class=None, seed=0):
-    """Loads `<folder>/<class>/*.jpg` into arrays; label = sorted folder index.
+    """Loads an 8-class image folder with the suite's reader; optionally a seeded stratified sample.
 
-    Args:
-        folder: Root folder with one sub-folder per class.
-        max_per_class: When given, a seeded random sample of at most this many
-            images per class (a stratified sample).
-        seed: Seed of the sample.
-
-    Returns:
-        `(images, labels)`: uint8 `(N, H, W, 3)` and int64 `(N,)` arrays.
+    Returns `(images, labels)`: uint8 `(N, 96, 96, 3)` and int64 `(N,)` arrays.
     """
-    from PIL import Image
+    from utils.data import list_image_folder, read_image
 
-    folder = Path(folder)
-    class_folders = sorted(path for path in folder.iterdir() if path.is_dir())
+    _, files_per_class = list_image_folder(folder)
     rng = np.random.default_rng(seed)
     images, labels = [], []
-    for label, class_folder in enumerate(class_folders):
-        files = sorted(class_folder.glob("*.jpg")) + sorted(class_folder.glob("*.png"))
+    for label, files in enumerate(files_per_class):
         if max_per_class is not None and len(files) > max_per_class:
             files = [files[i] for i in sorted(rng.choice(len(files), max_per_class, replace=False))]
-        for file in files:
-            images.append(np.asarray(Image.open(file).convert("RGB")))
-            labels.append(label)
+        images.extend(read_image(file) for file in files)
+        labels.extend([label] * len(files))
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 

@@ -44,18 +44,18 @@ def test_notebook_is_committed_clean_with_a_plain_parameters_cell(path):
             assert statement.annotation is not None
     names = {statement.target.id if isinstance(statement, ast.AnnAssign) else statement.targets[0].id
              for statement in ast.parse(parameters.source).body}
-    assert {"DATA_PATH", "OUT_DIR"} <= names
+    assert "OUT_DIR" in names
     lines = parameters.source.splitlines()
     for statement in ast.parse(parameters.source).body:
         assert lines[statement.lineno - 2].lstrip().startswith("#"), f"parameter on line {statement.lineno} has a comment"
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The whole suite on the smoke profile, once for all tests of this module."""
-    out_dir = tmp_path_factory.mktemp("smoke") / "run"
+@pytest.fixture(scope="module", params=["tensorflow", "torch"])
+def smoke_run(request, tmp_path_factory):
+    """The whole suite on the smoke profile, once per Keras backend, shared by this module's tests."""
+    out_dir = tmp_path_factory.mktemp(f"smoke_{request.param}") / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "utils.runner", "--profile", "smoke", "--out", str(out_dir)],
+        [sys.executable, "-m", "utils.runner", "--profile", "smoke", "--backend", request.param, "--out", str(out_dir)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -70,6 +70,7 @@ def test_runner_prints_progress_and_the_report_shows_everything(smoke_run):
     assert "01_eda_outliers ... done in" in printed
     state = json.loads((out_dir / "run.json").read_text())
     assert state["status"] == "done" and state["data_path"] == "synthetic"
+    assert [entry["name"] for entry in state["notebooks"]] == [path.stem for path in NOTEBOOKS]
     report = (out_dir / "report.md").read_text()
     for figure in EXPECTED_FIGURES_01:
         assert (out_dir / "figures" / figure).stat().st_size > 5000, figure
@@ -131,3 +132,63 @@ def test_metrics_json(smoke_run):
     assert sum(metrics["class_counts_clean"].values()) == metrics["n_kept"]
     assert metrics["planted_check"]["planted_flagged_fraction"] >= 0.95
     assert list(metrics["class_counts_clean"]) == list(config.CLASS_NAMES)
+
+
+def smoke_parameters() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO_ROOT / "notebooks" / "params" / "smoke.yaml").read_text())["parameters"]
+
+
+def test_baseline_metrics_model_and_figures(smoke_run):
+    out_dir, _ = smoke_run
+    metrics = json.loads((out_dir / "metrics" / "02_baseline_cnn.json").read_text())
+    baseline = metrics["models"]["baseline"]
+    assert 0.0 <= baseline["val_accuracy"] <= 1.0 and 0.0 <= baseline["val_macro_f1"] <= 1.0
+    assert set(baseline["per_class"]) == set(config.CLASS_NAMES)
+    assert sum(c["support"] for c in baseline["per_class"].values()) == np.sum(baseline["confusion_matrix"])
+    assert baseline["epochs_run"] <= smoke_parameters()["BASELINE_EPOCHS"] and baseline["seconds_per_epoch"] > 0
+    assert metrics["best_model"] == "baseline" and metrics["val_accuracy"] == baseline["val_accuracy"]
+    for name in ("02_learning_curves.png", "02_confusion_matrix.png", "03_sweep.png", "03_learning_curves.png"):
+        assert (out_dir / "figures" / name).stat().st_size > 5000, name
+    per_class = pd.read_csv(out_dir / "tables" / "02_per_class.csv")
+    assert list(per_class["class"]) == list(config.CLASS_NAMES)
+
+
+def test_saved_models_rebuild_and_reproduce_their_metrics(smoke_run):
+    """A model saved by either backend rebuilds from its JSON here and scores what its metrics say."""
+    from utils import data, evaluate, models
+
+    out_dir, _ = smoke_run
+    images, labels = data.load_clean(out_dir)
+    validation = np.asarray(data.load_split(out_dir)["validation"])
+    for notebook, name in [("02_baseline_cnn", "baseline")] + [("03_pretrained_sweep", b) for b in smoke_parameters()["SWEEP_BACKBONES"]]:
+        assert (out_dir / "models" / f"{notebook}_{name}.weights.h5").exists()
+        model = models.load_model(out_dir / "models", f"{notebook}_{name}")
+        predicted = evaluate.predict_probabilities(model, images[validation]).argmax(axis=1)
+        expected = json.loads((out_dir / "metrics" / f"{notebook}.json").read_text())["models"][name]["val_accuracy"]
+        assert abs(float((predicted == labels[validation]).mean()) - expected) < 1e-6, (notebook, name)
+
+
+def test_sweep_table_schema_and_values(smoke_run):
+    from utils import models
+
+    out_dir, _ = smoke_run
+    sweep = pd.read_csv(out_dir / "tables" / "03_sweep.csv")
+    assert list(sweep.columns) == [
+        "backbone", "imagenet_top1", "parameters", "val_accuracy", "val_macro_f1",
+        "seconds_per_epoch", "inference_images_per_second", "epochs_run", "image_size", "weights",
+    ]
+    assert sorted(sweep["backbone"]) == sorted(smoke_parameters()["SWEEP_BACKBONES"])
+    assert sweep["val_accuracy"].is_monotonic_decreasing
+    for row in sweep.itertuples():
+        assert abs(row.imagenet_top1 - models.BACKBONES[row.backbone]["top1"] / 100) < 1e-6
+        assert row.parameters > 100_000
+        assert 0 <= row.val_accuracy <= 1 and 0 <= row.val_macro_f1 <= 1
+        assert row.seconds_per_epoch > 0 and row.inference_images_per_second > 0
+        assert 1 <= row.epochs_run <= smoke_parameters()["SWEEP_EPOCHS"]
+        assert row.image_size == smoke_parameters()["IMAGE_SIZE"] and row.weights == "none"
+    metrics = json.loads((out_dir / "metrics" / "03_pretrained_sweep.json").read_text())
+    assert set(metrics["models"]) == set(sweep["backbone"])
+    state = json.loads((out_dir / "run.json").read_text())
+    assert all(m["backend"] == state["backend"] for m in metrics["models"].values())
