@@ -8,12 +8,16 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # Data for the real-data verbs: the challenge's npz or an 8-class image folder.
 DATA ?= data/training_set.npz
 PROFILE ?= cpu
+# The platform's stack (TensorFlow 2.17.0 + Keras 3.4.1), cached outside the clone.
+PLATFORM_VENV ?= $(HOME)/.cache/bloodcell-suite/platform-tf2.17.0-keras3.4.1
+PLATFORM_STAMP := $(PLATFORM_VENV)/.installed
+export BLOODCELL_PLATFORM_VENV := $(PLATFORM_VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-real test test-fast lab benchmark clean-venv
+.PHONY: help run run-real test test-fast lab benchmark platform-venv check-submission clean-venv
 
 help: ## List the verbs.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
@@ -28,17 +32,29 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	@touch $@
 
+$(PLATFORM_STAMP): requirements-platform.txt
+	@echo "Creating the platform's stack in $(PLATFORM_VENV) (once)"
+	@test -x $(PLATFORM_VENV)/bin/python || $(PYTHON) -m venv $(PLATFORM_VENV)
+	$(PLATFORM_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements-platform.txt
+	@touch $@
+
 run: $(RUNTIME_STAMP) ## Run every notebook on the embedded synthetic data (smoke profile) into outputs/.
 	$(BIN)/python -m utils.runner --profile smoke
 
 run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/data/blood_cells_96 [PROFILE=cpu|gpu].
 	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
 
-test: $(DEV_STAMP) ## Run the whole test suite (unit tests + notebooks through papermill).
+test: $(DEV_STAMP) $(PLATFORM_STAMP) ## Run the whole test suite (unit tests, notebooks through papermill, platform check).
 	$(BIN)/python -m pytest -ra
 
 test-fast: $(DEV_STAMP) ## Run the tests without the slow ones.
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+platform-venv: $(PLATFORM_STAMP) ## Install the platform's stack (TF 2.17.0, Keras 3.4.1) outside the clone, once.
+
+check-submission: $(RUNTIME_STAMP) $(PLATFORM_STAMP) ## Validate a zip in the platform's stack: make check-submission ZIP=outputs/<run>/submission.zip
+	@test -n "$(ZIP)" || { echo "error: name the zip: make check-submission ZIP=outputs/<run>/submission.zip" >&2; exit 2; }
+	$(BIN)/python -m utils.submission check $(ZIP) --python $(PLATFORM_VENV)/bin/python
 
 lab: $(RUNTIME_STAMP) ## Open the notebooks in JupyterLab.
 	$(BIN)/jupyter lab notebooks/

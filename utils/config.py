@@ -38,6 +38,11 @@ CLASS_NAMES = (
 )
 PROFILES = ("smoke", "cpu", "gpu")
 
+# The platform's stack (TensorFlow 2.17.0, Keras 3.4.1, NumPy 1.x), installed once by
+# `make platform-venv` outside the clone and used by `make check-submission` and notebook 06.
+PLATFORM_VENV = Path(os.environ.get("BLOODCELL_PLATFORM_VENV", Path.home() / ".cache" / "bloodcell-suite" / "platform-tf2.17.0-keras3.4.1"))
+PLATFORM_PYTHON = PLATFORM_VENV / "bin" / "python"
+
 
 @dataclass(frozen=True)
 class RunPaths:

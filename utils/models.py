@@ -434,7 +434,13 @@ def save_model(model: keras.Model, spec: dict, directory, name: str) -> tuple[st
     os.makedirs(directory, exist_ok=True)
     weights_path = os.path.join(directory, f"{name}.weights.h5")
     spec_path = os.path.join(directory, f"{name}.json")
-    _atomic_write_bytes(weights_path, lambda p: model.save_weights(p))
+    # A compiled model's save_weights also writes the optimizer's slots (three times the size for
+    # Adam-style optimizers); the export needs the weights alone, so save an uncompiled twin.
+    to_save = model
+    if getattr(model, "optimizer", None) is not None:
+        to_save = build_from_spec(spec)
+        to_save.set_weights(model.get_weights())
+    _atomic_write_bytes(weights_path, lambda p: to_save.save_weights(p))
     text = json.dumps(spec, indent=2, sort_keys=True)
 
     def write_json(p):

@@ -1,0 +1,173 @@
+"""The submission zip: TTA views, packaging, validation as the platform does it, and broken zips."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from utils import config, evaluate, models, submission, synthetic, tta
+
+
+class FakeModel:
+    """A callable 'model' whose probabilities depend on the image's left half, so flips change them."""
+
+    def __call__(self, batch, training=False):
+        left = batch[:, :, :48].mean(axis=(1, 2, 3))
+        scores = np.stack([left / 255.0 * (k + 1) for k in range(8)], axis=1)
+        return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+
+
+def test_views_keep_shape_and_flip_twice_is_identity():
+    images = np.random.default_rng(0).integers(0, 256, (3, 96, 96, 3)).astype("float32")
+    for name, view in tta.VIEWS.items():
+        assert view(images).shape == images.shape, name
+    assert np.array_equal(tta.flip_horizontal(tta.flip_horizontal(images)), images)
+    assert not np.array_equal(tta.flip_horizontal(images), images)
+    with pytest.raises(ValueError, match="Unknown TTA view"):
+        tta.check_views(["identity", "rotate_37"])
+
+
+def test_tta_averages_over_models_and_views_in_batches():
+    images = np.random.default_rng(1).integers(0, 256, (10, 96, 96, 3)).astype("uint8")
+    model = FakeModel()
+    single = tta.predict_probabilities([model], images, ["identity"], batch_size=3)
+    flipped = tta.predict_probabilities([model], images, ["flip_horizontal"], batch_size=4)
+    both = tta.predict_probabilities([model, model], images, ["identity", "flip_horizontal"], batch_size=5)
+    np.testing.assert_allclose(both, (single + flipped) / 2, rtol=1e-6)
+    np.testing.assert_allclose(single.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder holding one small trained-shaped baseline model and its metrics."""
+    run_dir = tmp_path_factory.mktemp("submission_run")
+    paths = config.run_paths(run_dir).make_dirs()
+    spec = models.model_spec(kind="baseline", filters=(8, 16))
+    model = models.build_model(spec, seed=0)
+    models.save_model(model, spec, paths.models_dir, "02_baseline_cnn_baseline")
+    evaluate.record_model_metrics(paths.metrics_json("02_baseline_cnn"), "02_baseline_cnn", "baseline", {"val_accuracy": 0.5, "val_macro_f1": 0.4})
+    images = synthetic.render_cells(np.arange(24) % 8, np.random.default_rng(0))
+    expected = tta.predict_probabilities([model], images, ["identity", "flip_horizontal"]).argmax(axis=1)
+    zip_path = submission.package(run_dir, submission.choose_models(run_dir), ["identity", "flip_horizontal"])
+    return run_dir, zip_path, images, expected
+
+
+def test_package_puts_everything_at_the_root(tiny_run):
+    run_dir, zip_path, _, _ = tiny_run
+    assert zip_path == run_dir / "submission.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        settings = json.loads(archive.read("submission.json"))
+    assert names == {
+        "model.py", "bloodcell_models.py", "bloodcell_tta.py", "submission.json",
+        "02_baseline_cnn_baseline.json", "02_baseline_cnn_baseline.weights.h5",
+    }
+    assert settings["tta_views"] == ["identity", "flip_horizontal"]
+    assert settings["members"][0]["name"] == "02_baseline_cnn_baseline"
+
+
+def test_zip_validates_in_this_stack(tiny_run):
+    _, zip_path, images, expected = tiny_run
+    report = submission.validate(zip_path, images, expected)
+    assert report["agreement"] == 1.0
+    assert report["predictions"].shape == (24,)
+    assert report["load_seconds"] > 0 and report["images_per_second"] > 0 and report["zip_megabytes"] > 0
+
+
+def test_choose_models_names_what_is_missing(tiny_run, tmp_path):
+    run_dir, _, _, _ = tiny_run
+    assert submission.choose_models(run_dir) == [("02_baseline_cnn", "baseline")]
+    with pytest.raises(submission.SubmissionError, match="03_pretrained_sweep_Nope.json: missing"):
+        submission.choose_models(run_dir, ["03_pretrained_sweep:Nope"])
+    with pytest.raises(submission.SubmissionError, match="notebook:name"):
+        submission.choose_models(run_dir, ["baseline"])
+    with pytest.raises(submission.SubmissionError, match="holds no model metrics"):
+        submission.choose_models(tmp_path)
+
+
+def rewrite_zip(source, target, drop=(), replace=None):
+    """Copies a zip, leaving out `drop` and replacing files by name with new text."""
+    replace = replace or {}
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for info in original.infolist():
+            if info.filename in drop:
+                continue
+            copy.writestr(info.filename, replace.get(info.filename, original.read(info.filename)))
+    return target
+
+
+BROKEN = {
+    "no model.py": (dict(drop=("model.py",)), "has no model.py at its root"),
+    "wrong class name": (
+        dict(replace={"model.py": "class Predictor:\n    def predict(self, X):\n        return X\n"}),
+        "defines no class named Model (it defines ['Predictor'])",
+    ),
+    "one-hot output": (
+        dict(replace={"model.py": "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.eye(8)[np.zeros(len(X), int)]\n"}),
+        "one-hot or probabilities",
+    ),
+    "missing weights": (dict(drop=("02_baseline_cnn_baseline.weights.h5",)), "Model() failed"),
+    "reads the working directory": (
+        dict(replace={"model.py": "import numpy as np\nclass Model:\n    def __init__(self):\n        open('submission.json')\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"}),
+        "Model() failed with FileNotFoundError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_zips_get_one_clear_sentence(tiny_run, tmp_path, case):
+    _, zip_path, images, _ = tiny_run
+    changes, expected_message = BROKEN[case]
+    broken = rewrite_zip(zip_path, tmp_path / "broken.zip", **changes)
+    with pytest.raises(submission.SubmissionError) as error:
+        submission.validate(broken, images[:4])
+    message = str(error.value)
+    assert expected_message in message
+    assert str(broken) in message and "\n" not in message
+
+
+def test_disagreement_with_the_notebook_is_reported(tiny_run):
+    _, zip_path, images, expected = tiny_run
+    with pytest.raises(submission.SubmissionError, match="agree with the in-notebook model on only"):
+        submission.validate(zip_path, images, (expected + 1) % 8)
+
+
+def test_cli_check_prints_the_numbers(tiny_run, capsys):
+    _, zip_path, _, _ = tiny_run
+    assert submission.main(["check", str(zip_path)]) == 0
+    assert "loads and predicts under Keras" in capsys.readouterr().out
+    assert submission.main(["check", str(zip_path.with_name("nothing.zip"))]) == 2
+
+
+needs_platform = pytest.mark.skipif(
+    not config.PLATFORM_PYTHON.exists(),
+    reason=f"the platform's stack is not installed at {config.PLATFORM_VENV}; run `make platform-venv`",
+)
+
+
+@needs_platform
+def test_zip_validates_in_the_platform_stack(tiny_run):
+    _, zip_path, images, expected = tiny_run
+    report = submission.validate(zip_path, images, expected, python=str(config.PLATFORM_PYTHON))
+    assert report["keras"] == "3.4.1" and report["numpy"].startswith("1.")
+    assert report["agreement"] == 1.0
+
+
+@needs_platform
+@pytest.mark.slow
+def test_efficientnetv2s_with_the_report_head_crosses_keras_versions(tmp_path):
+    """An untrained EfficientNetV2S + head (the report's model) so that a tiny model cannot hide
+    a version problem: saved by this Keras, rebuilt and loaded by Keras 3.4.1 on TensorFlow 2.17."""
+    paths = config.run_paths(tmp_path).make_dirs()
+    spec = models.model_spec(kind="transfer", backbone="EfficientNetV2S", image_size=128)
+    model = models.build_model(spec, seed=0)
+    models.save_model(model, spec, paths.models_dir, "05_final_EfficientNetV2S")
+    images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(2))
+    probabilities = tta.predict_probabilities([model], images, ["identity"])
+    zip_path = submission.package(tmp_path, [("05_final", "EfficientNetV2S")], ["identity"])
+    report = submission.validate(zip_path, images, probabilities.argmax(axis=1), python=str(config.PLATFORM_PYTHON))
+    assert report["keras"] == "3.4.1"
+    assert report["agreement"] >= submission.MIN_AGREEMENT
