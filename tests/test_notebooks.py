@@ -192,3 +192,22 @@ def test_sweep_table_schema_and_values(smoke_run):
     assert set(metrics["models"]) == set(sweep["backbone"])
     state = json.loads((out_dir / "run.json").read_text())
     assert all(m["backend"] == state["backend"] for m in metrics["models"].values())
+
+
+def test_submission_zip_is_packaged_and_validated(smoke_run):
+    out_dir, _ = smoke_run
+    assert (out_dir / "submission.zip").stat().st_size > 100_000
+    checks = pd.read_csv(out_dir / "tables" / "06_submission_checks.csv")
+    assert (checks["agreement"] >= 0.995).all()
+    assert "suite" in set(checks["environment"])
+    if config.PLATFORM_PYTHON.exists():
+        platform = checks[checks["environment"] == "platform"].iloc[0]
+        assert platform["keras"] == "3.4.1"
+    metrics = json.loads((out_dir / "metrics" / "06_submission.json").read_text())
+    best = max(
+        ((notebook, name, values["val_accuracy"]) for notebook in ("02_baseline_cnn", "03_pretrained_sweep")
+         for name, values in json.loads((out_dir / "metrics" / f"{notebook}.json").read_text())["models"].items()),
+        key=lambda item: item[2],
+    )
+    assert metrics["members"] == [f"{best[0]}:{best[1]}"]
+    assert metrics["tta_views"] == smoke_parameters()["TTA_VIEWS"]

@@ -12,17 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import config
+from utils import config, tta
 from utils.data import write_json
 
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for uint8 or float 0-255 images, computed in batches."""
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start : start + batch_size], dtype="float32")
-        outputs.append(np.asarray(model(batch, training=False)))
-    return np.concatenate(outputs) if outputs else np.zeros((0, config.NUM_CLASSES), "float32")
+    """Class probabilities for uint8 or float 0-255 images, computed in batches (no TTA)."""
+    return tta.predict_probabilities([model], images, ["identity"], batch_size)
 
 
 def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int = config.NUM_CLASSES) -> np.ndarray:
@@ -61,7 +57,7 @@ def classification_metrics(true_labels, predicted_labels, class_names=config.CLA
 def inference_images_per_second(model, images: np.ndarray, batch_size: int = 64, repeats: int = 2) -> float:
     """Images per second of `model(x, training=False)`, best of `repeats` after one warm-up batch."""
     sample = np.asarray(images[: max(batch_size, min(len(images), 4 * batch_size))], dtype="float32")
-    model(sample[:batch_size], training=False)
+    predict_probabilities(model, sample[:batch_size], batch_size)  # Warm-up: builds the predict function.
     best = 0.0
     for _ in range(repeats):
         started = time.perf_counter()

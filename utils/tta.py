@@ -29,6 +29,13 @@ VIEWS = {
 }
 
 
+def _predict(model, batch: np.ndarray) -> np.ndarray:
+    """One batch through a model in inference mode, as float64 NumPy, under any Keras backend."""
+    if hasattr(model, "predict_on_batch"):
+        return np.asarray(model.predict_on_batch(batch), dtype="float64")
+    return np.asarray(model(batch, training=False), dtype="float64")
+
+
 def check_views(names) -> list[str]:
     """Returns the view names as a list, or raises ValueError naming the unknown ones."""
     names = list(names) or ["identity"]
@@ -51,7 +58,7 @@ def predict_probabilities(models, images: np.ndarray, views=("identity",), batch
         total = None
         for model in models:
             for name in views:
-                probabilities = np.asarray(model(np.ascontiguousarray(VIEWS[name](batch)), training=False), dtype="float64")
+                probabilities = _predict(model, np.ascontiguousarray(VIEWS[name](batch)))
                 total = probabilities if total is None else total + probabilities
         outputs.append(total / (len(models) * len(views)))
     if not outputs:
