@@ -248,14 +248,6 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
                     progress_bar=False,
                     kernel_name="python3",
                 )
-        except PapermillExecutionError as error:
-            seconds = time.perf_counter() - started
-            entry.update(status="failed", seconds=round(seconds, 1))
-            message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
-            run.mark("failed", message)
-            log(" failed")
-            log(f"error: {message}; the traceback is in {output}", file=sys.stderr)
-            return 1
         except KeyboardInterrupt:
             entry.update(status="interrupted", seconds=None)
             run.mark("interrupted", f"stopped during {notebook.stem}")
@@ -263,13 +255,18 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
             log(f"error: the run was interrupted during {notebook.stem}; continue it with "
                 f"`python -m utils.runner --resume {run.paths.root}`.", file=sys.stderr)
             return 130
-        except Exception as error:  # The kernel died or could not start.
+        except Exception as error:
             seconds = time.perf_counter() - started
+            if isinstance(error, PapermillExecutionError):
+                message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
+                where = f"the traceback is in {output}"
+            else:  # The kernel died or could not start.
+                message = f"{notebook.stem} could not run ({type(error).__name__}: {error})"
+                where = f"see {output} and {run.paths.root / 'kernel.log'}"
             entry.update(status="failed", seconds=round(seconds, 1))
-            message = f"{notebook.stem} could not run ({type(error).__name__}: {error})"
             run.mark("failed", message)
             log(" failed")
-            log(f"error: {message}; see {output} if it exists", file=sys.stderr)
+            log(f"error: {message}; {where}", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - started
         entry.update(status="done", seconds=round(seconds, 1))

@@ -54,16 +54,7 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
-CLASS_NAMES = (
-    "basophil",
-    "eosinophil",
-    "erythroblast",
-    "ig",
-    "lymphocyte",
-    "monocyte",
-    "neutrophil",
-    "platelet",
-)
+from utils.config import CLASS_NAMES  # noqa: F401  (re-exported: the synthetic classes are the challenge's)
 
 # Class sizes of the real challenge data, used as relative class frequencies so
 # that the synthetic classes are imbalanced in the same way.
