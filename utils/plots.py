@@ -195,6 +195,6 @@ def plot_metric_bars(table, metric_columns: list[str], label_column: str, title:
     axis.invert_yaxis()
     axis.set_xlim(0, 1.1)
     axis.set_title(title)
-    axis.legend(loc="lower right")
+    axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     return figure
