@@ -276,6 +276,8 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
     run.mark("done")
     log(f"Run folder: {run.paths.root}")
     log(f"Report: {run.paths.report_md}")
+    if run.paths.submission_zip.exists():
+        log(f"Submission: {run.paths.submission_zip}")
     return 0
 
 
