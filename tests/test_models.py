@@ -252,3 +252,13 @@ def test_every_backbone_builds_and_runs_at_minimum_size(backbone):
     assert out.shape == (2, 8)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
     del model
+
+
+def test_set_batchnorm_momentum_reaches_nested_backbone_layers():
+    model = M.build_model(M.model_spec(kind="transfer", backbone="MobileNetV2", image_size=32))
+    batchnorms = [layer for layer in M._walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {layer.momentum for layer in batchnorms} >= {0.999}  # The application's own setting.
+    assert M.set_batchnorm_momentum(model, 0.9) == len(batchnorms)
+    assert {layer.momentum for layer in batchnorms} == {0.9}
+    with pytest.raises(ValueError, match="momentum"):
+        M.set_batchnorm_momentum(model, 1.5)

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -335,7 +336,14 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     return run, notebooks
 
 
+def _interrupt(signal_number, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A terminated run (kill, a scheduler's time limit) is marked interrupted like Ctrl-C, so that
+    # --resume can continue it.
+    signal.signal(signal.SIGTERM, _interrupt)
     arguments = parse_arguments(argv)
     if arguments.list:
         for notebook in list_notebooks():
