@@ -54,3 +54,15 @@ def shared_data_dir() -> Path:
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"{SHARED_DATA_DIR} is not present")
     return SHARED_DATA_DIR
+
+
+@pytest.fixture
+def fresh_keras_session():
+    """Clears the Keras session after a test so that models built by one test do not pile up."""
+    yield
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()

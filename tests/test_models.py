@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import inspect
 import json
 
@@ -22,11 +21,7 @@ def _images(count=4, seed=0):
     return rng.integers(0, 256, size=(count, 96, 96, 3)).astype("float32")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def test_constants():

@@ -6,7 +6,6 @@ backend test, which kills itself with SIGKILL mid-training and then resumes).
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -40,11 +39,7 @@ def tiny_model(seed: int = 0):
     return M.build_baseline_cnn(filters=(4, 8), dense_units=8, dropout=0.0, seed=seed, bn_momentum=0.5)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 # --------------------------------------------------------------------------------------------

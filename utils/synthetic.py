@@ -428,6 +428,18 @@ def _paint_granules(
     return _blend(image, colour, granules * (float(opacity) * cell_alpha))
 
 
+# Typical cell radius range (pixels) and cytoplasm colour (RGB, 0-1) per white-cell class.
+_CELL_SHAPES = {
+    "neutrophil": (14.5, 19.0, (0.84, 0.72, 0.80)),
+    "eosinophil": (15.0, 19.0, (0.88, 0.72, 0.70)),
+    "basophil": (13.5, 17.0, (0.76, 0.66, 0.80)),
+    "lymphocyte": (11.0, 15.0, (0.72, 0.72, 0.88)),
+    "monocyte": (17.5, 23.0, (0.76, 0.75, 0.84)),
+    "ig": (15.5, 20.0, (0.80, 0.70, 0.84)),
+    "erythroblast": (9.5, 13.0, (0.74, 0.66, 0.82)),
+}
+
+
 def _draw_white_cell(
     image: np.ndarray,
     label: int,
@@ -451,20 +463,8 @@ def _draw_white_cell(
     # Cell radius in pixels and cytoplasm colour per class; atypical cells
     # drift towards a common middle size and a common lilac cytoplasm.
     neutral_cytoplasm = np.array([0.80, 0.72, 0.84])
-    if class_name == "neutrophil":
-        typical_radius, typical_cytoplasm = rng.uniform(14.5, 19.0), np.array([0.84, 0.72, 0.80])
-    elif class_name == "eosinophil":
-        typical_radius, typical_cytoplasm = rng.uniform(15.0, 19.0), np.array([0.88, 0.72, 0.70])
-    elif class_name == "basophil":
-        typical_radius, typical_cytoplasm = rng.uniform(13.5, 17.0), np.array([0.76, 0.66, 0.80])
-    elif class_name == "lymphocyte":
-        typical_radius, typical_cytoplasm = rng.uniform(11.0, 15.0), np.array([0.72, 0.72, 0.88])
-    elif class_name == "monocyte":
-        typical_radius, typical_cytoplasm = rng.uniform(17.5, 23.0), np.array([0.76, 0.75, 0.84])
-    elif class_name == "ig":
-        typical_radius, typical_cytoplasm = rng.uniform(15.5, 20.0), np.array([0.80, 0.70, 0.84])
-    else:  # erythroblast
-        typical_radius, typical_cytoplasm = rng.uniform(9.5, 13.0), np.array([0.74, 0.66, 0.82])
+    radius_low, radius_high, cytoplasm = _CELL_SHAPES.get(class_name, _CELL_SHAPES["erythroblast"])
+    typical_radius, typical_cytoplasm = rng.uniform(radius_low, radius_high), np.array(cytoplasm)
     cell_radius = float(_mix(rng.uniform(13.0, 18.0), typical_radius, t))
     cytoplasm_colour = _mix(neutral_cytoplasm, typical_cytoplasm, t) * rng.uniform(0.95, 1.05, size=3).astype(np.float32)
 
