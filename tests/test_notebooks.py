@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import zipfile
 
 import nbformat
 import numpy as np
@@ -162,7 +163,8 @@ def test_saved_models_rebuild_and_reproduce_their_metrics(smoke_run):
     out_dir, _ = smoke_run
     images, labels = data.load_clean(out_dir)
     validation = np.asarray(data.load_split(out_dir)["validation"])
-    for notebook, name in [("02_baseline_cnn", "baseline")] + [("03_pretrained_sweep", b) for b in smoke_parameters()["SWEEP_BACKBONES"]]:
+    trained = [("02_baseline_cnn", "baseline"), ("05_finetune_tta", "final")]
+    for notebook, name in trained + [("03_pretrained_sweep", b) for b in smoke_parameters()["SWEEP_BACKBONES"]]:
         assert (out_dir / "models" / f"{notebook}_{name}.weights.h5").exists()
         model = models.load_model(out_dir / "models", f"{notebook}_{name}")
         predicted = evaluate.predict_probabilities(model, images[validation]).argmax(axis=1)
@@ -204,10 +206,66 @@ def test_submission_zip_is_packaged_and_validated(smoke_run):
         platform = checks[checks["environment"] == "platform"].iloc[0]
         assert platform["keras"] == "3.4.1"
     metrics = json.loads((out_dir / "metrics" / "06_submission.json").read_text())
-    best = max(
-        ((notebook, name, values["val_accuracy"]) for notebook in ("02_baseline_cnn", "03_pretrained_sweep")
-         for name, values in json.loads((out_dir / "metrics" / f"{notebook}.json").read_text())["models"].items()),
-        key=lambda item: item[2],
-    )
-    assert metrics["members"] == [f"{best[0]}:{best[1]}"]
-    assert metrics["tta_views"] == smoke_parameters()["TTA_VIEWS"]
+    recommended = json.loads((out_dir / "metrics" / "05_finetune_tta.json").read_text())["submission"]
+    # 06 ships what 05 recommends, models and TTA views, when the profile leaves them empty.
+    assert metrics["members"] == recommended["members"]
+    assert metrics["tta_views"] == recommended["tta_views"]
+    assert set(recommended["tta_views"]) <= set(smoke_parameters()["FINAL_TTA_VIEWS"])
+    with zipfile.ZipFile(out_dir / "submission.zip") as archive:
+        settings = json.loads(archive.read("submission.json"))
+    assert settings["tta_views"] == recommended["tta_views"]
+    assert [member["name"] for member in settings["members"]] == [m.replace(":", "_") for m in recommended["members"]]
+
+
+def test_augmentation_study_tables_and_figures(smoke_run):
+    out_dir, _ = smoke_run
+    parameters = smoke_parameters()
+    study = pd.read_csv(out_dir / "tables" / "04_study.csv")
+    policies = study[study["study"] == "policy"]
+    assert list(policies["policy"]) == parameters["STUDY_POLICIES"]
+    assert set(study["optimizer"]) == set(parameters["STUDY_OPTIMIZERS"])
+    assert set(study["image_size"]) == set(parameters["STUDY_IMAGE_SIZES"])
+    for column in ("clean_accuracy", "corrupted_accuracy", "worst_kind_accuracy"):
+        assert study[column].between(0, 1).all(), column
+    assert (study["epochs_run"] == parameters["STUDY_EPOCHS"]).all()
+    for name in ("04_augmented_samples.png", "04_clean_vs_corrupted.png", "04_learning_curves.png"):
+        assert (out_dir / "figures" / name).stat().st_size > 5000, name
+    metrics = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
+    assert set(metrics["models"]) == set(study["model"])
+    best = metrics["best_recipe"]
+    best_row = policies.sort_values(["corrupted_accuracy", "clean_accuracy"], ascending=False).iloc[0]
+    assert best["policy_name"] == best_row["policy"]
+    # Every model's robustness table has the clean row and every kind x severity.
+    for model in study["model"]:
+        table = pd.read_csv(out_dir / "tables" / f"04_robustness_{model}.csv")
+        assert len(table) == 1 + len(parameters["CORRUPTIONS"]) * len(parameters["CORRUPTION_SEVERITIES"])
+        row = study[study["model"] == model].iloc[0]
+        corrupted = table[table["kind"] != "clean"]["accuracy"].mean()
+        assert abs(corrupted - row["corrupted_accuracy"]) < 1e-3
+
+
+def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
+    out_dir, _ = smoke_run
+    parameters = smoke_parameters()
+    views = pd.read_csv(out_dir / "tables" / "05_tta_views.csv")
+    assert list(views["views"]) == parameters["FINAL_TTA_VIEWS"] + [f"all {len(parameters['FINAL_TTA_VIEWS'])} views"]
+    assert views["val_accuracy"].between(0, 1).all()
+    metrics = json.loads((out_dir / "metrics" / "05_finetune_tta.json").read_text())
+    final = metrics["models"]["final"]
+    # The identity view alone is the model without TTA.
+    assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-6
+    assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-6
+    assert final["epochs_run"] <= parameters["FINAL_EPOCHS"]
+    study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
+    assert final["policy"] == str(study["best_recipe"]["policy"])
+    robustness = pd.read_csv(out_dir / "tables" / "05_robustness.csv")
+    assert set(robustness["setting"]) == {"no TTA", "TTA"}
+    expected_kinds = set(parameters["CORRUPTIONS"])
+    assert set(robustness["kind"]) == expected_kinds | {"clean"}
+    assert set(robustness[robustness["kind"] != "clean"]["severity"]) == set(parameters["CORRUPTION_SEVERITIES"])
+    assert (robustness["images"] == parameters["CORRUPTION_IMAGES"]).all()
+    summary = pd.read_csv(out_dir / "tables" / "05_summary.csv")
+    assert len(summary) == 3 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
+    for name in ("05_learning_curves.png", "05_tta_views.png", "05_confusion_matrix.png", "05_robustness_no_tta.png",
+                 "05_robustness_tta.png", "05_summary.png"):
+        assert (out_dir / "figures" / name).stat().st_size > 5000, name

@@ -224,3 +224,36 @@ def test_backend_choice(monkeypatch):
     assert backend in runner.BACKENDS and backend in note
     with pytest.raises(runner.RunnerError, match="unknown"):
         runner.choose_backend("theano")
+
+
+BAD_PARAMETERS = {
+    "STUDY_POLICIES": (["none", "randaugmnt"], "randaugmnt"),
+    "FINAL_POLICY": ("robustt", "robustt"),
+    "CORRUPTIONS": (["gaussian_noise", "fogg"], "fogg"),
+    "CORRUPTION_SEVERITIES": ([1, 6], "1-5"),
+    "FINAL_TTA_VIEWS": (["identity", "rotate_37"], "rotate_37"),
+    "TTA_VIEWS": (["flip_diagonal"], "flip_diagonal"),
+    "STUDY_OPTIMIZERS": (["adamw", "sgd"], "sgd"),
+    "FINAL_MODEL": ("ResNet9000", "ResNet9000"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PARAMETERS))
+def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path, monkeypatch, capsys, name):
+    """A profile that names an unknown policy, corruption, view, optimizer or model, or a severity
+    outside 1-5, stops before any notebook: one sentence naming the parameter, no run folder."""
+    import yaml
+
+    value, shown = BAD_PARAMETERS[name]
+    profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
+    profile["parameters"][name] = value
+    params_dir = tmp_path / "params"
+    params_dir.mkdir()
+    (params_dir / "smoke.yaml").write_text(yaml.safe_dump(profile))
+    monkeypatch.setattr(config, "PARAMS_DIR", params_dir)
+    out_dir = tmp_path / "run"
+    assert runner.main(["--profile", "smoke", "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and name in error and shown in error, error
+    assert "Traceback" not in error and len(error.splitlines()) == 1
+    assert not out_dir.exists()

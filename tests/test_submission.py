@@ -1,4 +1,4 @@
-"""The submission zip: TTA views, packaging, validation as the platform does it, and broken zips."""
+"""The submission zip: packaging, validation as the platform does it, and broken zips."""
 
 from __future__ import annotations
 
@@ -9,35 +9,6 @@ import numpy as np
 import pytest
 
 from utils import config, evaluate, models, submission, synthetic, tta
-
-
-class FakeModel:
-    """A callable 'model' whose probabilities depend on the image's left half, so flips change them."""
-
-    def __call__(self, batch, training=False):
-        left = batch[:, :, :48].mean(axis=(1, 2, 3))
-        scores = np.stack([left / 255.0 * (k + 1) for k in range(8)], axis=1)
-        return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-
-
-def test_views_keep_shape_and_flip_twice_is_identity():
-    images = np.random.default_rng(0).integers(0, 256, (3, 96, 96, 3)).astype("float32")
-    for name, view in tta.VIEWS.items():
-        assert view(images).shape == images.shape, name
-    assert np.array_equal(tta.flip_horizontal(tta.flip_horizontal(images)), images)
-    assert not np.array_equal(tta.flip_horizontal(images), images)
-    with pytest.raises(ValueError, match="Unknown TTA view"):
-        tta.check_views(["identity", "rotate_37"])
-
-
-def test_tta_averages_over_models_and_views_in_batches():
-    images = np.random.default_rng(1).integers(0, 256, (10, 96, 96, 3)).astype("uint8")
-    model = FakeModel()
-    single = tta.predict_probabilities([model], images, ["identity"], batch_size=3)
-    flipped = tta.predict_probabilities([model], images, ["flip_horizontal"], batch_size=4)
-    both = tta.predict_probabilities([model, model], images, ["identity", "flip_horizontal"], batch_size=5)
-    np.testing.assert_allclose(both, (single + flipped) / 2, rtol=1e-6)
-    np.testing.assert_allclose(single.sum(axis=1), 1.0, rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -271,3 +271,29 @@ def load_split(run_dir: str | os.PathLike) -> dict:
     if not path.exists():
         raise DataError(f"{path}: missing; run notebook 01_eda_outliers on this run folder first.")
     return json.loads(path.read_text())
+
+
+@dataclass
+class TrainingSplit:
+    """The images and labels of a run's train and validation split, as the training notebooks use them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray
+    y_validation: np.ndarray
+
+    def describe(self) -> str:
+        return f"Train {len(self.x_train):,} / validation {len(self.x_validation):,} images"
+
+
+def load_training_split(run_dir: str | os.PathLike, max_train_images: int = 0, seed: int = 42) -> TrainingSplit:
+    """The clean images of a run folder split as `split.json` says; with `max_train_images` > 0, a
+    seeded random subset of that many training images (in their original order) keeps runs short.
+    The validation split is never subsampled."""
+    images, labels = load_clean(run_dir)
+    split = load_split(run_dir)
+    train_indices = np.asarray(split["train"])
+    if max_train_images:
+        train_indices = np.sort(np.random.default_rng(seed).permutation(train_indices)[: int(max_train_images)])
+    validation_indices = np.asarray(split["validation"])
+    return TrainingSplit(images[train_indices], labels[train_indices], images[validation_indices], labels[validation_indices])

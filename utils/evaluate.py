@@ -91,3 +91,109 @@ def best_model(metrics_dir: str | Path) -> tuple[str, str, dict] | None:
         return None
     accuracy, notebook, name, values = max(candidates, key=lambda item: item[0])
     return notebook, name, values
+
+
+def evaluate_and_record(model, spec: dict, paths, notebook: str, name: str, x_validation, y_validation,
+                        history=(), extra: dict | None = None, views=("identity",)) -> dict:
+    """Saves a trained model as `models/<notebook>_<name>.*`, scores it on the validation split (with
+    the TTA `views`) and adds its entry to `metrics/<notebook>.json`; returns that entry.
+
+    The entry holds the classification metrics plus backend, parameters, epochs run, median seconds
+    per epoch, inference images/s, the model files and the spec; `extra` adds or overrides fields.
+    """
+    import keras
+
+    from utils import models
+
+    weights_path, spec_path = models.save_model(model, spec, paths.models_dir, f"{notebook}_{name}")
+    probabilities = tta.predict_probabilities([model], x_validation, views)
+    results = classification_metrics(y_validation, probabilities.argmax(axis=1))
+    history = list(history)
+    epoch_seconds = [entry["seconds"] for entry in history if entry.get("seconds")]
+    results.update(
+        {
+            "backend": keras.backend.backend(),
+            "parameters": int(model.count_params()),
+            "epochs_run": len(history),
+            "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
+            "training_seconds": float(np.sum(epoch_seconds)) if epoch_seconds else None,
+            "inference_images_per_second": inference_images_per_second(model, x_validation),
+            "tta_views": list(views),
+            "model_files": [f"models/{Path(weights_path).name}", f"models/{Path(spec_path).name}"],
+            "spec": spec,
+        }
+    )
+    results.update(extra or {})
+    record_model_metrics(paths.metrics_json(notebook), notebook, name, results)
+    return results
+
+
+def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
+    """Indices of exactly `max_images` validation images (all of them when max_images is 0 or not
+    smaller than the set), stratified by class (largest remainders) and seeded, in their original order."""
+    labels = np.asarray(labels)
+    if not max_images or max_images >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = max_images * counts / len(labels)
+    shares = np.floor(exact).astype(int)
+    for position in np.argsort(-(exact - shares), kind="stable")[: max_images - shares.sum()]:
+        shares[position] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == label))[:share] for label, share in zip(classes, shares)]
+    return np.sort(np.concatenate(chosen).astype(np.int64))
+
+
+def robustness(ensemble, images, labels, kinds, severities, view_sets: dict | None = None, seed: int = 0,
+               batch_size: int = 64, progress: bool = True):
+    """Accuracy of an ensemble under every corruption kind and severity, for one or more sets of
+    TTA views at once: a DataFrame with one row per (setting, kind, severity) and columns setting,
+    kind, family, severity, accuracy, images; kind "clean" (severity 0) is the uncorrupted set.
+
+    `view_sets` maps a setting name to its views, e.g. {"no TTA": ["identity"], "TTA": [...]};
+    every view in their union is predicted once per corrupted set, so adding settings is cheap.
+    """
+    import pandas as pd
+
+    from utils import corruptions
+
+    view_sets = view_sets or {"no TTA": ["identity"]}
+    union = list(dict.fromkeys(view for views in view_sets.values() for view in tta.check_views(views)))
+    kinds = corruptions.check_corruptions(kinds)
+    severities = corruptions.check_severities(severities)
+    labels = np.asarray(labels)
+    rows = []
+
+    def score(kind, family, severity, corrupted):
+        per_view = tta.predict_view_probabilities(ensemble, corrupted, union, batch_size)
+        for setting, views in view_sets.items():
+            probabilities = sum(per_view[view] for view in views) / len(views)
+            accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+            rows.append({"setting": setting, "kind": kind, "family": family, "severity": severity, "accuracy": accuracy, "images": len(labels)})
+
+    started = time.perf_counter()
+    score("clean", "clean", 0, images)
+    for kind in kinds:
+        for severity in severities:
+            score(kind, corruptions.FAMILIES[kind], severity, corruptions.corrupt(images, kind, severity, seed=seed))
+        if progress:
+            latest = {row["setting"]: row["accuracy"] for row in rows[-len(view_sets):]}
+            print(f"  {kind:<18} severity {severities[-1]}: " + ", ".join(f"{s} {a:.3f}" for s, a in latest.items())
+                  + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return pd.DataFrame(rows)
+
+
+def robustness_summary(table) -> dict:
+    """{setting: {"clean_accuracy", "corrupted_accuracy" (mean over kinds and severities),
+    "worst_kind", "worst_kind_accuracy"}} from a `robustness` table."""
+    summary = {}
+    for setting, rows in table.groupby("setting", sort=False):
+        corrupted = rows[rows["kind"] != "clean"]
+        per_kind = corrupted.groupby("kind")["accuracy"].mean()
+        summary[setting] = {
+            "clean_accuracy": float(rows.loc[rows["kind"] == "clean", "accuracy"].mean()),
+            "corrupted_accuracy": float(corrupted["accuracy"].mean()) if len(corrupted) else None,
+            "worst_kind": str(per_kind.idxmin()) if len(per_kind) else None,
+            "worst_kind_accuracy": float(per_kind.min()) if len(per_kind) else None,
+        }
+    return summary

@@ -125,9 +125,12 @@ def build_baseline_cnn(
     dense_units: int = 128,
     seed: int | None = None,
     bn_momentum: float = 0.99,
+    image_size: int | None = None,
 ) -> keras.Model:
     """The report's hand-made starting point: [Conv-BN-ReLU-MaxPool] x len(filters), GAP,
-    Dense-ReLU, Dropout, Dense softmax. Takes raw 0-255 images and rescales to [0, 1] inside.
+    Dense-ReLU, Dropout, Dense softmax. Takes raw 0-255 images and rescales to [0, 1] inside;
+    with an `image_size` other than the input size it first resizes inside the model (bilinear),
+    so a larger working resolution costs compute, not a resized copy of the data.
 
     `seed` (if given) seeds Python, NumPy and the backend (keras.utils.set_random_seed) first,
     so the initial weights are reproducible. A lower `bn_momentum` (e.g. 0.9) lets the
@@ -135,7 +138,10 @@ def build_baseline_cnn(
     """
     _set_seed(seed)
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = inputs
+    if image_size and int(image_size) != int(input_size):
+        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     for index, width in enumerate(filters):
         x = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"block{index + 1}_conv")(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{index + 1}_bn")(x)
@@ -374,7 +380,7 @@ def set_fine_tune(model: keras.Model, frozen_layers: int, freeze_batchnorm: bool
 def model_spec(
     kind: str = "transfer",
     backbone: str | None = "EfficientNetV2S",
-    image_size: int = 128,
+    image_size: int | None = None,
     head_units: int = 256,
     dropout: float = 0.3,
     num_classes: int = CLASS_COUNT,
@@ -392,7 +398,10 @@ def model_spec(
             "filters": [int(f) for f in filters], "dropout": float(dropout), "dense_units": int(dense_units),
             "bn_momentum": float(bn_momentum),
         }
+        if image_size is not None and int(image_size) != int(input_size):
+            spec["image_size"] = int(image_size)
     elif kind == "transfer":
+        image_size = 128 if image_size is None else image_size
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
         spec = {
@@ -415,6 +424,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
             filters=tuple(spec.get("filters", (32, 64, 128))), dropout=spec.get("dropout", 0.3),
             dense_units=spec.get("dense_units", 128), seed=seed, bn_momentum=spec.get("bn_momentum", 0.99),
+            image_size=spec.get("image_size"),
         )
     if kind == "transfer":
         return build_transfer_model(

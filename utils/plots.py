@@ -198,3 +198,96 @@ def plot_metric_bars(table, metric_columns: list[str], label_column: str, title:
     axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     return figure
+
+
+def plot_score_histogram(scores, keep_mask, threshold: float, xlabel: str = "out-of-distribution score"):
+    """Scores of kept and dropped images on a log scale, with the threshold that separates them."""
+    scores = np.asarray(scores, dtype=float)
+    keep_mask = np.asarray(keep_mask, dtype=bool)
+    figure, axis = plt.subplots(figsize=(9, 3.2))
+    bins = np.linspace(scores.min(), max(scores.max(), threshold * 1.05), 80)
+    axis.hist(scores[keep_mask], bins=bins, label="kept", color="tab:blue", alpha=0.8)
+    axis.hist(scores[~keep_mask], bins=bins, label="dropped", color="tab:red", alpha=0.6)
+    axis.axvline(threshold, color="black", linestyle="--", label="threshold")
+    axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("images")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_phase_curves(histories: dict, metric: str = "accuracy"):
+    """Training and validation `metric` per epoch, one panel per model; a dotted line marks where a
+    new training phase starts. `histories` maps a model name to (history rows, phase start epochs)."""
+    figure, axes = plt.subplots(1, max(1, len(histories)), figsize=(5 * max(1, len(histories)), 3.4), squeeze=False)
+    for axis, (name, (history, phase_starts)) in zip(axes[0], histories.items()):
+        epochs = np.arange(1, len(history) + 1)
+        axis.plot(epochs, [entry.get(metric, np.nan) for entry in history], "-o", markersize=3, label="train")
+        axis.plot(epochs, [entry.get(f"val_{metric}", np.nan) for entry in history], "--o", markersize=3, label="validation")
+        for start in phase_starts:
+            axis.axvline(start + 0.5, color="grey", linestyle=":")
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        if metric == "accuracy":
+            axis.set_ylim(0, 1)
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_image_rows(rows: dict, columns: int = 8, title: str = ""):
+    """One row of images per entry of `rows` ({row label: uint8 images}), e.g. augmented samples per
+    policy or one cell under every corruption."""
+    names = list(rows)
+    figure, axes = plt.subplots(len(names), columns, figsize=(1.15 * columns + 1.2, 1.2 * len(names) + 0.5), squeeze=False)
+    for row, name in enumerate(names):
+        images = np.asarray(rows[name])
+        for column in range(columns):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(images):
+                axis.imshow(np.clip(images[column], 0, 255).astype(np.uint8))
+        axes[row, 0].text(-0.08, 0.5, name, transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_clean_vs_corrupted(table, label_column: str, title: str, clean_column: str = "clean_accuracy",
+                            corrupted_column: str = "corrupted_accuracy"):
+    """Paired bars: accuracy on clean validation images and mean accuracy under the corruption suite."""
+    figure, axis = plt.subplots(figsize=(8, 0.5 * len(table) + 1.6))
+    positions = np.arange(len(table))
+    for offset, (column, colour) in enumerate(((clean_column, "tab:blue"), (corrupted_column, "tab:orange"))):
+        bars = axis.barh(positions + offset * 0.4, table[column], 0.4, label=column.replace("_", " "), color=colour)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    axis.set_yticks(positions + 0.2, table[label_column])
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1.12)
+    axis.set_xlabel("validation accuracy")
+    axis.set_title(title)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_robustness_heatmap(table, title: str, value_column: str = "accuracy"):
+    """Accuracy per corruption kind (rows) and severity (columns) from a robustness table
+    (columns kind, severity, accuracy; the "clean" row is left out)."""
+    corrupted = table[table["kind"] != "clean"]
+    grid = corrupted.pivot_table(index="kind", columns="severity", values=value_column, sort=False)
+    figure, axis = plt.subplots(figsize=(1.0 * grid.shape[1] + 3.2, 0.32 * grid.shape[0] + 1.4))
+    image = axis.imshow(grid.to_numpy(), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for row in range(grid.shape[0]):
+        for column in range(grid.shape[1]):
+            axis.text(column, row, f"{grid.iat[row, column]:.2f}", ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(grid.shape[1]), [str(value) for value in grid.columns])
+    axis.set_yticks(range(grid.shape[0]), grid.index)
+    axis.set_xlabel("severity")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.046, label=value_column)
+    figure.tight_layout()
+    return figure

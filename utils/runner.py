@@ -68,7 +68,19 @@ def load_profile(profile: str) -> dict:
     content.setdefault("parameters", {})
     content.setdefault("backend", "tensorflow")
     content["name"] = profile
+    check_profile_parameters(content["parameters"], path)
     return content
+
+
+def check_profile_parameters(parameters: dict, path) -> None:
+    """Stops a run before any notebook when a parameter names an unknown policy, corruption, view,
+    optimizer or model, or a severity outside 1-5 (one sentence naming the file and the parameter)."""
+    from utils.parameters import check_parameters
+
+    try:
+        check_parameters(parameters)
+    except ValueError as error:
+        raise RunnerError(f"{path}: {error}") from None
 
 
 def choose_backend(requested: str) -> tuple[str, str]:

@@ -37,9 +37,24 @@ class SubmissionError(Exception):
     """A submission that the platform would reject; the message is one sentence."""
 
 
+FINAL_NOTEBOOK = "05_finetune_tta"
+
+
+def recommendation(run_dir: str | os.PathLike) -> dict | None:
+    """What notebook 05 recommends shipping ({"members": ["notebook:name", ...], "tta_views": [...]}),
+    or None when 05 did not run in this folder."""
+    path = config.run_paths(run_dir).metrics_json(FINAL_NOTEBOOK)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("submission")
+
+
 def choose_models(run_dir: str | os.PathLike, requested: list[str] | None = None) -> list[tuple[str, str]]:
-    """Returns [(notebook, model name)]: the requested ones ("notebook:name"), else the best by val_accuracy."""
+    """Returns [(notebook, model name)]: the requested ones ("notebook:name"), else what 05
+    recommends, else the best by val_accuracy."""
     paths = config.run_paths(run_dir)
+    if not requested and recommendation(run_dir):
+        requested = recommendation(run_dir)["members"]
     if requested:
         chosen = []
         for item in requested:

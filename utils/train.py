@@ -378,7 +378,10 @@ def _labels_and_loss(y, num_classes: int, label_mode: str, label_smoothing: floa
 
 
 def _split(data):
-    """(x, y) arrays -> (x, y); anything else (PyDataset, tf.data, generator) -> (data, None)."""
+    """(x, y) arrays -> (x, y); anything else (PyDataset, tf.data, generator, or a callable that
+    makes one for a batch size) -> (data, None)."""
+    if callable(data) and not hasattr(data, "__getitem__"):
+        return data, None
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return np.asarray(data[0]), data[1]
     return data, None
@@ -409,7 +412,10 @@ def train_phases(
 
     train_data / validation_data: (x, y) with x uint8 or float images 0-255 and y int labels
     (N,) / (N, 1) or one-hot (N, num_classes) (see `label_mode`); or any object `model.fit`
-    accepts (batch size is then the data's own). `callbacks` run after the checkpoint is written
+    accepts (batch size is then the data's own). train_data may also be a callable
+    `make(batch_size)` that returns such an object, so that each phase gets batches of its own
+    size (e.g. `augment.training_dataset` with a policy; pass label_mode="categorical" when it
+    yields one-hot or mixed labels). `callbacks` run after the checkpoint is written
     each epoch. With `checkpoint_dir` and resume=True, an interrupted run continues where its
     last checkpoint left it (same model architecture and phases required).
     """
@@ -511,6 +517,8 @@ def train_phases(
             try:
                 if y_train is not None:
                     model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
+                elif callable(x_train) and not hasattr(x_train, "__getitem__"):
+                    model.fit(x_train(int(phase.batch_size)), **fit_kwargs)
                 else:
                     model.fit(x_train, **fit_kwargs)
             except KeyboardInterrupt:

@@ -1,0 +1,90 @@
+"""Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
+views, optimizers and models.
+
+The runner calls `check_parameters` on a profile's values before any notebook runs, and each
+notebook calls it on its own values (for hand runs), so a typo stops the run before training with
+one sentence that names the parameter and the choices. Parameters not listed here are not checked.
+"""
+
+from __future__ import annotations
+
+# 05 takes the best policy that 04 found when FINAL_POLICY is this value.
+POLICY_FROM_STUDY = "from_04"
+
+
+def _check_models(names, parameter: str):
+    from utils import models
+
+    for name in [names] if isinstance(names, str) else names:
+        if name != "baseline" and name not in models.BACKBONES:
+            raise ValueError(f"{parameter} names unknown model {name!r}; choose 'baseline' or one of {', '.join(models.BACKBONES)}.")
+
+
+def _check_optimizers(names, parameter: str):
+    from utils import train
+
+    for name in [names] if isinstance(names, str) else names:
+        if str(name).lower() not in train.OPTIMIZERS:
+            raise ValueError(f"{parameter} names unknown optimizer {name!r}; choose from {', '.join(train.OPTIMIZERS)}.")
+
+
+def _check_policy(policy, parameter: str):
+    from utils import augment
+
+    if policy != POLICY_FROM_STUDY:
+        augment.resolve_policy(policy, parameter)
+
+
+def _check_policies(policies, parameter: str):
+    from utils import augment
+
+    if isinstance(policies, str) or not policies:
+        raise ValueError(f"{parameter} must be a non-empty list of policies, e.g. ['none', 'robust'] (got {policies!r}).")
+    augment.check_policies(policies, parameter)
+
+
+def _check_corruptions(names, parameter: str):
+    from utils import corruptions
+
+    corruptions.check_corruptions(names, parameter)
+
+
+def _check_severities(values, parameter: str):
+    from utils import corruptions
+
+    corruptions.check_severities(values, parameter)
+
+
+def _check_views(names, parameter: str):
+    from utils import tta
+
+    tta.check_views(names, parameter)
+
+
+def _check_image_sizes(values, parameter: str):
+    for value in [values] if isinstance(values, int) else values:
+        if isinstance(value, bool) or not isinstance(value, int) or not 32 <= value <= 600:
+            raise ValueError(f"{parameter} must hold whole pixel sizes from 32 to 600 (got {value!r}).")
+
+
+CHECKS = {
+    "STUDY_MODEL": _check_models,
+    "FINAL_MODEL": _check_models,
+    "STUDY_POLICIES": _check_policies,
+    "FINAL_POLICY": _check_policy,
+    "STUDY_OPTIMIZERS": _check_optimizers,
+    "FINAL_OPTIMIZER": _check_optimizers,
+    "STUDY_IMAGE_SIZES": _check_image_sizes,
+    "FINAL_IMAGE_SIZE": _check_image_sizes,
+    "CORRUPTIONS": _check_corruptions,
+    "CORRUPTION_SEVERITIES": _check_severities,
+    "TTA_VIEWS": _check_views,
+    "FINAL_TTA_VIEWS": _check_views,
+}
+
+
+def check_parameters(parameters: dict) -> None:
+    """Raises ValueError (one sentence naming the parameter and the choices) for the first bad value."""
+    for name, check in CHECKS.items():
+        if name in parameters:
+            check(parameters[name], name)

@@ -1,0 +1,120 @@
+"""One training recipe as data: which model, which augmentation policy, which optimizer and budget.
+
+Notebooks 04 (the augmentation study) and 05 (the final fine-tune) train many models that differ
+in one or two settings; a `Recipe` holds every setting, `train_recipe` turns it into a model,
+phases and an augmented input pipeline, and trains with per-epoch checkpoints (resumable).
+
+    recipe = Recipe(model="baseline", policy="robust", optimizer="adamw", epochs=10)
+    model, spec, history, phase_starts = train_recipe(recipe, split, checkpoint_dir, seed=42)
+
+`model` is "baseline" (the hand-made CNN, widths in `filters`) or a keras.applications backbone
+name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's two
+phases run (head on a frozen backbone at batch `head_batch_size`, then fine-tuning with the first
+`frozen_layers` (or the first `frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
+network trains in one phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from utils import augment, models, train
+
+
+@dataclass
+class Recipe:
+    model: str = "baseline"
+    image_size: int = 96
+    weights: str | None = None
+    policy: object = "none"
+    optimizer: str = "adamw"
+    epochs: int = 10
+    head_batch_size: int = 64
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    weight_decay: float | None = None
+    frozen_fraction: float = 0.24
+    frozen_layers: int | None = None
+    patience: int | None = 5
+    reduce_lr_patience: int | None = 2
+    label_smoothing: float = 0.0
+    scratch_bn_momentum: float = 0.9
+    filters: list = field(default_factory=lambda: [32, 64, 128])
+    dense_units: int = 128
+    head_units: int = 256
+    dropout: float = 0.3
+
+    def __post_init__(self):
+        if self.model != "baseline" and self.model not in models.BACKBONES:
+            raise ValueError(f"Unknown model {self.model!r}; choose 'baseline' or a backbone: {', '.join(models.BACKBONES)}.")
+        self.weights = self.weights or None
+        augment.resolve_policy(self.policy)
+        train.make_optimizer(self.optimizer)
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build(recipe: Recipe, seed: int | None = None):
+    """The recipe's model (with its weights source) and the spec that rebuilds it."""
+    if recipe.model == "baseline":
+        spec = models.model_spec(
+            kind="baseline", filters=tuple(recipe.filters), dense_units=recipe.dense_units, dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size,
+        )
+        return models.build_model(spec, seed=seed), spec
+    spec = models.model_spec(
+        kind="transfer", backbone=recipe.model, image_size=recipe.image_size, head_units=recipe.head_units, dropout=recipe.dropout,
+    )
+    model = models.build_model(spec, weights=recipe.weights, seed=seed)
+    if recipe.weights is None:
+        models.set_batchnorm_momentum(model, recipe.scratch_bn_momentum)
+    return model, spec
+
+
+def phases(recipe: Recipe, model) -> list[train.Phase]:
+    """The report's phases for a pretrained backbone, or one phase that trains everything."""
+    common = dict(
+        optimizer=recipe.optimizer, weight_decay=recipe.weight_decay, patience=recipe.patience,
+        reduce_lr_patience=recipe.reduce_lr_patience,
+    )
+    if recipe.model == "baseline" or recipe.weights is None:
+        return [train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)]
+    frozen_layers = recipe.frozen_layers
+    if frozen_layers is None:
+        frozen_layers = int(round(recipe.frozen_fraction * len(models.get_backbone(model).layers)))
+    return [
+        train.Phase("transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common),
+        train.Phase(
+            "fine_tune", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.fine_tune_learning_rate,
+            trainable="fine_tune", frozen_layers=frozen_layers, freeze_batchnorm=True, **common,
+        ),
+    ]
+
+
+def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2):
+    """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
+    augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
+    epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch."""
+    train.set_seeds(seed)
+    model, spec = build(recipe, seed=seed)
+    spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
+
+    def make_training_data(batch_size: int):
+        return augment.training_dataset(split.x_train, split.y_train, batch_size, recipe.policy, seed=seed)
+
+    records = train.train_phases(
+        model, make_training_data, (split.x_validation, split.y_validation), phases(recipe, model),
+        checkpoint_dir=checkpoint_dir, seed=seed, label_mode="categorical", label_smoothing=recipe.label_smoothing,
+        verbose=verbose,
+    )
+    history = [entry for record in records for entry in record["history"]]
+    phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
+    return model, spec, history, phase_starts
