@@ -79,3 +79,32 @@ def test_plots_draw_and_save_with_captions(tmp_path):
     captions = json.loads((tmp_path / "captions.json").read_text())
     assert captions["groups.png"] == "caption of groups.png"
     assert len(captions) == len(figures)
+
+
+def test_study_and_robustness_plots_draw_what_they_are_given(tmp_path):
+    rng = np.random.default_rng(1)
+    history = [{"epoch": e, "accuracy": 0.5 + 0.1 * e, "val_accuracy": 0.4 + 0.1 * e} for e in range(1, 4)]
+    study = pd.DataFrame({"policy": ["none", "robust"], "clean_accuracy": [0.9, 0.88], "corrupted_accuracy": [0.4, 0.8]})
+    robustness = pd.DataFrame(
+        [{"kind": "clean", "severity": 0, "accuracy": 0.9}]
+        + [{"kind": kind, "severity": s, "accuracy": 1 - 0.1 * s} for kind in ("gaussian_noise", "jpeg_compression") for s in (1, 3, 5)]
+    )
+    figures = {
+        "scores.png": plots.plot_score_histogram(rng.normal(size=200), rng.random(200) > 0.1, 2.0),
+        "phases.png": plots.plot_phase_curves({"a": (history, [1]), "b": (history, [])}),
+        "rows.png": plots.plot_image_rows({"original": rng.integers(0, 256, (4, 96, 96, 3)), "policy": rng.integers(0, 256, (4, 96, 96, 3))}, columns=4),
+        "bars.png": plots.plot_clean_vs_corrupted(study, "policy", "clean vs corrupted"),
+        "heat.png": plots.plot_robustness_heatmap(robustness, "robustness"),
+    }
+    for name, figure in figures.items():
+        if name == "bars.png":
+            # Two bars per policy, with the values they were given.
+            widths = sorted(round(patch.get_width(), 3) for patch in figure.axes[0].patches)
+            assert widths == [0.4, 0.8, 0.88, 0.9]
+        if name == "heat.png":
+            grid = figure.axes[0].images[0].get_array()
+            assert grid.shape == (2, 3)  # kinds x severities; the clean row is left out
+            np.testing.assert_allclose(grid[0], [0.9, 0.7, 0.5])
+        plots.save_figure(figure, tmp_path / name, name)
+        plt.close(figure)
+        assert (tmp_path / name).stat().st_size > 1000

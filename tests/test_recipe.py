@@ -1,0 +1,143 @@
+"""Training recipes (model + augmentation + phases), and the robustness evaluation of 04 and 05."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from utils import corruptions, data, evaluate, models, recipe, synthetic, train, tta
+
+
+def tiny_split(per_class: int = 8, seed: int = 0) -> data.TrainingSplit:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(8), per_class)
+    images = synthetic.render_cells(labels, rng)
+    return data.TrainingSplit(images, labels, images[::4], labels[::4])
+
+
+class FakeModel:
+    """Probabilities that depend on the mean brightness of the top-left quarter of each image."""
+
+    def __call__(self, batch, training=False):
+        corner = np.asarray(batch, dtype="float64")[:, :48, :48].mean(axis=(1, 2, 3)) / 255.0
+        scores = np.stack([np.cos(corner * 6 + k) for k in range(8)], axis=1) * 4
+        return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+
+
+def test_validation_subset_is_exact_stratified_and_seeded():
+    labels = np.repeat(np.arange(8), [10, 30, 5, 20, 7, 9, 40, 3])
+    subset = evaluate.validation_subset(labels, 64, seed=1)
+    assert len(subset) == 64 and len(np.unique(subset)) == 64 and (np.diff(subset) > 0).all()
+    counts = np.bincount(labels[subset], minlength=8)
+    expected = 64 * np.bincount(labels) / len(labels)
+    assert np.all(np.abs(counts - expected) < 1.0)
+    assert np.array_equal(subset, evaluate.validation_subset(labels, 64, seed=1))
+    assert not np.array_equal(subset, evaluate.validation_subset(labels, 64, seed=2))
+    assert np.array_equal(evaluate.validation_subset(labels, 0), np.arange(len(labels)))
+
+
+def test_robustness_scores_every_kind_severity_and_view_set():
+    split = tiny_split(3)
+    model = FakeModel()
+    kinds, severities = ["gaussian_noise", "stain_shift"], [1, 5]
+    view_sets = {"no TTA": ["identity"], "flips": ["identity", "flip_horizontal"]}
+    table = evaluate.robustness([model], split.x_train, split.y_train, kinds, severities, view_sets, seed=3, progress=False)
+    assert len(table) == len(view_sets) * (1 + len(kinds) * len(severities))
+    assert list(table.columns) == ["setting", "kind", "family", "severity", "accuracy", "images"]
+    # Each row is the accuracy of exactly that corruption and view set.
+    corrupted = corruptions.corrupt(split.x_train, "stain_shift", 5, seed=3)
+    for setting, views in view_sets.items():
+        expected = (tta.predict_probabilities([model], corrupted, views).argmax(axis=1) == split.y_train).mean()
+        row = table[(table["setting"] == setting) & (table["kind"] == "stain_shift") & (table["severity"] == 5)]
+        assert abs(row["accuracy"].iloc[0] - expected) < 1e-9
+    clean = table[(table["kind"] == "clean") & (table["setting"] == "no TTA")]["accuracy"].iloc[0]
+    assert abs(clean - (model(split.x_train).argmax(axis=1) == split.y_train).mean()) < 1e-9
+    summary = evaluate.robustness_summary(table)
+    no_tta = table[(table["setting"] == "no TTA") & (table["kind"] != "clean")]
+    assert abs(summary["no TTA"]["corrupted_accuracy"] - no_tta["accuracy"].mean()) < 1e-9
+    assert summary["no TTA"]["worst_kind"] in kinds
+
+
+def test_robustness_rejects_unknown_kinds_and_severities():
+    split = tiny_split(1)
+    with pytest.raises(ValueError, match="CORRUPTIONS"):
+        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["fogg"], [1], progress=False)
+    with pytest.raises(ValueError, match="CORRUPTION_SEVERITIES"):
+        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["gaussian_noise"], [0], progress=False)
+
+
+def test_recipe_checks_its_names():
+    with pytest.raises(ValueError, match="Unknown model 'ResNet9000'"):
+        recipe.Recipe(model="ResNet9000")
+    with pytest.raises(ValueError, match="randaugmnt"):
+        recipe.Recipe(policy="randaugmnt")
+    with pytest.raises(ValueError, match="sgd"):
+        recipe.Recipe(optimizer="sgd")
+
+
+def test_recipe_phases_follow_the_weights(fresh_keras_session):
+    scratch = recipe.Recipe(model="MobileNetV2", image_size=32, epochs=3, batch_size=16, head_batch_size=48)
+    model, spec = recipe.build(scratch, seed=0)
+    assert spec["kind"] == "transfer" and spec["image_size"] == 32
+    (only,) = recipe.phases(scratch, model)
+    assert only.trainable == "all" and only.batch_size == 16 and only.epochs == 3
+    # With ImageNet weights, the report's two phases: the head at the head batch size, then fine-tuning.
+    pretrained = scratch.replace(weights="imagenet", frozen_layers=None, frozen_fraction=0.5)
+    head, fine_tune = recipe.phases(pretrained, model)
+    assert (head.trainable, head.batch_size) == ("head", 48)
+    assert (fine_tune.trainable, fine_tune.batch_size) == ("fine_tune", 16)
+    assert fine_tune.frozen_layers == round(0.5 * len(models.get_backbone(model).layers))
+    assert recipe.phases(pretrained.replace(frozen_layers=124), model)[1].frozen_layers == 124
+
+
+def test_baseline_recipe_resizes_inside_the_model(fresh_keras_session):
+    model, spec = recipe.build(recipe.Recipe(model="baseline", image_size=128, filters=[8]), seed=0)
+    assert spec["image_size"] == 128 and model.input_shape == (None, 96, 96, 3)
+    assert model.get_layer("resize").output.shape[1:3] == (128, 128)
+    rebuilt = models.build_from_spec(spec)
+    assert rebuilt.count_params() == model.count_params()
+    model_96, spec_96 = recipe.build(recipe.Recipe(model="baseline", filters=[8]), seed=0)
+    assert "image_size" not in spec_96 and "resize" not in [layer.name for layer in model_96.layers]
+
+
+def test_train_recipe_trains_on_augmented_batches(tmp_path, fresh_keras_session):
+    split = tiny_split(8)
+    tiny = recipe.Recipe(model="baseline", filters=[8, 16], dense_units=16, policy="randaugment_cutmix_mixup", epochs=2,
+                         batch_size=16, patience=None, reduce_lr_patience=None, label_smoothing=0.1)
+    model, spec, history, phase_starts = recipe.train_recipe(tiny, split, checkpoint_dir=tmp_path / "checkpoint", seed=0, verbose=0)
+    assert len(history) == 2 and phase_starts == []
+    assert all(np.isfinite(entry["loss"]) for entry in history)
+    assert spec["recipe"]["policy"] == "randaugment_cutmix_mixup"
+    probabilities = tta.predict_probabilities([model], split.x_validation, ["identity"])
+    assert probabilities.shape == (len(split.x_validation), 8)
+    # A second call resumes from the checkpoint: nothing left to train, same weights.
+    again, _, history_again, _ = recipe.train_recipe(tiny, split, checkpoint_dir=tmp_path / "checkpoint", seed=0, verbose=0)
+    assert len(history_again) == 2
+    np.testing.assert_allclose(tta.predict_probabilities([again], split.x_validation, ["identity"]), probabilities, atol=1e-5)
+
+
+def test_train_phases_gives_each_phase_its_own_batch_size(fresh_keras_session):
+    split = tiny_split(4)
+    requested = []
+
+    model = models.build_model(models.model_spec(kind="baseline", filters=(8,), dense_units=8), seed=0)
+
+    def as_dataset(batch_size):
+        requested.append(batch_size)
+        x, y = split.x_train.astype("float32"), np.eye(8, dtype="float32")[split.y_train]
+
+        class Data(keras.utils.PyDataset):
+            def __len__(self):
+                return int(np.ceil(len(x) / batch_size))
+
+            def __getitem__(self, index):
+                return x[index * batch_size : (index + 1) * batch_size], y[index * batch_size : (index + 1) * batch_size]
+
+        return Data()
+
+    phases = [train.Phase("one", 1, batch_size=8, patience=None, reduce_lr_patience=None),
+              train.Phase("two", 1, batch_size=16, patience=None, reduce_lr_patience=None)]
+    records = train.train_phases(model, as_dataset, (split.x_validation, split.y_validation), phases, label_mode="categorical", verbose=0)
+    assert requested == [8, 16]
+    assert [len(record["history"]) for record in records] == [1, 1]
