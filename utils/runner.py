@@ -25,8 +25,11 @@ from pathlib import Path
 
 import yaml
 
-from utils import config
-from utils.data import DataError, load_dataset, write_json
+# The parameter checks import Keras in this process; keep TensorFlow's C++ start-up logs quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from utils import config  # noqa: E402
+from utils.data import DataError, load_dataset, write_json  # noqa: E402
 
 BACKENDS = ("tensorflow", "torch", "jax")
 

@@ -518,7 +518,8 @@ def train_phases(
                 if y_train is not None:
                     model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
                 elif callable(x_train) and not hasattr(x_train, "__getitem__"):
-                    model.fit(x_train(int(phase.batch_size)), **fit_kwargs)
+                    # The data shuffles itself (fit's own shuffle does not apply to a dataset).
+                    model.fit(x_train(int(phase.batch_size)), shuffle=False, **fit_kwargs)
                 else:
                     model.fit(x_train, **fit_kwargs)
             except KeyboardInterrupt:
