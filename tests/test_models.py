@@ -141,9 +141,26 @@ def test_save_load_round_trip_baseline(tmp_path):
     )
 
 
+def test_save_load_round_trip_compact_resnet(tmp_path):
+    spec = M.model_spec("resnet", widths=(8, 16), blocks=(1, 2), image_size=64, dropout=0.1)
+    assert spec["kind"] == "resnet" and spec["widths"] == [8, 16] and spec["blocks"] == [1, 2] and spec["image_size"] == 64
+    model = M.build_model(spec, seed=0)
+    assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 8)
+    # Stem halves 64 px to 32; the second stage halves again; its two blocks keep 16 px.
+    assert model.get_layer("stage2_block2_add").output.shape[1:] == (16, 16, 16)
+    assert model.get_layer("stage1_block1_bn2").get_weights()[0].sum() == 0  # residual branches start at zero
+    M.save_model(model, spec, tmp_path, "resnet")
+    x = _images(2)
+    np.testing.assert_allclose(
+        M.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="one entry per stage"):
+        M.build_compact_resnet(widths=(8, 16), blocks=(1,))
+
+
 def test_spec_rejects_unknown_kind_and_backbone():
     with pytest.raises(ValueError, match="kind"):
-        M.model_spec("resnet")
+        M.model_spec("vgg")
     with pytest.raises(ValueError, match="Unknown backbone"):
         M.model_spec("transfer", backbone="VGG99")
     with pytest.raises(ValueError, match="kind"):

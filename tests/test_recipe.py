@@ -91,6 +91,15 @@ def test_recipe_phases_follow_the_weights(fresh_keras_session):
     assert recipe.phases(pretrained.replace(frozen_layers=124), model)[1].frozen_layers == 124
 
 
+def test_resnet_recipe_builds_its_stages_and_trains_in_one_phase(fresh_keras_session):
+    resnet = recipe.Recipe(model="resnet", widths=[8, 16, 32], blocks=[1, 1, 2], weights="imagenet")
+    model, spec = recipe.build(resnet, seed=0)
+    assert spec["kind"] == "resnet" and spec["widths"] == [8, 16, 32] and spec["blocks"] == [1, 1, 2]
+    assert model.get_layer("stage3_block2_add").output.shape[1:] == (12, 12, 32)
+    (only,) = recipe.phases(resnet, model)  # Always from scratch, whatever `weights` says.
+    assert only.trainable == "all"
+
+
 def test_baseline_recipe_resizes_inside_the_model(fresh_keras_session):
     model, spec = recipe.build(recipe.Recipe(model="baseline", image_size=128, filters=[8]), seed=0)
     assert spec["image_size"] == 128 and model.input_shape == (None, 96, 96, 3)

@@ -156,6 +156,58 @@ def build_baseline_cnn(
 
 
 # --------------------------------------------------------------------------------------------
+# Compact ResNet (from scratch, for CPU budgets)
+# --------------------------------------------------------------------------------------------
+def build_compact_resnet(
+    input_size: int = INPUT_SIZE,
+    num_classes: int = CLASS_COUNT,
+    widths=(32, 64, 128, 256),
+    blocks=(1, 1, 1, 1),
+    stem_stride: int = 2,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+    image_size: int | None = None,
+    seed: int | None = None,
+) -> keras.Model:
+    """A small ResNet for training from scratch: a 3x3 stem (stride `stem_stride`), then one stage
+    per entry of `widths` with `blocks` basic residual blocks each (two 3x3 convolutions; the first
+    block of every stage after the first halves the resolution), global average pooling, dropout and
+    a softmax. Takes raw 0-255 images, resizes (when `image_size` differs) and scales to [-1, 1] inside.
+    The last BatchNormalization of each residual branch starts at zero, so every block starts as
+    the identity (a known help for training residual networks from scratch)."""
+    _set_seed(seed)
+    if len(widths) != len(blocks):
+        raise ValueError(f"widths {list(widths)} and blocks {list(blocks)} must have one entry per stage.")
+    inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
+    x = inputs
+    if image_size and int(image_size) != int(input_size):
+        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+    x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    for stage, (width, count) in enumerate(zip(widths, blocks)):
+        for block in range(int(count)):
+            name = f"stage{stage + 1}_block{block + 1}"
+            stride = 2 if (stage > 0 and block == 0) else 1
+            shortcut = x
+            y = keras.layers.Conv2D(int(width), 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+            y = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn1")(y)
+            y = keras.layers.Activation("relu", name=f"{name}_relu1")(y)
+            y = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+            y = keras.layers.BatchNormalization(momentum=bn_momentum, gamma_initializer="zeros", name=f"{name}_bn2")(y)
+            if stride != 1 or shortcut.shape[-1] != int(width):
+                shortcut = keras.layers.Conv2D(int(width), 1, strides=stride, use_bias=False, name=f"{name}_shortcut")(shortcut)
+                shortcut = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_shortcut_bn")(shortcut)
+            x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+            x = keras.layers.Activation("relu", name=f"{name}_relu2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="compact_resnet")
+
+
+# --------------------------------------------------------------------------------------------
 # Transfer models
 # --------------------------------------------------------------------------------------------
 def weights_file_name(backbone: str, image_size: int) -> str:
@@ -400,6 +452,15 @@ def model_spec(
         }
         if image_size is not None and int(image_size) != int(input_size):
             spec["image_size"] = int(image_size)
+    elif kind == "resnet":
+        spec = {
+            "kind": "resnet", "input_size": int(input_size), "num_classes": int(num_classes),
+            "widths": [int(w) for w in extra.pop("widths", (32, 64, 128, 256))],
+            "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1))],
+            "stem_stride": int(extra.pop("stem_stride", 2)), "dropout": float(dropout), "bn_momentum": float(bn_momentum),
+        }
+        if image_size is not None and int(image_size) != int(input_size):
+            spec["image_size"] = int(image_size)
     elif kind == "transfer":
         image_size = 128 if image_size is None else image_size
         if backbone not in BACKBONES:
@@ -410,7 +471,7 @@ def model_spec(
             "num_classes": int(num_classes), "input_size": int(input_size),
         }
     else:
-        raise ValueError(f"kind must be 'baseline' or 'transfer' (got {kind!r}).")
+        raise ValueError(f"kind must be 'baseline', 'resnet' or 'transfer' (got {kind!r}).")
     spec["spec_version"] = SPEC_VERSION
     spec.update(extra)
     return spec
@@ -426,6 +487,13 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             dense_units=spec.get("dense_units", 128), seed=seed, bn_momentum=spec.get("bn_momentum", 0.99),
             image_size=spec.get("image_size"),
         )
+    if kind == "resnet":
+        return build_compact_resnet(
+            input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
+            widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), stem_stride=spec.get("stem_stride", 2),
+            dropout=spec.get("dropout", 0.2), bn_momentum=spec.get("bn_momentum", 0.9), image_size=spec.get("image_size"),
+            seed=seed,
+        )
     if kind == "transfer":
         return build_transfer_model(
             backbone=spec["backbone"], image_size=spec.get("image_size", 128), weights=weights,
@@ -433,7 +501,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             num_classes=spec.get("num_classes", CLASS_COUNT), seed=seed,
             input_size=spec.get("input_size", INPUT_SIZE),
         )
-    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline' or 'transfer').")
+    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline', 'resnet' or 'transfer').")
 
 
 def build_from_spec(spec: dict) -> keras.Model:

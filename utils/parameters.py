@@ -16,8 +16,8 @@ def _check_models(names, parameter: str):
     from utils import models
 
     for name in [names] if isinstance(names, str) else names:
-        if name != "baseline" and name not in models.BACKBONES:
-            raise ValueError(f"{parameter} names unknown model {name!r}; choose 'baseline' or one of {', '.join(models.BACKBONES)}.")
+        if name not in ("baseline", "resnet") and name not in models.BACKBONES:
+            raise ValueError(f"{parameter} names unknown model {name!r}; choose 'baseline', 'resnet' or one of {', '.join(models.BACKBONES)}.")
 
 
 def _check_optimizers(names, parameter: str):

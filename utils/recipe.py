@@ -7,8 +7,8 @@ phases and an augmented input pipeline, and trains with per-epoch checkpoints (r
     recipe = Recipe(model="baseline", policy="robust", optimizer="adamw", epochs=10)
     model, spec, history, phase_starts = train_recipe(recipe, split, checkpoint_dir, seed=42)
 
-`model` is "baseline" (the hand-made CNN, widths in `filters`) or a keras.applications backbone
-name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's two
+`model` is "baseline" (the hand-made CNN, widths in `filters`), "resnet" (a compact ResNet,
+`widths` and `blocks` per stage) or a keras.applications backbone name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's two
 phases run (head on a frozen backbone at batch `head_batch_size`, then fine-tuning with the first
 `frozen_layers` (or the first `frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
 network trains in one phase.
@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from utils import augment, models, train
+
+# Models of the suite's own that always train from scratch, in one phase.
+SCRATCH_MODELS = ("baseline", "resnet")
 
 
 @dataclass
@@ -45,12 +48,14 @@ class Recipe:
     scratch_bn_momentum: float = 0.9
     filters: list = field(default_factory=lambda: [32, 64, 128])
     dense_units: int = 128
+    widths: list = field(default_factory=lambda: [32, 64, 128, 256])
+    blocks: list = field(default_factory=lambda: [1, 1, 1, 1])
     head_units: int = 256
     dropout: float = 0.3
 
     def __post_init__(self):
-        if self.model != "baseline" and self.model not in models.BACKBONES:
-            raise ValueError(f"Unknown model {self.model!r}; choose 'baseline' or a backbone: {', '.join(models.BACKBONES)}.")
+        if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
+            raise ValueError(f"Unknown model {self.model!r}; choose 'baseline', 'resnet' or a backbone: {', '.join(models.BACKBONES)}.")
         self.weights = self.weights or None
         augment.resolve_policy(self.policy)
         train.make_optimizer(self.optimizer)
@@ -70,6 +75,12 @@ def build(recipe: Recipe, seed: int | None = None):
             bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size,
         )
         return models.build_model(spec, seed=seed), spec
+    if recipe.model == "resnet":
+        spec = models.model_spec(
+            kind="resnet", widths=tuple(recipe.widths), blocks=tuple(recipe.blocks), dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size,
+        )
+        return models.build_model(spec, seed=seed), spec
     spec = models.model_spec(
         kind="transfer", backbone=recipe.model, image_size=recipe.image_size, head_units=recipe.head_units, dropout=recipe.dropout,
     )
@@ -85,7 +96,7 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
         optimizer=recipe.optimizer, weight_decay=recipe.weight_decay, patience=recipe.patience,
         reduce_lr_patience=recipe.reduce_lr_patience,
     )
-    if recipe.model == "baseline" or recipe.weights is None:
+    if recipe.model in SCRATCH_MODELS or recipe.weights is None:
         return [train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)]
     frozen_layers = recipe.frozen_layers
     if frozen_layers is None:
