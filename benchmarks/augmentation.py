@@ -1,0 +1,143 @@
+"""Does on-the-fly augmentation slow training down? Augmented vs plain training images/s, one process.
+
+    python benchmarks/augmentation.py                                  # baseline CNN, "robust", 3 rounds
+    python benchmarks/augmentation.py --model EfficientNetB0 --policy randaugment_cutmix_mixup
+    KERAS_BACKEND=torch python benchmarks/augmentation.py              # or --backend torch
+
+One model is built and compiled once; each round times one training epoch over `--images` synthetic
+cells fed plainly and one epoch fed through `augment.training_dataset` with the policy, alternating
+which goes first. "Plain" is the same input pipeline with policy "none" (`--plain none`, the
+default: shuffling, gathering, casting and one-hot labels, no augmentation layers), or float32 NumPy
+arrays given to `fit` (`--plain numpy`, what `train.train_phases` does with (x, y) arrays). Both are warmed up first (graph tracing). Prints one JSON
+line per measurement and a final JSON line with the medians and their ratio (goal: >= 0.9).
+
+On a shared machine other work can take a core away in the middle of a run, so each measurement also
+records the process's CPU time (all threads) and how many cores other processes kept busy meanwhile
+(from /proc/stat, Linux only): "paired_ratio" is the median of the
+ratios within each round (plain and augmented run back to back), and "cpu_ratio" is plain over
+augmented CPU seconds per image, the ratio to expect when training is CPU-bound on every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", default="robust", help="a policy name from utils.augment.POLICIES")
+    parser.add_argument("--model", default="baseline", help="'baseline' or a backbone of utils.models.BACKBONES (from scratch, 96 px)")
+    parser.add_argument("--images", type=int, default=2048, help="images per timed epoch")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/augmented rounds")
+    parser.add_argument("--plain", choices=("none", "numpy"), default="none", help="how the unaugmented run is fed")
+    parser.add_argument("--deterministic", action="store_true", help="sequential map (reproducible stream)")
+    parser.add_argument("--backend", help="set KERAS_BACKEND (tensorflow, torch, jax) before Keras is imported")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.backend:
+        os.environ["KERAS_BACKEND"] = arguments.backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(REPO_ROOT))
+    import keras
+    import numpy as np
+
+    from utils import augment, models, synthetic
+
+    augment.resolve_policy(arguments.policy, "--policy")
+    random = np.random.default_rng(arguments.seed)
+    # A few hundred distinct synthetic cells, tiled: rendering is slow and pixel content does not change the speed.
+    distinct = min(arguments.images, 256)
+    base_labels = np.arange(distinct) % 8
+    base_images = synthetic.render_cells(base_labels, random)
+    repeats = -(-arguments.images // distinct)
+    images = np.tile(base_images, (repeats, 1, 1, 1))[: arguments.images]
+    labels = np.tile(base_labels, repeats)[: arguments.images]
+    plain_images = images.astype("float32")
+    plain_labels = np.eye(8, dtype="float32")[labels]
+
+    if arguments.model == "baseline":
+        spec = models.model_spec(kind="baseline")
+    else:
+        spec = models.model_spec(kind="transfer", backbone=arguments.model, image_size=96)
+    model = models.build_model(spec, weights=None, seed=arguments.seed)
+    if arguments.model != "baseline":
+        models.set_batchnorm_momentum(model, 0.9)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+
+    # Built once, as in training: each `fit` below is one fresh, reshuffled pass (one epoch).
+    datasets = {policy: augment.training_dataset(images, labels, arguments.batch_size, policy, seed=arguments.seed,
+                                                 deterministic=arguments.deterministic)
+                for policy in ("none", arguments.policy)}
+
+    def run_plain(steps=None):
+        if arguments.plain == "none":
+            model.fit(datasets["none"], epochs=1, verbose=0, shuffle=False, steps_per_epoch=steps)
+        else:
+            count = steps * arguments.batch_size if steps else len(images)
+            model.fit(plain_images[:count], plain_labels[:count], batch_size=arguments.batch_size, shuffle=True, epochs=1, verbose=0)
+
+    def run_augmented(steps=None):
+        model.fit(datasets[arguments.policy], epochs=1, verbose=0, shuffle=False, steps_per_epoch=steps)
+
+    run_plain(4)  # Warm-up: traces the training step (and the pipelines) before anything is timed.
+    run_augmented(4)
+
+    def cpu_seconds():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def machine_busy_seconds():
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                fields = [int(value) for value in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return float("nan")
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+    speed = {"plain": [], "augmented": []}
+    cpu = {"plain": [], "augmented": []}
+    for round_index in range(arguments.rounds):
+        order = ("plain", "augmented") if round_index % 2 == 0 else ("augmented", "plain")
+        for kind in order:
+            machine_before, cpu_before, started = machine_busy_seconds(), cpu_seconds(), time.perf_counter()
+            (run_plain if kind == "plain" else run_augmented)()
+            seconds, busy = time.perf_counter() - started, cpu_seconds() - cpu_before
+            others = (machine_busy_seconds() - machine_before - busy) / seconds
+            speed[kind].append(len(images) / seconds)
+            cpu[kind].append(1000 * busy / len(images))
+            print(json.dumps({"round": round_index + 1, "kind": kind, "policy": arguments.policy if kind == "augmented" else "none",
+                              "model": arguments.model, "backend": keras.backend.backend(),
+                              "images_per_second": round(len(images) / seconds, 1), "seconds": round(seconds, 2),
+                              "cpu_ms_per_image": round(cpu[kind][-1], 3), "cores_busy": round(busy / seconds, 2),
+                              "other_processes_cores_busy": round(max(others, 0.0), 2)}), flush=True)
+
+    augmented, plain = statistics.median(speed["augmented"]), statistics.median(speed["plain"])
+    paired = [a / p for a, p in zip(speed["augmented"], speed["plain"])]
+    print(json.dumps({
+        "policy": arguments.policy, "model": arguments.model, "backend": keras.backend.backend(),
+        "augmented_images_per_second": round(augmented, 1), "plain_images_per_second": round(plain, 1),
+        "ratio": round(augmented / plain, 3), "paired_ratio": round(statistics.median(paired), 3),
+        "paired_ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+        "cpu_ratio": round(statistics.median(cpu["plain"]) / statistics.median(cpu["augmented"]), 3),
+        "plain": arguments.plain, "deterministic": arguments.deterministic, "batch_size": arguments.batch_size,
+        "images": len(images), "rounds": arguments.rounds, "cpus": os.cpu_count(),
+    }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
