@@ -252,9 +252,9 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert views["val_accuracy"].between(0, 1).all()
     metrics = json.loads((out_dir / "metrics" / "05_finetune_tta.json").read_text())
     final = metrics["models"]["final"]
-    # The identity view alone is the model without TTA.
-    assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-6
-    assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-6
+    # The identity view alone is the model without TTA (the table rounds to 4 decimals).
+    assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-4
+    assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-4
     assert final["epochs_run"] <= parameters["FINAL_EPOCHS"]
     study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
     assert final["policy"] == str(study["best_recipe"]["policy"])
