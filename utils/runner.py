@@ -72,30 +72,15 @@ def load_profile(profile: str) -> dict:
     return content
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Sends file descriptor 2 to /dev/null for a while: TensorFlow's C++ start-up logs (written
-    there when the checks import Keras) would otherwise bury the runner's one-sentence errors."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def check_profile_parameters(parameters: dict, path) -> None:
     """Stops a run before any notebook when a parameter names an unknown policy, corruption, view,
     optimizer or model, or a severity outside 1-5 (one sentence naming the file and the parameter)."""
     from utils.parameters import check_parameters
 
     try:
-        with _native_stderr_silenced():
+        # The checks import Keras; TensorFlow's C++ start-up logs (file descriptor 2) would
+        # otherwise bury the runner's one-sentence errors.
+        with kernel_log(Path(os.devnull)):
             check_parameters(parameters)
     except ValueError as error:
         raise RunnerError(f"{path}: {error}") from None
