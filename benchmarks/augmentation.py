@@ -6,16 +6,17 @@
 
 One model is built and compiled once; each round times one training epoch over `--images` synthetic
 cells fed plainly and one epoch fed through `augment.training_dataset` with the policy, alternating
-which goes first. "Plain" is the same input pipeline with policy "none" (`--plain none`, the
-default: shuffling, gathering, casting and one-hot labels, no augmentation layers), or float32 NumPy
-arrays given to `fit` (`--plain numpy`, what `train.train_phases` does with (x, y) arrays). Both are warmed up first (graph tracing). Prints one JSON
-line per measurement and a final JSON line with the medians and their ratio (goal: >= 0.9).
+which goes first. "Plain" is the same input pipeline with policy "none" (`--plain none`, the default:
+shuffling, gathering, casting and one-hot labels, no augmentation layers), or float32 NumPy arrays
+given to `fit` (`--plain numpy`, what `train.train_phases` does with (x, y) arrays). Both are warmed up
+first (graph tracing). Prints one JSON line per measurement and a final JSON line with the medians and
+their ratio (goal: >= 0.9).
 
 On a shared machine other work can take a core away in the middle of a run, so each measurement also
 records the process's CPU time (all threads) and how many cores other processes kept busy meanwhile
-(from /proc/stat, Linux only): "paired_ratio" is the median of the
-ratios within each round (plain and augmented run back to back), and "cpu_ratio" is plain over
-augmented CPU seconds per image, the ratio to expect when training is CPU-bound on every core.
+(from /proc/stat, Linux only): "paired_ratio" is the median of the ratios within each round (plain and
+augmented back to back), and "cpu_ratio" is plain over augmented CPU seconds per image, the ratio to
+expect when training is CPU-bound on every core.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="robust", help="a policy name from utils.augment.POLICIES")
-    parser.add_argument("--model", default="baseline", help="'baseline' or a backbone of utils.models.BACKBONES (from scratch, 96 px)")
+    parser.add_argument("--model", default="baseline",
+                        help="'baseline' or a backbone of utils.models.BACKBONES (from scratch, 96 px)")
     parser.add_argument("--images", type=int, default=2048, help="images per timed epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating plain/augmented rounds")
