@@ -150,3 +150,15 @@ def test_train_phases_gives_each_phase_its_own_batch_size(fresh_keras_session):
     records = train.train_phases(model, as_dataset, (split.x_validation, split.y_validation), phases, label_mode="categorical", verbose=0)
     assert requested == [8, 16]
     assert [len(record["history"]) for record in records] == [1, 1]
+
+
+def test_view_table_scores_each_view_and_their_mean():
+    labels = np.array([0, 1, 2, 3])
+    eye = np.eye(8)
+    right = eye[labels]
+    wrong = eye[[1, 1, 1, 1]]
+    per_view = {"identity": right, "flip_horizontal": wrong, "rotate_90": 0.6 * right + 0.4 * wrong}
+    table, together = evaluate.view_table(per_view, labels)
+    assert list(table["views"]) == ["identity", "flip_horizontal", "rotate_90", "all 3 views"]
+    np.testing.assert_allclose(table["val_accuracy"], [1.0, 0.25, 1.0, 1.0])
+    assert together["val_accuracy"] == 1.0

@@ -142,3 +142,25 @@ def test_efficientnetv2s_with_the_report_head_crosses_keras_versions(tmp_path):
     report = submission.validate(zip_path, images, probabilities.argmax(axis=1), python=str(config.PLATFORM_PYTHON))
     assert report["keras"] == "3.4.1"
     assert report["agreement"] >= submission.MIN_AGREEMENT
+
+
+def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
+    members = [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
+    views = ["identity", "flip_horizontal"]
+    single = {"no TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.60}, "TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.62}}
+    assert submission.recommend(single, views, members) == {"members": ["05_finetune_tta:final"], "tta_views": views}
+    worse_with_views = {**single, "TTA": {"clean_accuracy": 0.88, "corrupted_accuracy": 0.60}}
+    assert submission.recommend(worse_with_views, views, members)["tta_views"] == ["identity"]
+    better_ensemble = {"clean_accuracy": 0.92, "corrupted_accuracy": 0.65}
+    assert submission.recommend(single, views, members, better_ensemble)["members"] == ["05_finetune_tta:final", "02_baseline_cnn:baseline"]
+    worse_ensemble = {"clean_accuracy": 0.85, "corrupted_accuracy": 0.60}
+    assert submission.recommend(single, views, members, worse_ensemble)["members"] == ["05_finetune_tta:final"]
+
+
+def test_available_members_keeps_what_the_run_holds(tiny_run):
+    run_dir = tiny_run[0]
+    members, missing = submission.available_members(
+        run_dir, ("05_finetune_tta", "final"), ["02_baseline_cnn:baseline", "03_pretrained_sweep:EfficientNetB0", "02_baseline_cnn:baseline"]
+    )
+    assert members == [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
+    assert missing == ["03_pretrained_sweep:EfficientNetB0"]

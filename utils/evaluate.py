@@ -197,3 +197,17 @@ def robustness_summary(table) -> dict:
             "worst_kind_accuracy": float(per_kind.min()) if len(per_kind) else None,
         }
     return summary
+
+
+def view_table(per_view: dict, labels):
+    """One row per TTA view alone ("views", "val_accuracy", "val_macro_f1") and a last row for the
+    mean of all of them; returns (table, metrics of all views together)."""
+    import pandas as pd
+
+    rows = []
+    for name, probabilities in per_view.items():
+        scores = classification_metrics(labels, probabilities.argmax(axis=1))
+        rows.append({"views": name, "val_accuracy": scores["val_accuracy"], "val_macro_f1": scores["val_macro_f1"]})
+    together = classification_metrics(labels, (sum(per_view.values()) / len(per_view)).argmax(axis=1))
+    rows.append({"views": f"all {len(per_view)} views", "val_accuracy": together["val_accuracy"], "val_macro_f1": together["val_macro_f1"]})
+    return pd.DataFrame(rows), together

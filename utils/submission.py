@@ -49,6 +49,37 @@ def recommendation(run_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()).get("submission")
 
 
+def available_members(run_dir: str | os.PathLike, first: tuple[str, str], requested) -> tuple[list[tuple[str, str]], list[str]]:
+    """The ensemble `first` + the requested "notebook:name" models that this run holds (each once),
+    and the requested ones it does not hold."""
+    models_dir = config.run_paths(run_dir).models_dir
+    members, missing = [first], []
+    for item in requested:
+        notebook, _, name = item.partition(":")
+        if (notebook, name) in members:
+            continue
+        if (models_dir / f"{notebook}_{name}.weights.h5").exists():
+            members.append((notebook, name))
+        else:
+            missing.append(item)
+    return members, missing
+
+
+def recommend(single: dict, views: list[str], members: list[tuple[str, str]], ensemble: dict | None = None) -> dict:
+    """What 06 should ship, from 05's robustness summaries ({"no TTA": {...}, "TTA": {...}} for the
+    single model, and the ensemble's with all views): the TTA views when they do not lower the mean
+    of clean and corrupted accuracy, and the ensemble when it scores higher than the single model."""
+
+    def combined(scores: dict) -> float:
+        return (scores["clean_accuracy"] + scores["corrupted_accuracy"]) / 2
+
+    with_views = combined(single["TTA"]) >= combined(single["no TTA"])
+    single_best = max(combined(single["TTA"]), combined(single["no TTA"]))
+    if ensemble is not None and combined(ensemble) > single_best:
+        return {"members": [f"{n}:{m}" for n, m in members], "tta_views": list(views)}
+    return {"members": [f"{members[0][0]}:{members[0][1]}"], "tta_views": list(views) if with_views else ["identity"]}
+
+
 def choose_models(run_dir: str | os.PathLike, requested: list[str] | None = None) -> list[tuple[str, str]]:
     """Returns [(notebook, model name)]: the requested ones ("notebook:name"), else what 05
     recommends, else the best by val_accuracy."""
