@@ -1,4 +1,4 @@
-"""Tests of the synthetic data set in `utils/synthetic.py`.
+"""Tests of the synthetic data set in `utils/synthetic/`.
 
 They check the format, determinism, the planted outliers against their ground
 truth, and that the cells are learnable but not trivially separable. Data sets
@@ -98,15 +98,15 @@ def test_format_and_class_balance(dataset):
 def test_planted_table_columns_and_types(dataset):
     planted = dataset.planted
     assert isinstance(planted, pd.DataFrame)
-    assert list(planted.columns)[:4] == ["index", "reason", "source_index", "transform"]
+    assert list(planted.columns)[:4] == ["index", "reason", "source_index", "modification"]
     assert planted["index"].is_unique
     assert planted["index"].is_monotonic_increasing
     assert planted["index"].between(0, SMALL_IMAGE_COUNT - 1).all()
     assert set(planted["reason"]) <= set(synthetic.PLANTED_REASONS)
-    assert set(planted["transform"]) <= {"", "identical", *synthetic.NEAR_COPY_TRANSFORMS}
-    assert (planted.loc[planted["reason"] == "out of distribution", "transform"] == "").all()
-    assert (planted.loc[planted["reason"] == "exact copy", "transform"] == "identical").all()
-    assert planted.loc[planted["reason"] == "near copy", "transform"].isin(synthetic.NEAR_COPY_TRANSFORMS).all()
+    assert set(planted["modification"]) <= {"", "identical", *synthetic.NEAR_COPY_MODIFICATIONS}
+    assert (planted.loc[planted["reason"] == "out of distribution", "modification"] == "").all()
+    assert (planted.loc[planted["reason"] == "exact copy", "modification"] == "identical").all()
+    assert planted.loc[planted["reason"] == "near copy", "modification"].isin(synthetic.NEAR_COPY_MODIFICATIONS).all()
 
 
 def test_same_seed_is_byte_identical():
@@ -167,13 +167,13 @@ def test_outlier_fraction_and_every_kind_present(dataset):
     planted = dataset.planted
     assert 0.10 <= len(planted) / SMALL_IMAGE_COUNT <= 0.15
     assert set(planted["reason"]) == set(synthetic.PLANTED_REASONS)
-    near_transforms = set(planted.loc[planted["reason"] == "near copy", "transform"])
-    assert near_transforms == set(synthetic.NEAR_COPY_TRANSFORMS)
+    near_modifications = set(planted.loc[planted["reason"] == "near copy", "modification"])
+    assert near_modifications == set(synthetic.NEAR_COPY_MODIFICATIONS)
 
 
 def test_default_size_has_the_intended_fraction():
     # Only the plan is checked here, so the test stays fast.
-    plan = synthetic._plan_outliers(2000, 0.12)
+    plan = synthetic.dataset._plan_outliers(2000, 0.12)
     assert plan.total == 240
     assert plan.cross_class_copies_per_class == 8
     assert plan.within_class_copies == 16
@@ -222,20 +222,20 @@ def test_same_label_copies_follow_their_source(dataset):
             assert not np.array_equal(copy, source)
 
 
-@pytest.mark.parametrize("transform", synthetic.NEAR_COPY_TRANSFORMS)
-def test_near_copies_are_close_to_their_source(dataset, transform):
+@pytest.mark.parametrize("modification", synthetic.NEAR_COPY_MODIFICATIONS)
+def test_near_copies_are_close_to_their_source(dataset, modification):
     planted = dataset.planted
-    rows = planted[(planted["transform"] == transform) & (planted["source_index"] >= 0)]
+    rows = planted[(planted["modification"] == modification) & (planted["source_index"] >= 0)]
     assert len(rows) > 0
     for row in rows.itertuples(index=False):
         copy, source = dataset.images[row.index], dataset.images[row.source_index]
         assert not np.array_equal(copy, source)
-        if transform == "jpeg":
+        if modification == "re-encoded":
             assert correlation(copy, source) > 0.95
-        elif transform == "recolour":
+        elif modification == "re-coloured":
             assert correlation(copy, source) > 0.8
             assert np.abs(copy.astype(int) - source.astype(int)).mean() > 3
-        elif transform == "shift":
+        elif modification == "shifted":
             assert matches_some_shift(copy, source)
         else:
             assert best_crop_correlation(copy, source) > 0.9
@@ -263,7 +263,7 @@ def test_conflicting_groups(dataset):
         for row in group[group["source_index"] >= 0].itertuples(index=False):
             assert row.source_index == source_index
             copy, source = dataset.images[row.index], dataset.images[source_index]
-            assert np.array_equal(copy, source) == (row.transform == "identical")
+            assert np.array_equal(copy, source) == (row.modification == "identical")
 
 
 def test_kept_images_are_unique_and_duplicates_are_all_planted(dataset):
@@ -305,3 +305,26 @@ def test_classes_are_learnable_but_not_trivially_separable():
     model.fit(train_features, train_labels)
     accuracy = model.score(test_features, test_labels)
     assert 0.3 < accuracy < 0.99, f"accuracy {accuracy:.3f} is outside (0.3, 0.99)"
+
+
+# ---------------------------------------------------------------------------
+# Near-copy modifications on their own.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modification", synthetic.NEAR_COPY_MODIFICATIONS)
+def test_near_copy_of_any_size_is_seeded_and_never_exact(modification):
+    # A non-square picture that is not a cell: the modifications are generic.
+    image = np.asarray(Image.fromarray(render_cells(np.array([2]), np.random.default_rng(1))[0]).resize((120, 80)))
+    first = synthetic.make_near_copy(image, modification, np.random.default_rng(4))
+    second = synthetic.make_near_copy(image, modification, np.random.default_rng(4))
+    other = synthetic.make_near_copy(image, modification, np.random.default_rng(5))
+    assert first.shape == image.shape and first.dtype == np.uint8
+    assert np.array_equal(first, second)
+    assert not np.array_equal(first, image)
+    assert not np.array_equal(first, other)
+
+
+def test_unknown_modification_names_the_known_ones():
+    with pytest.raises(ValueError, match="re-encoded, shifted, re-coloured, cropped"):
+        synthetic.make_near_copy(np.zeros((96, 96, 3), np.uint8), "jpeg", np.random.default_rng(0))
