@@ -97,6 +97,25 @@ POLICIES: dict[str, list[dict]] = {
 }
 
 
+# The corruption kinds (utils.corruptions) each policy imitates in training. Everything else is
+# "unseen": accuracy under those kinds estimates how a model does on corruptions nobody planned for.
+# Policies not listed see no corruption kind.
+TRAINED_CORRUPTIONS: dict[str, tuple[str, ...]] = {
+    "robust": (
+        "gaussian_noise", "shot_noise", "speckle_noise", "defocus_blur", "gaussian_blur", "brightness", "contrast",
+        "saturate", "stain_shift", "rotation", "shift", "debris", "overexposure", "underexposure",
+    ),
+    "basic": ("brightness", "contrast", "shift"),
+    "randaugment": ("brightness", "contrast", "saturate", "rotation", "shift"),
+    "randaugment_cutmix_mixup": ("brightness", "contrast", "saturate", "rotation", "shift"),
+    "augmix": ("brightness", "contrast", "saturate", "rotation", "shift"),
+}
+
+
+def seen_corruptions(policy) -> tuple[str, ...]:
+    """The corruption kinds a named policy trains for (empty for custom layer lists and other names)."""
+    return TRAINED_CORRUPTIONS.get(policy, ()) if isinstance(policy, str) else ()
+
 def _import_keras_cv(parameter: str = "The augmentation policy"):
     """keras-cv, imported only when a policy uses GridMask (the one layer Keras core lacks)."""
     try:

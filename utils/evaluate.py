@@ -183,16 +183,26 @@ def robustness(ensemble, images, labels, kinds, severities, view_sets: dict | No
     return pd.DataFrame(rows)
 
 
-def robustness_summary(table) -> dict:
+def robustness_summary(table, seen_kinds=()) -> dict:
     """{setting: {"clean_accuracy", "corrupted_accuracy" (mean over kinds and severities),
-    "worst_kind", "worst_kind_accuracy"}} from a `robustness` table."""
+    "seen_corrupted_accuracy", "unseen_corrupted_accuracy", "worst_kind", "worst_kind_accuracy"}}
+    from a `robustness` table. `seen_kinds` are the corruption kinds the training augmentation
+    imitates (`augment.seen_corruptions(policy)`); the others are unseen. A mean over no kinds is None."""
+    seen_kinds = set(seen_kinds)
     summary = {}
+
+    def mean(rows):
+        return float(rows["accuracy"].mean()) if len(rows) else None
+
     for setting, rows in table.groupby("setting", sort=False):
         corrupted = rows[rows["kind"] != "clean"]
         per_kind = corrupted.groupby("kind")["accuracy"].mean()
+        seen = corrupted["kind"].isin(seen_kinds)
         summary[setting] = {
             "clean_accuracy": float(rows.loc[rows["kind"] == "clean", "accuracy"].mean()),
-            "corrupted_accuracy": float(corrupted["accuracy"].mean()) if len(corrupted) else None,
+            "corrupted_accuracy": mean(corrupted),
+            "seen_corrupted_accuracy": mean(corrupted[seen]),
+            "unseen_corrupted_accuracy": mean(corrupted[~seen]),
             "worst_kind": str(per_kind.idxmin()) if len(per_kind) else None,
             "worst_kind_accuracy": float(per_kind.min()) if len(per_kind) else None,
         }

@@ -158,6 +158,9 @@ def build_baseline_cnn(
 # --------------------------------------------------------------------------------------------
 # Compact ResNet (from scratch, for CPU budgets)
 # --------------------------------------------------------------------------------------------
+INPUT_NORMS = ("fixed", "per_image", "per_channel")
+
+
 def build_compact_resnet(
     input_size: int = INPUT_SIZE,
     num_classes: int = CLASS_COUNT,
@@ -168,21 +171,32 @@ def build_compact_resnet(
     bn_momentum: float = 0.9,
     image_size: int | None = None,
     seed: int | None = None,
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """A small ResNet for training from scratch: a 3x3 stem (stride `stem_stride`), then one stage
     per entry of `widths` with `blocks` basic residual blocks each (two 3x3 convolutions; the first
     block of every stage after the first halves the resolution), global average pooling, dropout and
     a softmax. Takes raw 0-255 images, resizes (when `image_size` differs) and scales to [-1, 1] inside.
     The last BatchNormalization of each residual branch starts at zero, so every block starts as
-    the identity (a known help for training residual networks from scratch)."""
+    the identity (a known help for training residual networks from scratch).
+
+    input_norm: "fixed" scales every image the same way; "per_image" standardises each image over
+    its pixels and channels (zero mean, unit variance: brightness and contrast changes vanish, the
+    colours keep their ratios); "per_channel" standardises each colour channel of each image
+    (colour casts vanish too). Both are Keras LayerNormalization, so the saved model needs no custom code."""
     _set_seed(seed)
     if len(widths) != len(blocks):
         raise ValueError(f"widths {list(widths)} and blocks {list(blocks)} must have one entry per stage.")
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)} (got {input_norm!r}).")
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = inputs
     if image_size and int(image_size) != int(input_size):
         x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+    if input_norm != "fixed":
+        axes = [1, 2, 3] if input_norm == "per_image" else [1, 2]
+        x = keras.layers.LayerNormalization(axis=axes, center=False, scale=False, epsilon=1e-3, name=f"{input_norm}_norm")(x)
     x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
@@ -459,6 +473,9 @@ def model_spec(
             "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1))],
             "stem_stride": int(extra.pop("stem_stride", 2)), "dropout": float(dropout), "bn_momentum": float(bn_momentum),
         }
+        input_norm = extra.pop("input_norm", "fixed")
+        if input_norm != "fixed":
+            spec["input_norm"] = str(input_norm)
         if image_size is not None and int(image_size) != int(input_size):
             spec["image_size"] = int(image_size)
     elif kind == "transfer":
@@ -492,7 +509,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
             widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), stem_stride=spec.get("stem_stride", 2),
             dropout=spec.get("dropout", 0.2), bn_momentum=spec.get("bn_momentum", 0.9), image_size=spec.get("image_size"),
-            seed=seed,
+            seed=seed, input_norm=spec.get("input_norm", "fixed"),
         )
     if kind == "transfer":
         return build_transfer_model(

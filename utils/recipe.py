@@ -52,6 +52,10 @@ class Recipe:
     blocks: list = field(default_factory=lambda: [1, 1, 1, 1])
     head_units: int = 256
     dropout: float = 0.3
+    input_norm: str = "fixed"
+    schedule: str = "plateau"
+    warmup_epochs: int = 0
+    ema_momentum: float | None = None
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -78,7 +82,7 @@ def build(recipe: Recipe, seed: int | None = None):
     if recipe.model == "resnet":
         spec = models.model_spec(
             kind="resnet", widths=tuple(recipe.widths), blocks=tuple(recipe.blocks), dropout=recipe.dropout,
-            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size,
+            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size, input_norm=recipe.input_norm,
         )
         return models.build_model(spec, seed=seed), spec
     spec = models.model_spec(
@@ -94,7 +98,8 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
     """The report's phases for a pretrained backbone, or one phase that trains everything."""
     common = dict(
         optimizer=recipe.optimizer, weight_decay=recipe.weight_decay, patience=recipe.patience,
-        reduce_lr_patience=recipe.reduce_lr_patience,
+        reduce_lr_patience=recipe.reduce_lr_patience, schedule=recipe.schedule, warmup_epochs=recipe.warmup_epochs,
+        ema_momentum=recipe.ema_momentum,
     )
     if recipe.model in SCRATCH_MODELS or recipe.weights is None:
         return [train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)]

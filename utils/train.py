@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import tempfile
@@ -35,6 +36,7 @@ import numpy as np
 
 from utils import models as M
 
+SCHEDULES = ("plateau", "cosine")
 OPTIMIZERS = ("adam", "adamw", "lion")
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
@@ -52,9 +54,11 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None):
+def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None,
+                   ema_momentum: float | None = None):
     """A Keras optimizer by name: "adam", "adamw" or "lion" (case-insensitive).
-    weight_decay=None keeps Keras' default (AdamW: 0.004; Adam, Lion: none)."""
+    weight_decay=None keeps Keras' default (AdamW: 0.004; Adam, Lion: none). With ema_momentum the
+    optimizer also keeps an exponential moving average of the weights (Keras' use_ema)."""
     key = str(name).strip().lower()
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "lion": keras.optimizers.Lion}
     if key not in classes:
@@ -62,6 +66,8 @@ def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float |
     kwargs = {"learning_rate": float(learning_rate)}
     if weight_decay is not None:
         kwargs["weight_decay"] = float(weight_decay)
+    if ema_momentum is not None:
+        kwargs.update(use_ema=True, ema_momentum=float(ema_momentum))
     return classes[key](**kwargs)
 
 
@@ -77,6 +83,10 @@ class Phase:
     with freeze_batchnorm, all backbone BN layers frozen) or "all" (everything trains, e.g. the
     baseline CNN or a backbone trained from scratch).
     patience / reduce_lr_patience = None switch EarlyStopping / ReduceLROnPlateau off.
+    schedule: "plateau" (the learning rate stays at `learning_rate` unless ReduceLROnPlateau lowers
+    it) or "cosine" (a linear warm-up over `warmup_epochs`, then a cosine decay to `min_lr` at the
+    last epoch, set before every batch; ReduceLROnPlateau is then off). ema_momentum (e.g. 0.999)
+    keeps an exponential moving average of the weights: validation uses it, and the phase ends with it.
     """
 
     name: str
@@ -95,6 +105,9 @@ class Phase:
     reduce_lr_factor: float = 0.5
     reduce_lr_patience: int | None = 5
     min_lr: float = 1e-6
+    schedule: str = "plateau"
+    warmup_epochs: int = 0
+    ema_momentum: float | None = None
 
     def __post_init__(self):
         if self.trainable not in ("head", "fine_tune", "all"):
@@ -103,6 +116,12 @@ class Phase:
             raise ValueError(f"Phase {self.name!r}: unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if int(self.epochs) < 1 or int(self.batch_size) < 1:
             raise ValueError(f"Phase {self.name!r}: epochs and batch_size must be at least 1.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Phase {self.name!r}: schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r}).")
+        if not 0 <= int(self.warmup_epochs) < int(self.epochs) and self.schedule == "cosine":
+            raise ValueError(f"Phase {self.name!r}: warmup_epochs must be at least 0 and fewer than epochs ({self.epochs}).")
+        if self.ema_momentum is not None and not 0.0 < float(self.ema_momentum) < 1.0:
+            raise ValueError(f"Phase {self.name!r}: ema_momentum must be between 0 and 1, e.g. 0.999 (got {self.ema_momentum!r}).")
 
     @classmethod
     def from_dict(cls, values: dict) -> "Phase":
@@ -148,6 +167,43 @@ def configure_trainable(model, phase: Phase) -> None:
         M.set_fine_tune(model, phase.frozen_layers, freeze_batchnorm=phase.freeze_batchnorm)
     else:
         M.freeze_backbone(model, trainable=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate schedule
+# --------------------------------------------------------------------------------------------
+def cosine_learning_rate(progress: float, peak: float, floor: float, epochs: int, warmup_epochs: int) -> float:
+    """The learning rate after `progress` epochs (fractional) of a phase: linear warm-up from
+    peak/10 to `peak` over `warmup_epochs`, then a cosine decay from `peak` to `floor` at `epochs`."""
+    if warmup_epochs and progress < warmup_epochs:
+        return peak * (0.1 + 0.9 * progress / warmup_epochs)
+    span = max(epochs - warmup_epochs, 1e-9)
+    fraction = min(max((progress - warmup_epochs) / span, 0.0), 1.0)
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * fraction))
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every batch from the epoch and batch index alone,
+    so a resumed phase continues the same curve."""
+
+    def __init__(self, phase: "Phase"):
+        super().__init__()
+        self.phase = phase
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._set(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = (self.params or {}).get("steps")
+        if steps:
+            self._set(self._epoch + batch / steps)
+
+    def _set(self, progress: float) -> None:
+        phase = self.phase
+        rate = cosine_learning_rate(progress, phase.learning_rate, phase.min_lr, int(phase.epochs), int(phase.warmup_epochs))
+        self.model.optimizer.learning_rate.assign(rate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +520,7 @@ def train_phases(
             results.append(_phase_record(phase, history, None))
             continue
         configure_trainable(model, phase)
-        optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay)
+        optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
         model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
 
         early_stopping = reduce_lr = None
@@ -476,7 +532,12 @@ def train_phases(
                 restore_best_weights=phase.restore_best_weights, verbose=1 if verbose else 0,
             )
             phase_callbacks.append(early_stopping)
-        if phase.reduce_lr_patience is not None:
+        if phase.schedule == "cosine":
+            phase_callbacks.append(CosineSchedule(phase))
+        if phase.ema_momentum is not None:
+            # Validation (and so EarlyStopping and the checkpoint's history) sees the averaged weights.
+            phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        if phase.reduce_lr_patience is not None and phase.schedule != "cosine":
             reduce_lr = ResumableReduceLROnPlateau(
                 monitor=phase.monitor, mode=monitor_mode, factor=phase.reduce_lr_factor,
                 patience=int(phase.reduce_lr_patience), min_lr=phase.min_lr, min_delta=phase.min_delta,
@@ -527,6 +588,10 @@ def train_phases(
                     print(f"Interrupted; the last finished epoch is saved in {store.directory}: run again to resume.", flush=True)
                 raise
         seconds = time.perf_counter() - started
+        if phase.ema_momentum is not None and not finished_before_fit:
+            # The phase ends with the averaged weights, unless EarlyStopping restored its best epoch's weights.
+            if not (early_stopping is not None and early_stopping.stopped_epoch and phase.restore_best_weights):
+                model.optimizer.finalize_variable_values(model.trainable_variables)
         last_epoch = history[-1]["epoch"] - 1 if history else initial_epoch - 1
         checkpoint.set_model(model)
         checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))

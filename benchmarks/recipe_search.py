@@ -1,0 +1,134 @@
+"""One from-scratch recipe, trained and scored the way notebook 05 scores it: for comparing recipes.
+
+    python benchmarks/recipe_search.py --run outputs/<run> --name resnet_cosine \
+        --set model=resnet epochs=20 schedule=cosine warmup_epochs=1 input_norm=per_image
+
+`--run` is a run folder in which 01 has written clean.npz and split.json. `--set` overrides fields
+of `utils.recipe.Recipe` (values are read as JSON when they parse, e.g. widths=[32,64,128,256]).
+The recipe trains on the whole training split, augmented with its policy, then is scored on the
+whole validation split (clean) and on a stratified subset of it under every corruption kind and
+severity of `utils.corruptions`, without TTA and with every TTA view. Corrupted accuracy is split
+into the kinds the policy imitates in training (`augment.seen_corruptions`) and the others.
+
+Prints one JSON line per measure and appends a one-line summary to `--results` (JSON lines), so
+that a series of runs builds the table of BENCHMARKS.md. Everything else (history, per-kind table,
+model) goes to `--out/<name>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+if str(REPOSITORY_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPOSITORY_ROOT))
+
+ALL_VIEWS = ["identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "saturation", "central_crop", "shift"]
+
+
+def parse_settings(pairs) -> dict:
+    settings = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"--set takes key=value pairs (got {pair!r}).")
+        key, value = pair.split("=", 1)
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def peak_memory_gib() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run folder with 01's clean.npz and split.json")
+    parser.add_argument("--name", required=True, help="name of this try (a folder under --out)")
+    parser.add_argument("--set", nargs="*", default=[], help="Recipe fields, key=value")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--corruption-images", type=int, default=256)
+    parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
+    parser.add_argument("--out", default="/tmp/recipe_search")
+    parser.add_argument("--results", default=None, help="JSON-lines file to append the summary to (default: --out/results.jsonl)")
+    arguments = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+
+    from utils import augment, data, evaluate, models, recipe, train, tta
+
+    out = Path(arguments.out) / arguments.name
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} already holds a try; choose another --name or remove it.")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = parse_settings(arguments.set)
+    chosen = recipe.Recipe(**settings)
+    split = data.load_training_split(arguments.run, 0, arguments.seed)
+    print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+
+    started = time.perf_counter()
+    model, spec, history, _ = recipe.train_recipe(chosen, split, checkpoint_dir=out / "checkpoint", seed=arguments.seed)
+    training_minutes = (time.perf_counter() - started) / 60
+    models.save_model(model, spec, out, "model")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    views = tta.check_views(arguments.views)
+    per_view = tta.predict_view_probabilities([model], split.x_validation, views)
+    clean_plain = float((per_view["identity"].argmax(axis=1) == split.y_validation).mean()) if "identity" in per_view else None
+    clean_tta = float(((sum(per_view.values()) / len(views)).argmax(axis=1) == split.y_validation).mean())
+
+    indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
+    x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
+    table = evaluate.robustness([model], x_subset, y_subset, ["all"], arguments.severities,
+                                {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed)
+    table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
+    summary = evaluate.robustness_summary(table, augment.seen_corruptions(chosen.policy))
+
+    timing = time.perf_counter()
+    tta.predict_probabilities([model], split.x_validation, views)
+    images_per_second = len(split.x_validation) / (time.perf_counter() - timing)
+
+    epochs = [row for row in history if row.get("seconds")]
+    row = {
+        "name": arguments.name,
+        "machine": f"{platform.node()} ({__import__('os').cpu_count()} cores)",
+        "backend": keras.backend.backend(),
+        "settings": settings,
+        "parameters": int(model.count_params()),
+        "epochs_run": len(history),
+        "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
+        "training_minutes": round(training_minutes, 2),
+        "clean_accuracy": clean_plain,
+        "clean_accuracy_tta": clean_tta,
+        "corrupted_accuracy": summary["no TTA"]["corrupted_accuracy"],
+        "corrupted_accuracy_tta": summary["TTA"]["corrupted_accuracy"],
+        "seen_corrupted_accuracy_tta": summary["TTA"]["seen_corrupted_accuracy"],
+        "unseen_corrupted_accuracy_tta": summary["TTA"]["unseen_corrupted_accuracy"],
+        "worst_kind_tta": summary["TTA"]["worst_kind"],
+        "worst_kind_accuracy_tta": summary["TTA"]["worst_kind_accuracy"],
+        "inference_images_per_second_tta": round(images_per_second, 1),
+        "peak_memory_gib": round(peak_memory_gib(), 2),
+    }
+    for key, value in row.items():
+        print(json.dumps({"measure": key, "value": value}), flush=True)
+    results = Path(arguments.results) if arguments.results else Path(arguments.out) / "results.jsonl"
+    with results.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    per_kind = table[table["kind"] != "clean"].pivot_table(index="kind", columns="setting", values="accuracy").sort_values("TTA")
+    print(per_kind.round(3).to_string(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
