@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 
 import matplotlib
 
@@ -24,21 +26,62 @@ def test_markdown_table_cuts_long_tables(tmp_path):
     assert f"25 more rows in `{tmp_path.name}/01_big.csv`" in text
 
 
-def test_flatten_scalars_and_humanize():
-    assert report.flatten_scalars({"a": 1, "b": {"c": 0.5, "d": [1, 2]}, "e": None}) == [("a", 1), ("b.c", 0.5), ("e", None)]
+def test_humanize():
     assert report.humanize("01_class_counts") == "Class counts"
     assert report.humanize("notes") == "Notes"
 
 
-def test_report_lists_figures_tables_and_metrics_in_notebook_order(tmp_path):
+def test_units():
+    assert report.percent(0.1364) == "13.6 %" and report.percent(None) is None and report.percent("x") is None
+    assert report.score(0.25) == "0.250"
+    assert report.count(1764) == "1,764 images" and report.count(1, "epochs") == "1 epoch"
+    assert report.seconds(4.24) == "4.2 s" and report.seconds(185) == "3 min 05 s"
+    assert report.parameters(2621384) == "2.62 M parameters"
+
+
+def dotted_keys(payload, prefix=""):
+    """Every nested key of a metrics dictionary as a.b.c, as the old flattened report printed them."""
+    keys = []
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if isinstance(value, dict):
+                keys += [f"{prefix}{key}.{inner}" for inner in dotted_keys(value)]
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def fake_run(tmp_path):
+    """A run folder as the runner leaves it, small and made up: 01, 02, 03 (sweep table) and 06
+    finished, 04 failed, 05 never ran, 07 wrote metrics the report does not know."""
     for folder in ("figures", "tables", "metrics"):
         (tmp_path / folder).mkdir()
     figure = plt.figure()
     plots.save_figure(figure, tmp_path / "figures" / "02_curves.png", "Learning curves")
-    plots.save_figure(figure, tmp_path / "figures" / "01_counts.png", "Class counts")
+    plots.save_figure(figure, tmp_path / "figures" / "01_counts.png", "Class counts <per class>")
     plt.close(figure)
     pd.DataFrame({"reason": ["exact copy"], "images": [3]}).to_csv(tmp_path / "tables" / "01_reasons.csv", index=False)
-    (tmp_path / "metrics" / "02_model.json").write_text(json.dumps({"val_accuracy": 0.5}))
+    pd.DataFrame({"backbone": ["MobileNetV2"], "imagenet_top1": [0.713], "val_accuracy": [0.5], "val_macro_f1": [0.25]}).to_csv(
+        tmp_path / "tables" / "03_sweep.csv", index=False)
+    metrics = {
+        "01_first": {
+            "n_images": 100, "n_kept": 90, "n_dropped": 10, "source": "synthetic",
+            "dropped_by_reason": {"out of distribution": 6, "exact copy": 4},
+            "class_counts_clean": {"basophil": 40, "eosinophil": 50},
+            "seconds": {"outliers": 1.31, "detector_policy": 0.0},
+        },
+        "02_model": {
+            "best_model": "baseline",
+            "models": {"baseline": {"val_accuracy": 0.5, "val_macro_f1": 0.25, "parameters": 111464, "epochs_run": 3,
+                                    "seconds_per_epoch": 2.0, "per_class": {"basophil": {"f1": 0.1}}}},
+        },
+        "03_sweep": {"best_model": "MobileNetV2", "models": {"MobileNetV2": {"val_accuracy": 0.5, "val_macro_f1": 0.25}}},
+        "06_submission": {"members": ["02_model:baseline"], "tta_views": ["identity"], "submission_val_accuracy": 0.5,
+                          "zip": "submission.zip", "checks": [{"environment": "suite", "keras": "3.15.1", "agreement": 1.0}]},
+        "07_extra": {"something": {"nested": {"deeper": 1}}, "checks": "not a list"},
+    }
+    for name, payload in metrics.items():
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(payload))
+    (tmp_path / "submission.zip").write_bytes(b"0" * 250_000)
     state = {
         "profile": "smoke",
         "backend": "tensorflow",
@@ -46,13 +89,93 @@ def test_report_lists_figures_tables_and_metrics_in_notebook_order(tmp_path):
         "notebooks": [
             {"name": "01_first", "status": "done", "seconds": 1.0},
             {"name": "02_model", "status": "done", "seconds": 2.0},
+            {"name": "03_sweep", "status": "done", "seconds": 2.0},
+            {"name": "04_study", "status": "failed", "seconds": 3.5},
+            {"name": "05_final", "status": "pending", "seconds": None},
+            {"name": "06_submission", "status": "done", "seconds": 2.0},
+            {"name": "07_extra", "status": "done", "seconds": 2.0},
+            {"name": "08_silent", "status": "done", "seconds": 2.0},
         ],
     }
+    return state, metrics
+
+
+def section(text, heading):
+    """The part of a Markdown report under `## heading`, up to the next notebook."""
+    start = text.index(f"## {heading}")
+    following = text.find("\n## ", start + 1)
+    return text[start:] if following < 0 else text[start:following]
+
+
+def test_report_shows_headlines_with_units_figures_and_tables_in_notebook_order(tmp_path):
+    state, metrics = fake_run(tmp_path)
     text = report.write_report(tmp_path, state).read_text()
-    assert text.index("![Class counts](figures/01_counts.png)") < text.index("![Learning curves](figures/02_curves.png)")
-    assert "| exact copy | 3 |" in text
-    assert "| val_accuracy | 0.5000 |" in text
-    assert text.index("| exact copy | 3 |") < text.index("## 02_model")
+    first = section(text, "01_first")
+    assert "| Images in | 100 images |" in first
+    assert "| Kept | 90 images (90.0 %) |" in first
+    assert "| Dropped | 10 images (10.0 %) |" in first
+    assert "| out of distribution | 6 |" in first and "| reason | images |" in first
+    assert "| Outlier detection time | 1.3 s |" in first
+    model = section(text, "02_model")
+    assert "| Validation accuracy | 50.0 % |" in model and "| Validation macro-F1 | 0.250 |" in model
+    assert "| Size | 0.11 M parameters |" in model and "3 epochs, 2.0 s per epoch" in model
+    sweep = section(text, "03_sweep")
+    assert "| MobileNetV2 | 71.3 % | 50.0 % | 0.250 |" in sweep
+    shipped = section(text, "06_submission")
+    assert "| Submission | `submission.zip`, 0.25 MB |" in shipped
+    assert "| Checks passed | 1 of 1: suite (Keras 3.15.1) |" in shipped
+    assert "| Validation accuracy of the zip | 50.0 % |" in shipped
+    # Figures with their captions, in notebook order; the full JSON is linked, not printed.
+    assert text.index("![Figure 01.1. Class counts <per class>](figures/01_counts.png)") < text.index("![Figure 02.1. Learning curves](figures/02_curves.png)")
+    assert "[metrics/02_model.json](metrics/02_model.json)" in model
+    assert "[01_reasons.csv](tables/01_reasons.csv)" in first
+    assert text.index("| out of distribution | 6 |") < text.index("## 02_model")
+    # No flattened keys: not one nested key path of any metrics file appears.
+    for payload in metrics.values():
+        for key in dotted_keys(payload):
+            if "." in key:
+                assert key not in text, key
+    assert "per_class" not in text and "detector_policy" not in text
+
+
+def test_report_says_which_notebooks_failed_did_not_run_or_wrote_nothing(tmp_path):
+    state, _ = fake_run(tmp_path)
+    (tmp_path / "metrics" / "03_sweep.json").unlink()
+    text = report.write_report(tmp_path, state).read_text()
+    assert "**Failed** after 3.5 s: the traceback is in `04_study.ipynb`." in section(text, "04_study")
+    assert "**Did not run** (status: pending)." in section(text, "05_final")
+    assert "`metrics/03_sweep.json` is missing" in section(text, "03_sweep")
+    assert "`metrics/08_silent.json` is missing" in section(text, "08_silent")
+    # Unknown keys and odd types neither crash the report nor show up in it.
+    extra = section(text, "07_extra")
+    assert "something" not in extra and "| headline |" not in extra
+    assert "[metrics/07_extra.json](metrics/07_extra.json)" in extra
+    # A metrics file that is not JSON at all.
+    (tmp_path / "metrics" / "02_model.json").write_text("{not json")
+    text = report.write_report(tmp_path, state).read_text()
+    assert "`metrics/02_model.json` could not be read" in section(text, "02_model")
+
+
+def test_html_report_is_one_self_contained_file(tmp_path):
+    state, _ = fake_run(tmp_path)
+    report.write_report(tmp_path, state)
+    page = report.html_path(tmp_path).read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    sources = re.findall(r"""src=["']([^"']+)""", page)
+    assert len(sources) == 2 and all(source.startswith("data:image/png;base64,") for source in sources)
+    assert base64.b64decode(sources[0].split(",", 1)[1]) == (tmp_path / "figures" / "01_counts.png").read_bytes()
+    assert "<link" not in page and "<script" not in page and "@import" not in page and "url(" not in page
+    # The same headline numbers as the Markdown, as HTML tables; captions are escaped.
+    assert "<td>Kept</td><td>90 images (90.0 %)</td>" in page
+    assert "<figcaption>Figure 01.1. Class counts &lt;per class&gt;</figcaption>" in page
+    assert '<a href="metrics/02_model.json">metrics/02_model.json</a>' in page
+    assert "<strong>Failed</strong> after 3.5 s" in page
+
+
+def test_render_inline_handles_the_markup_the_report_writes():
+    assert report.render_inline("a `x<y>` **b** [c](d.json) _e_ snake_case") == (
+        'a <code>x&lt;y&gt;</code> <strong>b</strong> <a href="d.json">c</a> <em>e</em> snake_case'
+    )
 
 
 def test_plots_draw_and_save_with_captions(tmp_path):
