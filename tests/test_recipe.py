@@ -162,3 +162,59 @@ def test_view_table_scores_each_view_and_their_mean():
     assert list(table["views"]) == ["identity", "flip_horizontal", "rotate_90", "all 3 views"]
     np.testing.assert_allclose(table["val_accuracy"], [1.0, 0.25, 1.0, 1.0])
     assert together["val_accuracy"] == 1.0
+
+
+def test_robustness_summary_splits_seen_and_unseen_kinds():
+    import pandas as pd
+
+    rows = [{"setting": "TTA", "kind": "clean", "family": "clean", "severity": 0, "accuracy": 0.9, "images": 4}]
+    for kind, accuracy in (("gaussian_noise", 0.8), ("contrast", 0.6), ("fog", 0.2), ("pixelate", 0.4)):
+        rows.append({"setting": "TTA", "kind": kind, "family": corruptions.FAMILIES[kind], "severity": 1, "accuracy": accuracy, "images": 4})
+    summary = evaluate.robustness_summary(pd.DataFrame(rows), seen_kinds=["gaussian_noise", "contrast"])["TTA"]
+    assert summary["seen_corrupted_accuracy"] == pytest.approx(0.7)
+    assert summary["unseen_corrupted_accuracy"] == pytest.approx(0.3)
+    assert summary["corrupted_accuracy"] == pytest.approx(0.5)
+    assert summary["worst_kind"] == "fog"
+    nothing_seen = evaluate.robustness_summary(pd.DataFrame(rows))["TTA"]
+    assert nothing_seen["seen_corrupted_accuracy"] is None and nothing_seen["unseen_corrupted_accuracy"] == pytest.approx(0.5)
+
+
+def test_seen_corruptions_name_real_kinds_and_leave_some_unseen():
+    from utils import augment
+
+    for policy, kinds in augment.TRAINED_CORRUPTIONS.items():
+        assert policy in augment.POLICIES
+        assert set(kinds) <= set(corruptions.CORRUPTIONS), policy
+    unseen = set(corruptions.CORRUPTIONS) - set(augment.seen_corruptions("robust"))
+    # Every family but microscopy keeps at least one kind out of the robust policy's training.
+    assert {corruptions.FAMILIES[kind] for kind in unseen} >= {"noise", "blur", "weather", "digital"}
+    assert augment.seen_corruptions("none") == () and augment.seen_corruptions([{"layer": "RandomFlip"}]) == ()
+
+
+@pytest.mark.parametrize(
+    "input_norm, change, invariant",
+    [
+        # Per-channel standardisation undoes a per-channel contrast change (ImageNet-C's contrast).
+        ("per_channel", lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) * 0.3 + x.mean(axis=(1, 2), keepdims=True), True),
+        # Per-image standardisation undoes a brightness and contrast change shared by the channels.
+        ("per_image", lambda x: x * 0.5 + 60.0, True),
+        ("per_image", lambda x: (x - x.mean(axis=(1, 2), keepdims=True)) * 0.3 + x.mean(axis=(1, 2), keepdims=True), False),
+        ("fixed", lambda x: x * 0.5 + 60.0, False),
+    ],
+)
+def test_compact_resnet_input_norm_removes_what_it_promises(input_norm, change, invariant, fresh_keras_session):
+    images = tiny_split(1).x_train.astype("float32")
+    spec = models.model_spec(kind="resnet", widths=(8, 16), blocks=(1, 1), input_norm=input_norm)
+    model = models.build_model(spec, seed=0)
+    # Random weights in the last BatchNormalization of each block, so that the residual branches count.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(np.random.default_rng(1).normal(1.0, 0.3, layer.gamma.shape).astype("float32"))
+    before = np.asarray(model(images, training=False))
+    after = np.asarray(model(change(images), training=False))
+    difference = np.abs(before - after).max()
+    if invariant:
+        assert difference < 2e-3, difference
+    else:
+        assert difference > 1e-2, difference
+    assert models.build_from_spec(spec).count_params() == model.count_params()

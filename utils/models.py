@@ -196,7 +196,7 @@ def build_compact_resnet(
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
     if input_norm != "fixed":
         axes = [1, 2, 3] if input_norm == "per_image" else [1, 2]
-        x = keras.layers.LayerNormalization(axis=axes, center=False, scale=False, epsilon=1e-3, name=f"{input_norm}_norm")(x)
+        x = keras.layers.LayerNormalization(axis=axes, center=False, scale=False, epsilon=1e-5, name=f"{input_norm}_norm")(x)
     x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
