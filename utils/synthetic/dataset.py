@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from utils.config import CLASS_NAMES
+from utils.outliers.policy import REASONS
 from utils.synthetic.cells import render_cells
 from utils.synthetic.drawing import IMAGE_SIZE
 from utils.synthetic.modifications import NEAR_COPY_MODIFICATIONS, make_near_copy
@@ -26,12 +27,8 @@ REAL_CLASS_COUNTS = (1030, 2391, 1281, 2224, 1062, 1410, 2542, 1833)
 MINIMUM_IMAGES = 200
 MAXIMUM_OUTLIER_FRACTION = 0.3
 
-PLANTED_REASONS = (
-    "out of distribution",
-    "conflicting-label duplicate",
-    "exact copy",
-    "near copy",
-)
+# The planted reasons are the drop reasons of the outlier policy.
+PLANTED_REASONS = REASONS
 PLANTED_COLUMNS = ("index", "reason", "source_index", "modification", "group")
 
 
