@@ -218,3 +218,18 @@ def test_compact_resnet_input_norm_removes_what_it_promises(input_norm, change, 
     else:
         assert difference > 1e-2, difference
     assert models.build_from_spec(spec).count_params() == model.count_params()
+
+
+def test_describe_robustness_names_seen_and_unseen_and_survives_missing_means():
+    line = evaluate.describe_robustness({"clean_accuracy": 0.95, "corrupted_accuracy": 0.7, "seen_corrupted_accuracy": None,
+                                         "unseen_corrupted_accuracy": 0.65, "worst_kind": "fog", "worst_kind_accuracy": 0.2})
+    assert "clean 0.9500" in line and "never seen 0.6500" in line and "imitated in training n/a" in line and "fog 0.2000" in line
+
+
+def test_recipe_rejects_bad_schedule_and_input_norm_in_one_sentence():
+    with pytest.raises(ValueError, match="schedule must be one of plateau, cosine"):
+        recipe.Recipe(schedule="linear")
+    with pytest.raises(ValueError, match="input_norm"):
+        recipe.Recipe(model="resnet", input_norm="global")
+    with pytest.raises(ValueError, match="ema_momentum"):
+        recipe.Recipe(ema_momentum=1.0)

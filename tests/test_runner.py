@@ -235,6 +235,9 @@ BAD_PARAMETERS = {
     "TTA_VIEWS": (["flip_diagonal"], "flip_diagonal"),
     "STUDY_OPTIMIZERS": (["adamw", "sgd"], "sgd"),
     "FINAL_MODEL": ("ResNet9000", "ResNet9000"),
+    "FINAL_INPUT_NORM": ("per_pixel", "per_pixel"),
+    "LR_SCHEDULE": ("one_cycle", "one_cycle"),
+    "EMA_MOMENTUM": (1.5, "1.5"),
 }
 
 

@@ -209,6 +209,16 @@ def robustness_summary(table, seen_kinds=()) -> dict:
     return summary
 
 
+def describe_robustness(scores: dict) -> str:
+    """One line from a `robustness_summary` entry: clean, corrupted, and seen vs unseen kinds."""
+    def number(key):
+        return "n/a" if scores.get(key) is None else f"{scores[key]:.4f}"
+
+    return (f"clean {number('clean_accuracy')}, corrupted {number('corrupted_accuracy')} (kinds imitated in training "
+            f"{number('seen_corrupted_accuracy')}, kinds never seen {number('unseen_corrupted_accuracy')}; worst: "
+            f"{scores.get('worst_kind')} {number('worst_kind_accuracy')})")
+
+
 def view_table(per_view: dict, labels):
     """One row per TTA view alone ("views", "val_accuracy", "val_macro_f1") and a last row for the
     mean of all of them; returns (table, metrics of all views together)."""

@@ -1,5 +1,5 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers and models.
+views, optimizers, models, input standardisation, learning-rate schedules and weight averaging.
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
 notebook calls it on its own values (for hand runs), so a typo stops the run before training with
@@ -67,6 +67,25 @@ def _check_image_sizes(values, parameter: str):
             raise ValueError(f"{parameter} must hold whole pixel sizes from 32 to 600 (got {value!r}).")
 
 
+def _check_input_norm(value, parameter: str):
+    from utils import models
+
+    if value not in models.INPUT_NORMS:
+        raise ValueError(f"{parameter} must be one of {', '.join(models.INPUT_NORMS)} (got {value!r}).")
+
+
+def _check_schedule(value, parameter: str):
+    from utils import train
+
+    if value not in train.SCHEDULES:
+        raise ValueError(f"{parameter} must be one of {', '.join(train.SCHEDULES)} (got {value!r}).")
+
+
+def _check_ema_momentum(value, parameter: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or 0 < value < 1):
+        raise ValueError(f"{parameter} must be 0 (no weight averaging) or a momentum between 0 and 1 such as 0.999 (got {value!r}).")
+
+
 CHECKS = {
     "STUDY_MODEL": _check_models,
     "FINAL_MODEL": _check_models,
@@ -80,6 +99,9 @@ CHECKS = {
     "CORRUPTION_SEVERITIES": _check_severities,
     "TTA_VIEWS": _check_views,
     "FINAL_TTA_VIEWS": _check_views,
+    "FINAL_INPUT_NORM": _check_input_norm,
+    "LR_SCHEDULE": _check_schedule,
+    "EMA_MOMENTUM": _check_ema_momentum,
 }
 
 

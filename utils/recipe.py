@@ -63,6 +63,10 @@ class Recipe:
         self.weights = self.weights or None
         augment.resolve_policy(self.policy)
         train.make_optimizer(self.optimizer)
+        if self.input_norm not in models.INPUT_NORMS:
+            raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
+        # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
+        train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)
