@@ -14,7 +14,7 @@ PLATFORM_STAMP := $(PLATFORM_VENV)/.installed
 export BLOODCELL_PLATFORM_VENV := $(PLATFORM_VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-real test test-fast lab benchmark platform-venv check-submission clean-venv
+.PHONY: help run run-real test test-fast lab benchmark bench platform-venv check-submission clean-venv
 
 help: ## List the verbs.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ lab: $(RUNTIME_STAMP) ## Open the notebooks in JupyterLab.
 
 benchmark: $(RUNTIME_STAMP) ## Print the outlier-detection contamination benchmark (see BENCHMARKS.md).
 	$(BIN)/python benchmarks/contamination.py
+
+bench: $(RUNTIME_STAMP) $(PLATFORM_STAMP) ## Run PROFILE (default cpu) 01, 05, 06 on DATA and print one JSON line per measure; RUN=<folder> reads a finished run instead.
+	$(BIN)/python benchmarks/profile_bench.py --profile $(PROFILE) $(if $(RUN),--run $(RUN),--data $(if $(filter data/training_set.npz,$(DATA)),../shared/data/blood_cells_96,$(DATA)))
 
 clean-venv: ## Delete .venv (the next verb re-creates it).
 	rm -rf $(VENV)
