@@ -192,3 +192,17 @@ def test_tiny_model_fits_under_torch_backend():
 if __name__ == "__main__" and sys.argv[1:] == ["fit"]:
     for pipeline in ("tf.data", "pydataset"):
         print("RESULT " + json.dumps(fit_one_epoch("robust", pipeline)), flush=True)
+
+
+def test_gaussian_noise_with_a_stddev_range_gives_each_image_its_own_strength():
+    policy = [{"layer": "GaussianNoise", "stddev": [0.02, 0.3]}]
+    flat = np.full((64, 8, 8, 3), 128, "uint8")
+    labels = np.zeros(64, int)
+    for images in (augment.Augmenter(policy, seed=1)(flat, labels)[0],
+                   np.asarray(next(iter(augment.training_dataset(flat, labels, 64, policy, seed=1)))[0])):
+        strengths = np.asarray(images, "float32").reshape(64, -1).std(axis=1) / 255
+        assert strengths.min() > 0.015 and strengths.max() < 0.3
+        # Spread over the range, not one strength for the batch.
+        assert strengths.max() - strengths.min() > 0.1
+    with pytest.raises(ValueError, match=r"stddev range \[0.3, 0.1\]"):
+        augment.resolve_policy([{"layer": "GaussianNoise", "stddev": [0.3, 0.1]}])

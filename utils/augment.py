@@ -90,8 +90,9 @@ POLICIES: dict[str, list[dict]] = {
         {"layer": "RandomContrast", "factor": 0.3, "probability": 0.3},
         {"layer": "RandomSaturation", "factor": [0.35, 0.65], "probability": 0.3},
         {"layer": "RandomHue", "factor": 0.1, "probability": 0.3},
-        {"layer": "RandomGaussianBlur", "factor": [1.0, 1.0], "kernel_size": 5, "sigma": [0.4, 1.0], "probability": 0.2},
-        {"layer": "GaussianNoise", "stddev": 0.05, "probability": 0.2},
+        # Blur and noise as strong as the middle severities of ImageNet-C's defocus and Gaussian noise.
+        {"layer": "RandomGaussianBlur", "factor": [1.0, 1.0], "kernel_size": 7, "sigma": [0.4, 2.0], "probability": 0.25},
+        {"layer": "GaussianNoise", "stddev": [0.02, 0.25], "probability": 0.3},
         {"layer": "RandomErasing", "factor": [1.0, 1.0], "scale": [0.02, 0.1], "probability": 0.2},
     ],
 }
@@ -131,6 +132,11 @@ def _build_layer(spec: dict, seed: int):
     if spec["layer"] == "GridMask":
         return _import_keras_cv().layers.GridMask(seed=seed, **arguments)
     layer_class = getattr(keras.layers, spec["layer"])
+    if spec["layer"] == "GaussianNoise" and isinstance(arguments.get("stddev"), (list, tuple)):
+        low, high = (float(value) for value in arguments["stddev"])
+        if not 0.0 <= low <= high:
+            raise ValueError(f"stddev range {arguments['stddev']!r} must be [low, high] with 0 <= low <= high")
+        arguments["stddev"] = high  # the layer holds the upper end; `_run_layer` draws each image's strength
     if "seed" in inspect.signature(layer_class.__init__).parameters:
         arguments["seed"] = seed
     return layer_class(**arguments)
@@ -213,7 +219,15 @@ class Augmenter:
         if spec["layer"] == "RandAugment":
             return _rand_augment(layer, images, select), labels
         if spec["layer"] == "GaussianNoise":
-            return images + noise(images) * (layer.stddev * PIXEL_MAX), labels
+            stddev = spec.get("stddev")
+            if isinstance(stddev, (list, tuple)):
+                # Each image gets its own strength between the two ends: |z| / (1 + |z|) maps a standard
+                # normal draw into [0, 1) with plain arithmetic, the same on NumPy and TensorFlow tensors.
+                draw = abs(noise(images[:, :1, :1, :1]))
+                scale = (float(stddev[0]) + (float(stddev[1]) - float(stddev[0])) * draw / (1.0 + draw)) * PIXEL_MAX
+            else:
+                scale = layer.stddev * PIXEL_MAX
+            return images + noise(images) * scale, labels
         if spec["layer"] in LABEL_MIXING_LAYERS:
             mixed = layer({"images": images, "labels": labels})
             return mixed["images"], mixed["labels"]

@@ -535,8 +535,10 @@ def train_phases(
         if phase.schedule == "cosine":
             phase_callbacks.append(CosineSchedule(phase))
         if phase.ema_momentum is not None:
-            # Validation (and so EarlyStopping and the checkpoint's history) sees the averaged weights.
-            phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+            # Validation (and so the history, EarlyStopping and ReduceLROnPlateau) sees the averaged weights;
+            # between validations the model holds the raw weights, so each checkpoint stores the raw weights
+            # and the optimizer its averages, and a resumed phase continues both.
+            phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         if phase.reduce_lr_patience is not None and phase.schedule != "cosine":
             reduce_lr = ResumableReduceLROnPlateau(
                 monitor=phase.monitor, mode=monitor_mode, factor=phase.reduce_lr_factor,
