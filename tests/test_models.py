@@ -11,7 +11,10 @@ import pytest
 
 from utils import models as M
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+    pytest.mark.usefixtures("fresh_keras_session"),
+]
 
 SMALL = 32  # smallest input keras.applications accepts
 
@@ -19,9 +22,6 @@ SMALL = 32  # smallest input keras.applications accepts
 def _images(count=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(count, 96, 96, 3)).astype("float32")
-
-
-pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def test_constants():

@@ -21,7 +21,10 @@ from utils import models as M
 from utils import train as T
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+    pytest.mark.usefixtures("fresh_keras_session"),
+]
 
 
 def bright_dark(count: int, seed: int = 0, one_hot: bool = False):
@@ -37,9 +40,6 @@ def bright_dark(count: int, seed: int = 0, one_hot: bool = False):
 
 def tiny_model(seed: int = 0):
     return M.build_baseline_cnn(filters=(4, 8), dense_units=8, dropout=0.0, seed=seed, bn_momentum=0.5)
-
-
-pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,11 +95,28 @@ def test_tiny_model_learns_separable_task(one_hot, capsys):
     assert "Phase 1/1 train done: 4 epochs" in capsys.readouterr().out
 
 
-def test_label_smoothing_with_int_labels():
-    x, y = bright_dark(32)
-    phase = T.Phase("train", epochs=1, batch_size=16, optimizer="adam", patience=None, reduce_lr_patience=None)
-    (result,) = T.train_phases(tiny_model(), (x, y), (x, y), [phase], label_smoothing=0.1, verbose=0)
-    assert np.isfinite(result["history"][0]["loss"])
+def cross_entropy(probabilities, labels, smoothing: float = 0.0) -> float:
+    """Mean categorical cross-entropy of int labels against softmax outputs, as Keras computes it."""
+    classes = probabilities.shape[1]
+    targets = np.eye(classes)[labels] * (1.0 - smoothing) + smoothing / classes
+    clipped = np.clip(probabilities / probabilities.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
+    return float(np.mean(-np.sum(targets * np.log(clipped), axis=1)))
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_label_smoothing_is_applied(one_hot):
+    # The validation loss after the last epoch is the compiled loss on the final weights, so it
+    # must equal the smoothed cross-entropy of the model's predictions, not the plain one.
+    x, y = bright_dark(32, one_hot=one_hot)
+    labels = np.argmax(y, axis=1) if one_hot else y
+    model = tiny_model()
+    phase = T.Phase("train", epochs=2, batch_size=16, optimizer="adam", learning_rate=1e-2, patience=None, reduce_lr_patience=None)
+    (result,) = T.train_phases(model, (x, y), (x, y), [phase], seed=0, label_smoothing=0.4, verbose=0)
+    val_loss = result["history"][-1]["val_loss"]
+    probabilities = np.asarray(model.predict(x, verbose=0), dtype="float64")
+    smoothed, plain = cross_entropy(probabilities, labels, 0.4), cross_entropy(probabilities, labels)
+    assert abs(smoothed - plain) > 10 * 1e-3 * smoothed  # far enough apart for the check below to tell them apart
+    assert val_loss == pytest.approx(smoothed, rel=1e-3)
 
 
 # --------------------------------------------------------------------------------------------
