@@ -1,7 +1,7 @@
 """Every path and constant of the suite lives here, so that no notebook or module hard-codes one.
 
-The layout follows `DESIGN.md`: notebooks in `notebooks/`, profiles in `notebooks/params/`,
-user data in `data/`, run folders in `outputs/`.
+The layout follows `docs/contracts.md` (Layout): notebooks in `notebooks/`, profiles in
+`notebooks/params/`, user data in `data/`, run folders in `outputs/`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ OUTPUTS_DIR = REPO_ROOT / "outputs"
 DATA_DIR = REPO_ROOT / "data"
 # Where the cpu and gpu profiles look for the challenge's npz when `--data` is not given.
 DEFAULT_DATA_PATH = DATA_DIR / "training_set.npz"
-# The team's shared copy of the real training data, read in place (never copied into the repo).
-SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"
 
 # The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
 SYNTHETIC_DATA = "synthetic"
@@ -46,7 +44,7 @@ PLATFORM_PYTHON = PLATFORM_VENV / "bin" / "python"
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files that notebooks hand to each other inside one run folder (DESIGN.md, Run folder)."""
+    """The files that notebooks hand to each other inside one run folder (docs/contracts.md, Run folder)."""
 
     root: Path
 

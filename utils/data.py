@@ -1,6 +1,6 @@
 """Loading, validating and splitting the training data.
 
-Two input formats are accepted (DESIGN.md, Data in):
+Two input formats are accepted (docs/contracts.md, Data in):
 
 * the challenge's npz: `images` uint8 (N, 96, 96, 3) and `labels` (N,) or (N, 1) in 0-7,
   always opened with `allow_pickle=False`;

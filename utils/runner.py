@@ -90,7 +90,7 @@ def choose_backend(requested: str) -> tuple[str, str]:
     """Returns the Keras backend to use and a sentence explaining the choice.
 
     "auto" takes the first installed backend in the order measured fastest on a 2-core CPU
-    (DESIGN.md: TensorFlow, then PyTorch; JAX far behind).
+    (docs/contracts.md, Backends: TensorFlow, then PyTorch; JAX far behind).
     """
     installed = [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
     if requested == "auto":
@@ -291,7 +291,7 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
     report.write_report(run.paths.root, run.state)
     run.mark("done")
     log(f"Run folder: {run.paths.root}")
-    log(f"Report: {run.paths.report_md}")
+    log(f"Report: {run.paths.report_md} (one self-contained file to share: {report.html_path(run.paths.root)})")
     if run.paths.submission_zip.exists():
         log(f"Submission: {run.paths.submission_zip}")
     return 0
