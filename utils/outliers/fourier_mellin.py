@@ -20,6 +20,16 @@ from utils.outliers.grayscale import blocks, centre_zoom
 # the unzoomed image cover that range with overlapping tolerance.
 DEFAULT_ZOOM_SCALES = (1.12, 1.25, 1.4)
 
+# Default sampling of the descriptor: log-spaced radii from `_MIN_RADIUS`
+# pixels to `_MAX_RADIUS_FRACTION` of the image side, and angles over half a turn.
+RADII, ANGLES = 24, 32
+_MIN_RADIUS, _MAX_RADIUS_FRACTION = 2.0, 0.42
+
+
+def log_radius_step(height: int, width: int, radii: int = RADII) -> float:
+    """The log-radius between neighbouring radii of the descriptor; a zoom by `z` moves it `log(z) / step` radii."""
+    return float(np.log(_MAX_RADIUS_FRACTION * min(height, width) / _MIN_RADIUS) / (radii - 1))
+
 
 def _log_polar_sampler(height: int, width: int, radii: int, angles: int):
     """Returns bilinear gather indices that resample a half spectrum log-polarly.
@@ -29,8 +39,8 @@ def _log_polar_sampler(height: int, width: int, radii: int, angles: int):
     plane of non-negative horizontal frequencies, which holds all the
     information of the magnitude spectrum of a real image.
     """
-    max_radius = 0.42 * min(height, width)
-    radius = np.exp(np.linspace(np.log(2.0), np.log(max_radius), radii))
+    max_radius = _MAX_RADIUS_FRACTION * min(height, width)
+    radius = np.exp(np.linspace(np.log(_MIN_RADIUS), np.log(max_radius), radii))
     angle = np.linspace(-np.pi / 2, np.pi / 2, angles, endpoint=False)
     rows = (height // 2 + radius[:, None] * np.sin(angle)[None, :]).ravel()
     columns = (radius[:, None] * np.cos(angle)[None, :]).ravel()
@@ -42,7 +52,7 @@ def _log_polar_sampler(height: int, width: int, radii: int, angles: int):
 
 
 def fourier_mellin_descriptors(
-    gray: np.ndarray, radii: int = 24, angles: int = 32, block_size: int = 2048
+    gray: np.ndarray, radii: int = RADII, angles: int = ANGLES, block_size: int = 2048
 ) -> np.ndarray:
     """Computes a shift-robust log-polar Fourier magnitude descriptor.
 

@@ -13,7 +13,14 @@ import pandas as pd
 import scipy.fft
 
 from utils.outliers.checks import validate_images
-from utils.outliers.fourier_mellin import DEFAULT_ZOOM_SCALES, estimate_zoom, near_duplicate_candidates
+from utils.outliers.fourier_mellin import (
+    ANGLES,
+    DEFAULT_ZOOM_SCALES,
+    RADII,
+    estimate_zoom,
+    log_radius_step,
+    near_duplicate_candidates,
+)
 from utils.outliers.grayscale import blocks, centre_zoom, downsample, standardized_luminance
 from utils.outliers.groups import groups_from_pairs
 
@@ -183,7 +190,6 @@ def near_duplicate_pairs(
     gray = standardized_luminance(images[subset])
     height, width = gray.shape[1:]
     max_shift = int(round(max_shift_fraction * min(height, width)))
-    radii, angles = 24, 32
     pairs, _, _, descriptors = near_duplicate_candidates(
         gray,
         zoom_scales=zoom_scales,
@@ -197,15 +203,15 @@ def near_duplicate_pairs(
     if len(pairs) == 0:
         return pd.DataFrame({name: [] for name in columns})
 
-    radius_step = np.log(0.42 * min(height, width) / 2.0) / (radii - 1)
+    radius_step = log_radius_step(height, width)
     max_steps = int(np.ceil(np.log(max_zoom) / radius_step))
     zooms = np.concatenate(
         [
             estimate_zoom(
                 descriptors[pairs[block, 0]],
                 descriptors[pairs[block, 1]],
-                radii,
-                angles,
+                RADII,
+                ANGLES,
                 max_steps,
                 radius_step,
             )
