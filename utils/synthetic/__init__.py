@@ -30,7 +30,8 @@ byte-identical output, and 2,000 images take a few seconds.
 Modules, one job each:
 
 * `drawing`: signed-distance shapes, blending and noise on the 96x96 grid;
-* `cells`: the cell renderer (`render_cells`);
+* `smear`: the background with red blood cells, and stain and camera variation;
+* `cells`: the cell renderer (`render_cells`), one drawing function per class;
 * `pictures`: non-cell pictures, drawn (`make_non_cell_picture`) or
   scikit-image samples (`sample_picture`, `TUNING_PICTURES`,
   `HELD_OUT_PICTURES`);
