@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from utils.synthetic.fields import FIELD_LAYOUTS, STAINS, make_smear_fields
 from utils.synthetic.modifications import NEAR_COPY_MODIFICATIONS, make_near_copy
 from utils.synthetic.pictures import HELD_OUT_PICTURES, sample_picture
 
@@ -32,23 +33,37 @@ from utils.synthetic.pictures import HELD_OUT_PICTURES, sample_picture
 TEMPLATE_GROUP_SIZE = 20
 
 
+def _sample_files(folder, max_per_class=None, seed=0) -> list[list]:
+    """The files per class of an 8-class folder; at most `max_per_class` per class, a seeded sample."""
+    from utils.data import list_image_folder
+
+    _, files_per_class = list_image_folder(folder)
+    rng = np.random.default_rng(seed)
+    sampled = []
+    for files in files_per_class:
+        if max_per_class is not None and len(files) > max_per_class:
+            files = [files[i] for i in sorted(rng.choice(len(files), max_per_class, replace=False))]
+        sampled.append(list(files))
+    return sampled
+
+
+def _read_files(files_per_class) -> tuple[np.ndarray, np.ndarray]:
+    from utils.data import read_image
+
+    images, labels = [], []
+    for label, files in enumerate(files_per_class):
+        images.extend(read_image(file) for file in files)
+        labels.extend([label] * len(files))
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
 def load_folder(folder, max_per_class=None, seed=0) -> tuple[np.ndarray, np.ndarray]:
     """Loads an 8-class image folder with the suite's reader; optionally a seeded stratified sample.
 
     Returns:
         `(images, labels)`: uint8 `(N, 96, 96, 3)` and int64 `(N,)` arrays.
     """
-    from utils.data import list_image_folder, read_image
-
-    _, files_per_class = list_image_folder(folder)
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for label, files in enumerate(files_per_class):
-        if max_per_class is not None and len(files) > max_per_class:
-            files = [files[i] for i in sorted(rng.choice(len(files), max_per_class, replace=False))]
-        images.extend(read_image(file) for file in files)
-        labels.extend([label] * len(files))
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return _read_files(_sample_files(folder, max_per_class, seed))
 
 
 def without_templates(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,3 +163,83 @@ def flagged_rates(keep_mask, benchmark: dict) -> dict[str, float]:
         selected = benchmark["modifications"] == modification
         rates[f"{modification} flagged %"] = 100 * flagged[selected].mean()
     return rates
+
+
+def load_tile_cells(data, seed: int = 0, cells_per_class: int = 420, tiles_per_class: int = 100) -> np.ndarray:
+    """Real cells to build smear fields from, none of them in `build_benchmark`'s sample of the same seed.
+
+    A seeded sample of `tiles_per_class` files per class from the files that
+    the benchmark's cell sample (`cells_per_class`, `seed`) leaves out; every
+    image with a byte-identical copy in this sample is left out, which removes
+    the folder's planted pictures (hundreds of copies each).
+
+    Returns:
+        uint8 array `(N, 96, 96, 3)`.
+    """
+    from utils.outliers import exact_duplicate_groups
+
+    in_sample = {file for files in _sample_files(data, cells_per_class, seed) for file in files}
+    rest = [[file for file in files if file not in in_sample] for files in _sample_files(data)]
+    rng = np.random.default_rng(seed + 3)
+    chosen = [
+        [files[i] for i in sorted(rng.choice(len(files), min(tiles_per_class, len(files)), replace=False))]
+        for files in rest
+    ]
+    images, _ = _read_files(chosen)
+    copied = {index for group in exact_duplicate_groups(images) for index in group}
+    return images[[index for index in range(len(images)) if index not in copied]]
+
+
+def contaminate_with_fields(cell_images, cell_labels, tile_cells, *, fields: int = 240, seed: int = 0,
+                            layouts=FIELD_LAYOUTS, stains=tuple(STAINS)) -> dict:
+    """Mixes cells with smear fields from another microscope (`make_smear_fields`) and shuffles them.
+
+    Args:
+        cell_images: uint8 array `(N, H, W, 3)` of cells.
+        cell_labels: Their integer labels; fields get labels drawn from the
+            same range.
+        tile_cells: uint8 cells the fields are built from.
+        fields: Number of fields.
+        seed: Seed of the fields, their labels and the shuffle.
+        layouts: Field layouts (`FIELD_LAYOUTS`).
+        stains: Stains (`STAINS`).
+
+    Returns:
+        The dict of `contaminate`: `modifications` is "real cell" or
+        "<layout> field", `sources` "real cell" or "<stain> stain".
+    """
+    cell_images, cell_labels = np.asarray(cell_images), np.asarray(cell_labels)
+    rng = np.random.default_rng(seed + 1)
+    made = make_smear_fields(tile_cells, fields, rng, layouts=layouts, stains=stains)
+    field_labels = rng.integers(0, int(cell_labels.max()) + 1, size=fields)
+    images = np.concatenate([cell_images, made["images"]])
+    labels = np.concatenate([cell_labels, field_labels])
+    is_contaminant = np.r_[np.zeros(len(cell_images), bool), np.ones(fields, bool)]
+    modifications = np.r_[np.array(["real cell"] * len(cell_images)), np.char.add(made["layouts"], " field")]
+    sources = np.r_[np.array(["real cell"] * len(cell_images)), np.char.add(made["stains"], " stain")]
+    order = np.random.default_rng(seed + 2).permutation(len(images))
+    return {
+        "images": images[order],
+        "labels": labels[order],
+        "is_contaminant": is_contaminant[order],
+        "modifications": modifications[order],
+        "sources": sources[order],
+    }
+
+
+def build_field_benchmark(data, seed: int = 0, cells_per_class: int = 420, fields: int = 240,
+                          layouts=FIELD_LAYOUTS, stains=tuple(STAINS)) -> dict:
+    """Builds the smear-field benchmark: `build_benchmark`'s cell sample plus fields from other real cells.
+
+    The cells are the same stratified sample as `build_benchmark`'s for the
+    same seed (templates left out); the fields are built from
+    `load_tile_cells`, cells of the folder outside that sample.
+
+    Returns:
+        The dict of `contaminate_with_fields`.
+    """
+    cell_images, cell_labels = load_folder(data, max_per_class=cells_per_class, seed=seed)
+    cell_images, cell_labels = without_templates(cell_images, cell_labels)
+    tiles = load_tile_cells(data, seed=seed, cells_per_class=cells_per_class)
+    return contaminate_with_fields(cell_images, cell_labels, tiles, fields=fields, seed=seed, layouts=layouts,
+                                   stains=stains)
