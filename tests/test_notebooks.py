@@ -256,6 +256,11 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-4
     assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-4
     assert final["epochs_run"] <= parameters["FINAL_EPOCHS"]
+    # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
+    assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
+    assert final["spec"]["input_norm"] == parameters["FINAL_INPUT_NORM"]
+    assert {"seen_corrupted_accuracy", "unseen_corrupted_accuracy"} <= set(final["robustness"]["TTA"])
+    assert final["robustness"]["TTA"]["unseen_corrupted_accuracy"] is not None
     study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
     assert final["policy"] == str(study["best_recipe"]["policy"])
     robustness = pd.read_csv(out_dir / "tables" / "05_robustness.csv")
