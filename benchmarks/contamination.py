@@ -11,10 +11,18 @@ The detectors were tuned on the pictures in `TUNING_PICTURES` only (the real
 data already hides copies of "astronaut" and "chelsea"); the benchmark uses
 `HELD_OUT_PICTURES`, which played no part in tuning.
 
+The second part mixes the same cells with smear fields from another
+microscope (`utils.synthetic.fields`: several real cells of the folder, not of
+the sample, at another scale and stain in one image) and reports how many
+fields and cells are flagged, per layout and stain.  The detectors were tuned
+on the "2x2" layout with the "blue" and "red" stains; "3x3", "window",
+"faded" and "tungsten" played no part in tuning.
+
 Usage:
 
 ```
 python benchmarks/contamination.py [--data ../shared/data/blood_cells_96] [--seed 0] [--skip-full]
+    [--skip-pictures] [--skip-fields] [--fields 36 240]
 ```
 """
 
@@ -32,7 +40,8 @@ if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from utils.outliers import exact_duplicate_groups, find_outliers  # noqa: E402
-from utils.synthetic.contamination import build_benchmark, flagged_rates, load_folder  # noqa: E402
+from utils.synthetic.contamination import build_benchmark, build_field_benchmark, flagged_rates, load_folder  # noqa: E402
+from utils.synthetic.fields import HELD_OUT_LAYOUTS, HELD_OUT_STAINS  # noqa: E402
 from utils.synthetic.pictures import HELD_OUT_PICTURES  # noqa: E402
 
 DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data" / "blood_cells_96"
@@ -64,6 +73,29 @@ def run_contaminated_sample(data: Path, seed: int) -> None:
     print(timings_line(result))
 
 
+def run_smear_fields(data: Path, seed: int, count: int) -> None:
+    """Prints how many smear fields and cells are flagged, per layout and stain, and on the held-out ones."""
+    benchmark = build_field_benchmark(data, seed=seed, fields=count)
+    is_field = benchmark["is_contaminant"]
+    print(f"smear fields: {int((~is_field).sum())} cells + {count} fields ({100 * count / len(is_field):.1f} %)")
+    result = find_outliers(benchmark["images"], benchmark["labels"], progress=None)
+    flagged = ~result.keep_mask
+    print(f"  fields flagged: {100 * flagged[is_field].mean():.1f} % ({flagged[is_field].sum()} / {is_field.sum()})")
+    print(f"  cells flagged: {100 * flagged[~is_field].mean():.2f} % ({flagged[~is_field].sum()} / {(~is_field).sum()})")
+    layouts = np.char.replace(benchmark["modifications"], " field", "")
+    stains = np.char.replace(benchmark["sources"], " stain", "")
+    held_out = is_field & np.isin(layouts, HELD_OUT_LAYOUTS) & np.isin(stains, HELD_OUT_STAINS)
+    print(f"  held-out layouts and stains only: {100 * flagged[held_out].mean():.1f} % of {held_out.sum()} flagged")
+    print("  fields flagged % by layout (rows) and stain (columns):")
+    for layout in np.unique(layouts[is_field]):
+        cells = []
+        for stain in np.unique(stains[is_field]):
+            selected = (layouts == layout) & (stains == stain)
+            cells.append(f"{stain} {100 * flagged[selected].mean():5.1f} ({selected.sum()})")
+        print(f"    {layout:7s} " + "  ".join(cells))
+    print(timings_line(result))
+
+
 def run_full_folder(data: Path) -> None:
     """Prints the counts by reason on the whole folder and how many template copies are flagged."""
     images, labels = load_folder(data)
@@ -86,12 +118,20 @@ def main(argv=None):
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Folder with one sub-folder per class.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-full", action="store_true", help="Skip the run on the full folder.")
+    parser.add_argument("--skip-pictures", action="store_true", help="Skip the run with copies of pictures.")
+    parser.add_argument("--skip-fields", action="store_true", help="Skip the runs with smear fields.")
+    parser.add_argument("--fields", type=int, nargs="+", default=[36, 240],
+                        help="Numbers of smear fields mixed into the cells, one run each.")
     arguments = parser.parse_args(argv)
     data = Path(arguments.data)
     if not data.is_dir():
         print(f"{data} is absent; the benchmark needs the real cell folder.")
         return 1
-    run_contaminated_sample(data, arguments.seed)
+    if not arguments.skip_pictures:
+        run_contaminated_sample(data, arguments.seed)
+    if not arguments.skip_fields:
+        for count in arguments.fields:
+            run_smear_fields(data, arguments.seed, count)
     if not arguments.skip_full:
         run_full_folder(data)
     return 0
