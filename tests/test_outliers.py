@@ -2,7 +2,9 @@
 
 Every input is made here from a seed, so the tests check the same pictures on
 every machine.  The non-cell pictures are scikit-image samples from
-`HELD_OUT_PICTURES`, which played no part in tuning the detectors.  One
+`HELD_OUT_PICTURES`, which played no part in tuning the detectors; the smear
+fields (several drawn cells at another scale and stain in one image,
+`utils.synthetic.fields`) use every layout and stain, held-out ones included.  One
 variant runs on real cells and says so in its name; it is skipped where
 `../shared/data/blood_cells_96` is absent.
 """
@@ -12,8 +14,10 @@ import pytest
 
 from utils import outliers
 from utils.outliers.grayscale import standardized_luminance
+from utils.outliers.ood import centre_darkness
 from utils.synthetic import HELD_OUT_PICTURES, NEAR_COPY_MODIFICATIONS, make_near_copy, render_cells, sample_picture
 from utils.synthetic.contamination import load_folder
+from utils.synthetic.fields import make_smear_fields
 
 CELL_COUNT = 240
 
@@ -112,6 +116,49 @@ def test_ood_score_is_higher_for_held_out_non_cell_pictures(seed):
     # With only ~240 cells to learn from the tail is poorly known; the 1%
     # target is checked on ~3,000 real cells in test_contamination.py.
     assert (cell_scores > threshold).mean() <= 0.05
+
+
+def drawn_fields(seed: int, count: int = 24) -> np.ndarray:
+    """`count` smear fields of drawn cells (other cells than `drawn_cells`'), cycling through every layout and stain."""
+    tiles = render_cells(np.arange(64) % 8, np.random.default_rng(50 + seed))
+    return make_smear_fields(tiles, count, np.random.default_rng(seed))["images"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_centre_darkness_is_high_for_drawn_cells_and_low_for_drawn_fields(seed):
+    cell_darkness = centre_darkness(drawn_cells(seed=10 + seed)[0])
+    field_darkness = centre_darkness(drawn_fields(seed))
+    assert cell_darkness.shape == (CELL_COUNT,) and cell_darkness.dtype == np.float32
+    assert np.median(cell_darkness) > 0.7 and np.median(field_darkness) < 0.3
+    assert np.quantile(cell_darkness, 0.05) > np.quantile(field_darkness, 0.95)
+    # A flat picture has no dark centre, whatever its colour.
+    assert centre_darkness(np.full((2, 96, 96, 3), (120, 40, 200), np.uint8)).max() == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_ood_scores_flag_many_drawn_smear_fields_and_keep_drawn_cells(seed):
+    # 24 fields among 240 cells (9 %) are too many for trimming alone: without
+    # leaving images without a dark centre out of the fit, none is flagged.
+    images = np.concatenate([drawn_cells(seed=10 + seed)[0], drawn_fields(seed)])
+    scores, threshold = outliers.ood_scores(images)
+    flagged = scores > threshold
+    # The faded stain's fields are the hardest among drawn cells (about 1 in 8 is missed).
+    assert flagged[CELL_COUNT:].mean() >= 0.7, flagged[CELL_COUNT:]
+    assert flagged[:CELL_COUNT].mean() <= 0.02
+
+
+def test_images_without_a_dark_centre_are_left_out_of_the_fit_as_documented(cells):
+    images = np.concatenate([cells[0], drawn_fields(seed=0, count=12)])
+    features = outliers.ood_features(images)
+    darkness = centre_darkness(images)
+    median = np.median(darkness)
+    fit = np.flatnonzero(darkness >= median - 3.0 * (median - np.quantile(darkness, 0.25)))
+    assert np.isin(np.arange(CELL_COUNT, len(images)), fit).mean() <= 0.1
+    default, _ = outliers.ood_scores(images, features=features)
+    by_hand, _ = outliers.ood_scores(images, features=features, fit_indices=fit, centre_margin=None)
+    everything, _ = outliers.ood_scores(images, features=features, centre_margin=None)
+    assert np.allclose(default, by_hand)
+    assert not np.allclose(default, everything)
 
 
 def test_policy_same_label_keeps_first_and_conflict_drops_whole_group(cells):

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from utils import synthetic
-from utils.synthetic import CLASS_NAMES, make_synthetic_dataset, render_cells
+from utils.synthetic import CLASS_NAMES, fields, make_synthetic_dataset, render_cells
 
 SMALL_IMAGE_COUNT = 400
 
@@ -328,3 +328,80 @@ def test_near_copy_of_any_size_is_seeded_and_never_exact(modification):
 def test_unknown_modification_names_the_known_ones():
     with pytest.raises(ValueError, match="re-encoded, shifted, re-coloured, cropped"):
         synthetic.make_near_copy(np.zeros((96, 96, 3), np.uint8), "jpeg", np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------
+# Smear fields from another microscope (several cells, another scale and stain).
+# ---------------------------------------------------------------------------
+
+
+def dark_blobs(image: np.ndarray) -> tuple[int, int]:
+    """Number of dark blobs (at least 6 pixels) and the area of the largest, below half the image's contrast."""
+    from scipy import ndimage
+
+    luminance = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    low, background = np.quantile(luminance, [0.01, 0.9])
+    blobs, count = ndimage.label(luminance < background - 0.5 * (background - low))
+    areas = np.bincount(blobs.ravel())[1:]
+    return int((areas >= 6).sum()), int(areas.max()) if count else 0
+
+
+@pytest.fixture(scope="module")
+def tile_cells() -> np.ndarray:
+    # White cells only: platelet pictures hold many small fragments of their own.
+    return render_cells(np.arange(42) % 7, np.random.default_rng(21))
+
+
+def test_smear_fields_are_seeded_and_cycle_through_layouts_and_stains(tile_cells):
+    first = fields.make_smear_fields(tile_cells, 24, np.random.default_rng(3))
+    second = fields.make_smear_fields(tile_cells, 24, np.random.default_rng(3))
+    other = fields.make_smear_fields(tile_cells, 24, np.random.default_rng(4))
+    assert first["images"].shape == (24, 96, 96, 3) and first["images"].dtype == np.uint8
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    assert not np.array_equal(first["images"], other["images"])
+    pairs = pd.Series(list(zip(first["layouts"], first["stains"]))).value_counts()
+    assert len(pairs) == len(fields.FIELD_LAYOUTS) * len(fields.STAINS) and (pairs == 2).all()
+    # Tuning and held-out variants are disjoint and cover everything.
+    assert set(fields.TUNING_LAYOUTS).isdisjoint(fields.HELD_OUT_LAYOUTS)
+    assert set(fields.TUNING_LAYOUTS) | set(fields.HELD_OUT_LAYOUTS) == set(fields.FIELD_LAYOUTS)
+    assert set(fields.TUNING_STAINS).isdisjoint(fields.HELD_OUT_STAINS)
+    assert set(fields.TUNING_STAINS) | set(fields.HELD_OUT_STAINS) == set(fields.STAINS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_smear_fields_hold_several_smaller_cells(tile_cells, seed):
+    made = fields.make_smear_fields(tile_cells, 24, np.random.default_rng(seed))
+    tile_nucleus = np.median([dark_blobs(cell)[1] for cell in tile_cells])
+    largest = {layout: [] for layout in fields.FIELD_LAYOUTS}
+    for image, layout in zip(made["images"], made["layouts"]):
+        count, area = dark_blobs(image)
+        # A 2x2 field shows about four nuclei, a 3x3 field or a window more.
+        assert count >= {"2x2": 3, "3x3": 5, "window": 3}[layout], (layout, count)
+        largest[layout].append(area)
+    # Another scale: the nuclei are smaller than in the cells the fields are made of
+    # (a window's cells at 1/1.5 of their size may touch, so medians are compared).
+    for layout, areas in largest.items():
+        assert np.median(areas) < 0.6 * tile_nucleus, (layout, areas, tile_nucleus)
+
+
+def test_smear_field_background_takes_the_lamp_colour(tile_cells):
+    rng = np.random.default_rng(5)
+    backgrounds = {}
+    for stain in ("tungsten", "blue"):
+        made = fields.make_smear_fields(tile_cells, 6, rng, stains=(stain,))
+        backgrounds[stain] = np.quantile(made["images"].reshape(6, -1, 3), 0.9, axis=1)
+    # The cells are drawn on a pale pink background (blue / red about 0.88).
+    assert (backgrounds["tungsten"][:, 2] / backgrounds["tungsten"][:, 0] < 0.75).all()
+    assert (backgrounds["blue"][:, 2] / backgrounds["blue"][:, 0] > 1.0).all()
+
+
+def test_smear_field_arguments_are_checked(tile_cells):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="2x2, 3x3, window"):
+        fields.make_smear_fields(tile_cells, 2, rng, layouts=("4x4",))
+    with pytest.raises(ValueError, match="blue, red, faded, tungsten"):
+        fields.make_smear_fields(tile_cells, 2, rng, stains=("green",))
+    with pytest.raises(ValueError, match="needs 9 tiles"):
+        fields.make_smear_field(tile_cells[:4], "3x3", "blue", rng)
+    with pytest.raises(ValueError, match="uint8"):
+        fields.make_smear_fields(tile_cells.astype(np.float32), 2, rng)

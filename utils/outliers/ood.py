@@ -136,8 +136,7 @@ def _centred_fit_indices(images, fit_indices: np.ndarray, centre_margin) -> np.n
     median = np.median(darkness)
     bound = median - centre_margin * (median - np.quantile(darkness, 0.25))
     kept = fit_indices[darkness >= bound]
-    # The premise does not hold for this data set; fit on everything rather than on few.
-    return kept if len(kept) >= max(10, len(fit_indices) // 2) else fit_indices
+    return kept if len(kept) >= 10 else fit_indices
 
 
 def _subsample(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
