@@ -126,7 +126,7 @@ def test_contaminate_with_fields_records_the_truth_and_shuffles():
     assert benchmark["images"].shape == (240 + FIELD_COUNT, 96, 96, 3) and benchmark["images"].dtype == np.uint8
     assert field.sum() == FIELD_COUNT
     assert (benchmark["modifications"][~field] == "real cell").all() and (benchmark["sources"][~field] == "real cell").all()
-    layouts = dict(zip(*np.unique(benchmark["modifications"][field], return_counts=True)))
+    layouts = dict(zip(*np.unique(benchmark["modifications"][field], return_counts=True), strict=True))
     assert layouts == {f"{layout} field": FIELD_COUNT // len(FIELD_LAYOUTS) for layout in FIELD_LAYOUTS}
     assert set(benchmark["sources"][field]) == {f"{stain} stain" for stain in STAINS}
     assert benchmark["labels"].min() >= 0 and benchmark["labels"].max() < 8

@@ -359,7 +359,7 @@ def test_smear_fields_are_seeded_and_cycle_through_layouts_and_stains(tile_cells
     assert first["images"].shape == (24, 96, 96, 3) and first["images"].dtype == np.uint8
     assert all(np.array_equal(first[key], second[key]) for key in first)
     assert not np.array_equal(first["images"], other["images"])
-    pairs = pd.Series(list(zip(first["layouts"], first["stains"]))).value_counts()
+    pairs = pd.Series(list(zip(first["layouts"], first["stains"], strict=True))).value_counts()
     assert len(pairs) == len(fields.FIELD_LAYOUTS) * len(fields.STAINS) and (pairs == 2).all()
     # Tuning and held-out variants are disjoint and cover everything.
     assert set(fields.TUNING_LAYOUTS).isdisjoint(fields.HELD_OUT_LAYOUTS)
@@ -373,7 +373,7 @@ def test_smear_fields_hold_several_smaller_cells(tile_cells, seed):
     made = fields.make_smear_fields(tile_cells, 24, np.random.default_rng(seed))
     tile_nucleus = np.median([dark_blobs(cell)[1] for cell in tile_cells])
     largest = {layout: [] for layout in fields.FIELD_LAYOUTS}
-    for image, layout in zip(made["images"], made["layouts"]):
+    for image, layout in zip(made["images"], made["layouts"], strict=True):
         count, area = dark_blobs(image)
         # A 2x2 field shows about four nuclei, a 3x3 field or a window more.
         assert count >= {"2x2": 3, "3x3": 5, "window": 3}[layout], (layout, count)
