@@ -21,7 +21,9 @@ Detectors, one module each:
 * `ood`: out-of-distribution scores (`ood_scores`) of a label-free Gaussian
   mixture fit on colour, layout and texture features of the data set itself,
   with trimmed refits so that contaminants cannot teach the model that they
-  are normal.
+  are normal; images whose centre is far less dark than usual (no single cell
+  in the middle, e.g. a smear field of several small cells) are left out of
+  the fit but still scored (`centre_margin`).
 
 Helpers: `checks` (input checks, shared with `utils.data`), `grayscale`
 (batched luminance, zooms, downsampling), `groups` (linking pairs into groups)

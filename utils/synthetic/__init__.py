@@ -38,8 +38,10 @@ Modules, one job each:
 * `modifications`: near copies (`make_near_copy`), shared by this data set,
   the outlier tests and the contamination benchmark;
 * `dataset`: planting and assembly (`make_synthetic_dataset`);
-* `contamination`: cells mixed with near copies of non-cell pictures, the
-  data set of the contamination benchmark.
+* `fields`: smear fields from another microscope (several smaller cells in one
+  picture, another stain and lamp), which must be dropped as out of distribution;
+* `contamination`: cells mixed with near copies of non-cell pictures and with
+  smear fields, the data sets of the contamination benchmark.
 
 Example:
 
