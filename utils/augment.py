@@ -86,9 +86,11 @@ POLICIES: dict[str, list[dict]] = {
         {"layer": "RandomRotation", "factor": 0.5, "fill_mode": "reflect", "probability": 0.5},
         {"layer": "RandomTranslation", "height_factor": 0.125, "width_factor": 0.125, "fill_mode": "reflect", "probability": 0.3},
         {"layer": "RandomZoom", "height_factor": [-0.15, 0.15], "fill_mode": "reflect", "probability": 0.3},
-        {"layer": "RandomBrightness", "factor": 0.3, "probability": 0.3},
+        # Brighter more often than darker (over-exposure clips the background), and saturation from
+        # almost grey to strongly saturated (ImageNet-C's saturate multiplies it by up to 20).
+        {"layer": "RandomBrightness", "factor": [-0.2, 0.5], "probability": 0.35},
         {"layer": "RandomContrast", "factor": 0.3, "probability": 0.3},
-        {"layer": "RandomSaturation", "factor": [0.35, 0.65], "probability": 0.3},
+        {"layer": "RandomSaturation", "factor": [0.2, 0.9], "probability": 0.35},
         {"layer": "RandomHue", "factor": 0.1, "probability": 0.3},
         # Blur and noise as strong as the middle severities of ImageNet-C's defocus and Gaussian noise.
         {"layer": "RandomGaussianBlur", "factor": [1.0, 1.0], "kernel_size": 7, "sigma": [0.4, 2.0], "probability": 0.25},
