@@ -14,7 +14,7 @@ PLATFORM_STAMP := $(PLATFORM_VENV)/.installed
 export BLOODCELL_PLATFORM_VENV := $(PLATFORM_VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-real test test-fast lab benchmark bench platform-venv check-submission clean-venv
+.PHONY: help run run-real test test-fast lint lab benchmark bench platform-venv check-submission clean-venv
 
 help: ## List the verbs.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,11 +44,15 @@ run: $(RUNTIME_STAMP) ## Run every notebook on the embedded synthetic data (smok
 run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/data/blood_cells_96 [PROFILE=cpu|gpu].
 	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
 
-test: $(DEV_STAMP) $(PLATFORM_STAMP) ## Run the whole test suite (unit tests, notebooks through papermill, platform check).
+test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, platform check).
 	$(BIN)/python -m pytest -ra
 
-test-fast: $(DEV_STAMP) ## Run the tests without the slow ones.
+test-fast: lint ## Run the tests without the slow ones (lint first).
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+lint: $(DEV_STAMP) ## ruff: lint and format check of code and notebooks (fix with `.venv/bin/ruff format . && .venv/bin/ruff check --fix .`).
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 platform-venv: $(PLATFORM_STAMP) ## Install the platform's stack (TF 2.17.0, Keras 3.4.1) outside the clone, once.
 

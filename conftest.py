@@ -1,4 +1,5 @@
 """Makes `import utils` work when pytest runs from the repository root without an installed package."""
+
 import sys
 from pathlib import Path
 

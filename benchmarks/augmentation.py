@@ -36,9 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="robust", help="a policy name from utils.augment.POLICIES")
-    parser.add_argument("--model", default="baseline",
-                        help="'baseline', 'resnet' (the compact ResNet, per-channel standardised input, as the cpu "
-                             "profile trains it) or a backbone of utils.models.BACKBONES (from scratch, 96 px)")
+    parser.add_argument(
+        "--model",
+        default="baseline",
+        help="'baseline', 'resnet' (the compact ResNet, per-channel standardised input, as the cpu "
+        "profile trains it) or a backbone of utils.models.BACKBONES (from scratch, 96 px)",
+    )
     parser.add_argument("--images", type=int, default=2048, help="images per timed epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating plain/augmented rounds")
@@ -84,9 +87,12 @@ def main(argv=None) -> int:
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     # Built once, as in training: each `fit` below is one fresh, reshuffled pass (one epoch).
-    datasets = {policy: augment.training_dataset(images, labels, arguments.batch_size, policy, seed=arguments.seed,
-                                                 deterministic=arguments.deterministic)
-                for policy in ("none", arguments.policy)}
+    datasets = {
+        policy: augment.training_dataset(
+            images, labels, arguments.batch_size, policy, seed=arguments.seed, deterministic=arguments.deterministic
+        )
+        for policy in ("none", arguments.policy)
+    }
 
     def run_plain(steps=None):
         if arguments.plain == "none":
@@ -124,23 +130,48 @@ def main(argv=None) -> int:
             others = (machine_busy_seconds() - machine_before - busy) / seconds
             speed[kind].append(len(images) / seconds)
             cpu[kind].append(1000 * busy / len(images))
-            print(json.dumps({"round": round_index + 1, "kind": kind, "policy": arguments.policy if kind == "augmented" else "none",
-                              "model": arguments.model, "backend": keras.backend.backend(),
-                              "images_per_second": round(len(images) / seconds, 1), "seconds": round(seconds, 2),
-                              "cpu_ms_per_image": round(cpu[kind][-1], 3), "cores_busy": round(busy / seconds, 2),
-                              "other_processes_cores_busy": round(max(others, 0.0), 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "round": round_index + 1,
+                        "kind": kind,
+                        "policy": arguments.policy if kind == "augmented" else "none",
+                        "model": arguments.model,
+                        "backend": keras.backend.backend(),
+                        "images_per_second": round(len(images) / seconds, 1),
+                        "seconds": round(seconds, 2),
+                        "cpu_ms_per_image": round(cpu[kind][-1], 3),
+                        "cores_busy": round(busy / seconds, 2),
+                        "other_processes_cores_busy": round(max(others, 0.0), 2),
+                    }
+                ),
+                flush=True,
+            )
 
     augmented, plain = statistics.median(speed["augmented"]), statistics.median(speed["plain"])
     paired = [a / p for a, p in zip(speed["augmented"], speed["plain"])]
-    print(json.dumps({
-        "policy": arguments.policy, "model": arguments.model, "backend": keras.backend.backend(),
-        "augmented_images_per_second": round(augmented, 1), "plain_images_per_second": round(plain, 1),
-        "ratio": round(augmented / plain, 3), "paired_ratio": round(statistics.median(paired), 3),
-        "paired_ratio_range": [round(min(paired), 3), round(max(paired), 3)],
-        "cpu_ratio": round(statistics.median(cpu["plain"]) / statistics.median(cpu["augmented"]), 3),
-        "plain": arguments.plain, "deterministic": arguments.deterministic, "batch_size": arguments.batch_size,
-        "images": len(images), "rounds": arguments.rounds, "cpus": os.cpu_count(),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "policy": arguments.policy,
+                "model": arguments.model,
+                "backend": keras.backend.backend(),
+                "augmented_images_per_second": round(augmented, 1),
+                "plain_images_per_second": round(plain, 1),
+                "ratio": round(augmented / plain, 3),
+                "paired_ratio": round(statistics.median(paired), 3),
+                "paired_ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+                "cpu_ratio": round(statistics.median(cpu["plain"]) / statistics.median(cpu["augmented"]), 3),
+                "plain": arguments.plain,
+                "deterministic": arguments.deterministic,
+                "batch_size": arguments.batch_size,
+                "images": len(images),
+                "rounds": arguments.rounds,
+                "cpus": os.cpu_count(),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -55,26 +55,45 @@ def worker(model_name: str, batch_size: int, steps: int, warmup: int, image_size
     start = time.perf_counter()
     model.fit(x[: batch_size * steps], y[: batch_size * steps], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
-    return {"backend": keras.backend.backend(), "model": model_name, "images_per_s": batch_size * steps / seconds,
-            "seconds": seconds, "keras": keras.__version__}
+    return {
+        "backend": keras.backend.backend(),
+        "model": model_name,
+        "images_per_s": batch_size * steps / seconds,
+        "seconds": seconds,
+        "keras": keras.__version__,
+    }
 
 
 def measure(backend: str, model: str, args) -> dict | None:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, __file__, "--worker", "--model", model, "--batch-size", str(args.batch_size),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--image-size", str(args.image_size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--model",
+        model,
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--image-size",
+        str(args.image_size),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     print(f"  {backend}/{model} failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
     return None
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="'baseline' and/or backbone names from utils.models.BACKBONES")
+    parser.add_argument(
+        "--models", nargs="+", default=list(DEFAULT_MODELS), help="'baseline' and/or backbone names from utils.models.BACKBONES"
+    )
     parser.add_argument("--backends", nargs="+", default=None, help="default: every installed backend")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
@@ -93,9 +112,12 @@ def main(argv=None) -> int:
         return 0
 
     backends = args.backends or installed_backends()
-    print(f"Backends: {', '.join(backends)}; models: {', '.join(args.models)}; {args.rounds} rounds, "
-          f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up steps, "
-          f"{args.image_size} px, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"Backends: {', '.join(backends)}; models: {', '.join(args.models)}; {args.rounds} rounds, "
+        f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up steps, "
+        f"{args.image_size} px, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     results: dict[tuple[str, str], list[float]] = {}
     records = []
     for model in args.models:

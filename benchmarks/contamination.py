@@ -120,8 +120,9 @@ def main(argv=None):
     parser.add_argument("--skip-full", action="store_true", help="Skip the run on the full folder.")
     parser.add_argument("--skip-pictures", action="store_true", help="Skip the run with copies of pictures.")
     parser.add_argument("--skip-fields", action="store_true", help="Skip the runs with smear fields.")
-    parser.add_argument("--fields", type=int, nargs="+", default=[36, 240],
-                        help="Numbers of smear fields mixed into the cells, one run each.")
+    parser.add_argument(
+        "--fields", type=int, nargs="+", default=[36, 240], help="Numbers of smear fields mixed into the cells, one run each."
+    )
     arguments = parser.parse_args(argv)
     data = Path(arguments.data)
     if not data.is_dir():

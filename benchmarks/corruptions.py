@@ -57,8 +57,7 @@ def time_kinds(images, seed=0):
             corrupt(images, kind, severity, seed)
             seconds.append(time.perf_counter() - start)
         results[kind] = seconds
-        print(f"{kind:<18} {FAMILIES[kind]:<11} " + " ".join(f"{s:6.2f}" for s in seconds)
-              + f"  {np.mean(seconds):6.2f}", flush=True)
+        print(f"{kind:<18} {FAMILIES[kind]:<11} " + " ".join(f"{s:6.2f}" for s in seconds) + f"  {np.mean(seconds):6.2f}", flush=True)
     total = sum(map(sum, results.values()))
     print(f"total {total:.1f} s for {len(images)} images x {len(CORRUPTIONS)} kinds x {len(SEVERITIES)} severities")
     return results

@@ -58,6 +58,7 @@ def run_profile(profile: str, data: str, out: Path) -> float | None:
 
 def measures(run_dir: Path) -> list[tuple[str, object, str]]:
     """(measure, value, unit) from a finished run folder's metrics and run.json."""
+
     def read(name):
         path = run_dir / "metrics" / f"{name}.json"
         if not path.exists():

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from utils import augment, data, evaluate, models, recipe, train, tta
+    from utils import augment, data, evaluate, models, recipe, tta
 
     out = Path(arguments.out) / arguments.name
     if out.exists() and any(out.iterdir()):
@@ -90,8 +90,9 @@ def main(argv=None) -> int:
 
     indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
     x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
-    table = evaluate.robustness([model], x_subset, y_subset, ["all"], arguments.severities,
-                                {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed)
+    table = evaluate.robustness(
+        [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
+    )
     table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
     summary = evaluate.robustness_summary(table, augment.seen_corruptions(chosen.policy))
 

@@ -55,7 +55,10 @@ def main() -> int:
     for size in arguments.sizes:
         completed = subprocess.run(
             [sys.executable, "-c", CHILD, arguments.model, str(size), str(arguments.batch_size), str(arguments.steps), arguments.policy],
-            cwd=REPO_ROOT, capture_output=True, text=True, env=environment,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env=environment,
         )
         lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
         if completed.returncode != 0 or not lines:

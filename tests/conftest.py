@@ -34,7 +34,7 @@ def valid_npz(tmp_path) -> Path:
 def write_image_folder(root: Path, count_per_class: int = 2, size: tuple[int, int] = (120, 100)) -> Path:
     """An 8-class folder of small JPEG and PNG images of a non-square size."""
     rng = np.random.default_rng(1)
-    for class_index, name in enumerate(config.CLASS_NAMES):
+    for name in config.CLASS_NAMES:
         folder = root / name
         folder.mkdir(parents=True)
         for item in range(count_per_class):

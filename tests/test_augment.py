@@ -92,14 +92,17 @@ def test_robust_policy_leaves_unseen_corruptions_out():
     assert not layers & {"RandomElasticTransform", "RandomPosterization", "RandomPerspective", "GridMask"}
 
 
-@pytest.mark.parametrize("policy, words", [
-    ("randaugmnt", ["unknown policy 'randaugmnt'", "robust", "RandomFlip"]),
-    ([{"layer": "RandomFlipp"}], ["unknown layer 'RandomFlipp'", "RandomFlip", "GridMask"]),
-    ([{"layer": "RandomZoom", "height_factor": 5.0}], ["RandomZoom", "height_factor"]),
-    ([{"layer": "RandomZoom", "heigth_factor": 0.1}], ["RandomZoom", "heigth_factor"]),
-    ([{"layer": "GaussianNoise", "stddev": 0.1, "probability": 2}], ["probability 2"]),
-    ({"layer": "RandomFlip"}, ["policy name"]),
-])
+@pytest.mark.parametrize(
+    "policy, words",
+    [
+        ("randaugmnt", ["unknown policy 'randaugmnt'", "robust", "RandomFlip"]),
+        ([{"layer": "RandomFlipp"}], ["unknown layer 'RandomFlipp'", "RandomFlip", "GridMask"]),
+        ([{"layer": "RandomZoom", "height_factor": 5.0}], ["RandomZoom", "height_factor"]),
+        ([{"layer": "RandomZoom", "heigth_factor": 0.1}], ["RandomZoom", "heigth_factor"]),
+        ([{"layer": "GaussianNoise", "stddev": 0.1, "probability": 2}], ["probability 2"]),
+        ({"layer": "RandomFlip"}, ["policy name"]),
+    ],
+)
 def test_bad_policies_raise_one_sentence_naming_the_parameter(policy, words):
     with pytest.raises(ValueError) as caught:
         augment.resolve_policy(policy, "MY_POLICY")
@@ -153,8 +156,9 @@ def test_training_dataset_batches_and_reshuffles_each_epoch():
 
 def test_deterministic_pipeline_repeats_for_a_seed(cells):
     images, labels = cells
-    epochs = [[np.asarray(x) for x, _ in augment.training_dataset(images, labels, 8, "robust", seed=5, deterministic=True)]
-              for _ in range(2)]
+    epochs = [
+        [np.asarray(x) for x, _ in augment.training_dataset(images, labels, 8, "robust", seed=5, deterministic=True)] for _ in range(2)
+    ]
     for first, second in zip(*epochs):
         np.testing.assert_array_equal(first, second)
     first, second = (augment.preview(images, labels, "robust", seed=2)[0] for _ in range(2))
@@ -182,10 +186,11 @@ def test_tiny_model_fits_one_epoch(pipeline, fresh_keras_session):
 
 def test_tiny_model_fits_under_torch_backend():
     environment = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "tests.test_augment", "fit"], cwd=REPO_ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.test_augment", "fit"], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    results = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    results = [json.loads(line[len("RESULT ") :]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(results) == 2 and all(r["backend"] == "torch" and np.isfinite(r["loss"]) for r in results), done.stdout
 
 
@@ -198,8 +203,10 @@ def test_gaussian_noise_with_a_stddev_range_gives_each_image_its_own_strength():
     policy = [{"layer": "GaussianNoise", "stddev": [0.02, 0.3]}]
     flat = np.full((64, 8, 8, 3), 128, "uint8")
     labels = np.zeros(64, int)
-    for images in (augment.Augmenter(policy, seed=1)(flat, labels)[0],
-                   np.asarray(next(iter(augment.training_dataset(flat, labels, 64, policy, seed=1)))[0])):
+    for images in (
+        augment.Augmenter(policy, seed=1)(flat, labels)[0],
+        np.asarray(next(iter(augment.training_dataset(flat, labels, 64, policy, seed=1)))[0]),
+    ):
         strengths = np.asarray(images, "float32").reshape(64, -1).std(axis=1) / 255
         assert strengths.min() > 0.015 and strengths.max() < 0.3
         # Spread over the range, not one strength for the batch.

@@ -34,8 +34,7 @@ def drawn_benchmark(seed: int) -> dict:
     labels = np.arange(240) % 8
     cells = render_cells(labels, np.random.default_rng(100 + seed))
     pictures = np.random.default_rng(seed).choice(HELD_OUT_PICTURES, size=PICTURES_PER_SEED, replace=False)
-    return contaminate(cells, labels, pictures=[str(name) for name in pictures],
-                       copies_per_picture=COPIES_PER_PICTURE, seed=seed)
+    return contaminate(cells, labels, pictures=[str(name) for name in pictures], copies_per_picture=COPIES_PER_PICTURE, seed=seed)
 
 
 def test_contaminate_records_the_truth_and_shuffles():
@@ -63,7 +62,10 @@ def test_flagged_rates_count_per_group():
     }
     rates = flagged_rates(np.array([False, True, True, False, True, True]), benchmark)
     assert rates == {
-        "contaminants flagged %": 50.0, "cells flagged %": 25.0, "cropped flagged %": 0.0, "shifted flagged %": 100.0,
+        "contaminants flagged %": 50.0,
+        "cells flagged %": 25.0,
+        "cropped flagged %": 0.0,
+        "shifted flagged %": 100.0,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -50,8 +51,16 @@ def test_baseline_seed_is_reproducible():
 
 def test_registry_entries_exist_in_keras_applications():
     expected = {
-        "MobileNetV2", "EfficientNetB0", "EfficientNetB4", "EfficientNetB7", "EfficientNetV2S",
-        "EfficientNetV2M", "ConvNeXtTiny", "ConvNeXtBase", "ConvNeXtLarge", "ResNet50",
+        "MobileNetV2",
+        "EfficientNetB0",
+        "EfficientNetB4",
+        "EfficientNetB7",
+        "EfficientNetV2S",
+        "EfficientNetV2M",
+        "ConvNeXtTiny",
+        "ConvNeXtBase",
+        "ConvNeXtLarge",
+        "ResNet50",
     }
     assert set(M.BACKBONES) == expected
     for name, entry in M.BACKBONES.items():
@@ -73,9 +82,15 @@ def test_transfer_head_structure():
     model = M.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=64, dropout=0.25)
     names = [layer.__class__.__name__ for layer in model.layers]
     backbone_index = [layer.name for layer in model.layers].index(M.BACKBONE_NAME)
-    assert names[backbone_index + 1:] == [
-        "GlobalAveragePooling2D", "Dense", "BatchNormalization", "Dropout",
-        "Dense", "BatchNormalization", "Dropout", "Dense",
+    assert names[backbone_index + 1 :] == [
+        "GlobalAveragePooling2D",
+        "Dense",
+        "BatchNormalization",
+        "Dropout",
+        "Dense",
+        "BatchNormalization",
+        "Dropout",
+        "Dense",
     ]
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [d.units for d in dense] == [64, 32, 8]
@@ -122,7 +137,7 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, dtype="float32"))
     weights_path, spec_path = M.save_model(model, spec, tmp_path / "models", "02_test")
     assert weights_path.endswith("02_test.weights.h5") and spec_path.endswith("02_test.json")
-    assert json.loads(open(spec_path).read()) == spec
+    assert json.loads(Path(spec_path).read_text()) == spec
     x = _images(3)
     before = model.predict(x, verbose=0)
     keras.backend.clear_session()
@@ -136,9 +151,7 @@ def test_save_load_round_trip_baseline(tmp_path):
     model = M.build_model(spec, seed=0)
     M.save_model(model, spec, tmp_path, "baseline")
     x = _images(2)
-    np.testing.assert_allclose(
-        M.load_model(tmp_path, "baseline").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(M.load_model(tmp_path, "baseline").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_save_load_round_trip_compact_resnet(tmp_path):
@@ -151,9 +164,7 @@ def test_save_load_round_trip_compact_resnet(tmp_path):
     assert model.get_layer("stage1_block1_bn2").get_weights()[0].sum() == 0  # residual branches start at zero
     M.save_model(model, spec, tmp_path, "resnet")
     x = _images(2)
-    np.testing.assert_allclose(
-        M.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(M.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="one entry per stage"):
         M.build_compact_resnet(widths=(8, 16), blocks=(1,))
 
@@ -181,9 +192,7 @@ def test_freeze_and_fine_tune():
     frozen = 40
     M.set_fine_tune(model, frozen)
     for index, layer in enumerate(backbone.layers):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            assert not layer.trainable, layer.name
-        elif index < frozen:
+        if isinstance(layer, keras.layers.BatchNormalization) or index < frozen:
             assert not layer.trainable, layer.name
         else:
             assert layer.trainable, layer.name

@@ -43,8 +43,10 @@ def test_notebook_is_committed_clean_with_a_plain_parameters_cell(path):
         ast.literal_eval(statement.value)  # Plain values only: raises on any expression.
         if isinstance(statement, ast.AnnAssign):
             assert statement.annotation is not None
-    names = {statement.target.id if isinstance(statement, ast.AnnAssign) else statement.targets[0].id
-             for statement in ast.parse(parameters.source).body}
+    names = {
+        statement.target.id if isinstance(statement, ast.AnnAssign) else statement.targets[0].id
+        for statement in ast.parse(parameters.source).body
+    }
     assert "OUT_DIR" in names
     lines = parameters.source.splitlines()
     for statement in ast.parse(parameters.source).body:
@@ -178,8 +180,16 @@ def test_sweep_table_schema_and_values(smoke_run):
     out_dir, _ = smoke_run
     sweep = pd.read_csv(out_dir / "tables" / "03_sweep.csv")
     assert list(sweep.columns) == [
-        "backbone", "imagenet_top1", "parameters", "val_accuracy", "val_macro_f1",
-        "seconds_per_epoch", "inference_images_per_second", "epochs_run", "image_size", "weights",
+        "backbone",
+        "imagenet_top1",
+        "parameters",
+        "val_accuracy",
+        "val_macro_f1",
+        "seconds_per_epoch",
+        "inference_images_per_second",
+        "epochs_run",
+        "image_size",
+        "weights",
     ]
     assert sorted(sweep["backbone"]) == sorted(smoke_parameters()["SWEEP_BACKBONES"])
     assert sweep["val_accuracy"].is_monotonic_decreasing
@@ -271,6 +281,12 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert (robustness["images"] == parameters["CORRUPTION_IMAGES"]).all()
     summary = pd.read_csv(out_dir / "tables" / "05_summary.csv")
     assert len(summary) == 3 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
-    for name in ("05_learning_curves.png", "05_tta_views.png", "05_confusion_matrix.png", "05_robustness_no_tta.png",
-                 "05_robustness_tta.png", "05_summary.png"):
+    for name in (
+        "05_learning_curves.png",
+        "05_tta_views.png",
+        "05_confusion_matrix.png",
+        "05_robustness_no_tta.png",
+        "05_robustness_tta.png",
+        "05_summary.png",
+    ):
         assert (out_dir / "figures" / name).stat().st_size > 5000, name

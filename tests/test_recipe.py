@@ -112,8 +112,17 @@ def test_baseline_recipe_resizes_inside_the_model(fresh_keras_session):
 
 def test_train_recipe_trains_on_augmented_batches(tmp_path, fresh_keras_session):
     split = tiny_split(8)
-    tiny = recipe.Recipe(model="baseline", filters=[8, 16], dense_units=16, policy="randaugment_cutmix_mixup", epochs=2,
-                         batch_size=16, patience=None, reduce_lr_patience=None, label_smoothing=0.1)
+    tiny = recipe.Recipe(
+        model="baseline",
+        filters=[8, 16],
+        dense_units=16,
+        policy="randaugment_cutmix_mixup",
+        epochs=2,
+        batch_size=16,
+        patience=None,
+        reduce_lr_patience=None,
+        label_smoothing=0.1,
+    )
     model, spec, history, phase_starts = recipe.train_recipe(tiny, split, checkpoint_dir=tmp_path / "checkpoint", seed=0, verbose=0)
     assert len(history) == 2 and phase_starts == []
     assert all(np.isfinite(entry["loss"]) for entry in history)
@@ -145,8 +154,10 @@ def test_train_phases_gives_each_phase_its_own_batch_size(fresh_keras_session):
 
         return Data()
 
-    phases = [train.Phase("one", 1, batch_size=8, patience=None, reduce_lr_patience=None),
-              train.Phase("two", 1, batch_size=16, patience=None, reduce_lr_patience=None)]
+    phases = [
+        train.Phase("one", 1, batch_size=8, patience=None, reduce_lr_patience=None),
+        train.Phase("two", 1, batch_size=16, patience=None, reduce_lr_patience=None),
+    ]
     records = train.train_phases(model, as_dataset, (split.x_validation, split.y_validation), phases, label_mode="categorical", verbose=0)
     assert requested == [8, 16]
     assert [len(record["history"]) for record in records] == [1, 1]
@@ -169,7 +180,9 @@ def test_robustness_summary_splits_seen_and_unseen_kinds():
 
     rows = [{"setting": "TTA", "kind": "clean", "family": "clean", "severity": 0, "accuracy": 0.9, "images": 4}]
     for kind, accuracy in (("gaussian_noise", 0.8), ("contrast", 0.6), ("fog", 0.2), ("pixelate", 0.4)):
-        rows.append({"setting": "TTA", "kind": kind, "family": corruptions.FAMILIES[kind], "severity": 1, "accuracy": accuracy, "images": 4})
+        rows.append(
+            {"setting": "TTA", "kind": kind, "family": corruptions.FAMILIES[kind], "severity": 1, "accuracy": accuracy, "images": 4}
+        )
     summary = evaluate.robustness_summary(pd.DataFrame(rows), seen_kinds=["gaussian_noise", "contrast"])["TTA"]
     assert summary["seen_corrupted_accuracy"] == pytest.approx(0.7)
     assert summary["unseen_corrupted_accuracy"] == pytest.approx(0.3)
@@ -221,8 +234,16 @@ def test_compact_resnet_input_norm_removes_what_it_promises(input_norm, change, 
 
 
 def test_describe_robustness_names_seen_and_unseen_and_survives_missing_means():
-    line = evaluate.describe_robustness({"clean_accuracy": 0.95, "corrupted_accuracy": 0.7, "seen_corrupted_accuracy": None,
-                                         "unseen_corrupted_accuracy": 0.65, "worst_kind": "fog", "worst_kind_accuracy": 0.2})
+    line = evaluate.describe_robustness(
+        {
+            "clean_accuracy": 0.95,
+            "corrupted_accuracy": 0.7,
+            "seen_corrupted_accuracy": None,
+            "unseen_corrupted_accuracy": 0.65,
+            "worst_kind": "fog",
+            "worst_kind_accuracy": 0.2,
+        }
+    )
     assert "clean 0.9500" in line and "never seen 0.6500" in line and "imitated in training n/a" in line and "fog 0.2000" in line
 
 

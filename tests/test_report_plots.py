@@ -61,22 +61,39 @@ def fake_run(tmp_path):
     plt.close(figure)
     pd.DataFrame({"reason": ["exact copy"], "images": [3]}).to_csv(tmp_path / "tables" / "01_reasons.csv", index=False)
     pd.DataFrame({"backbone": ["MobileNetV2"], "imagenet_top1": [0.713], "val_accuracy": [0.5], "val_macro_f1": [0.25]}).to_csv(
-        tmp_path / "tables" / "03_sweep.csv", index=False)
+        tmp_path / "tables" / "03_sweep.csv", index=False
+    )
     metrics = {
         "01_first": {
-            "n_images": 100, "n_kept": 90, "n_dropped": 10, "source": "synthetic",
+            "n_images": 100,
+            "n_kept": 90,
+            "n_dropped": 10,
+            "source": "synthetic",
             "dropped_by_reason": {"out of distribution": 6, "exact copy": 4},
             "class_counts_clean": {"basophil": 40, "eosinophil": 50},
             "seconds": {"outliers": 1.31, "detector_policy": 0.0},
         },
         "02_model": {
             "best_model": "baseline",
-            "models": {"baseline": {"val_accuracy": 0.5, "val_macro_f1": 0.25, "parameters": 111464, "epochs_run": 3,
-                                    "seconds_per_epoch": 2.0, "per_class": {"basophil": {"f1": 0.1}}}},
+            "models": {
+                "baseline": {
+                    "val_accuracy": 0.5,
+                    "val_macro_f1": 0.25,
+                    "parameters": 111464,
+                    "epochs_run": 3,
+                    "seconds_per_epoch": 2.0,
+                    "per_class": {"basophil": {"f1": 0.1}},
+                }
+            },
         },
         "03_sweep": {"best_model": "MobileNetV2", "models": {"MobileNetV2": {"val_accuracy": 0.5, "val_macro_f1": 0.25}}},
-        "06_submission": {"members": ["02_model:baseline"], "tta_views": ["identity"], "submission_val_accuracy": 0.5,
-                          "zip": "submission.zip", "checks": [{"environment": "suite", "keras": "3.15.1", "agreement": 1.0}]},
+        "06_submission": {
+            "members": ["02_model:baseline"],
+            "tta_views": ["identity"],
+            "submission_val_accuracy": 0.5,
+            "zip": "submission.zip",
+            "checks": [{"environment": "suite", "keras": "3.15.1", "agreement": 1.0}],
+        },
         "07_extra": {"something": {"nested": {"deeper": 1}}, "checks": "not a list"},
     }
     for name, payload in metrics.items():
@@ -126,7 +143,9 @@ def test_report_shows_headlines_with_units_figures_and_tables_in_notebook_order(
     assert "| Checks passed | 1 of 1: suite (Keras 3.15.1) |" in shipped
     assert "| Validation accuracy of the zip | 50.0 % |" in shipped
     # Figures with their captions, in notebook order; the full JSON is linked, not printed.
-    assert text.index("![Figure 01.1. Class counts <per class>](figures/01_counts.png)") < text.index("![Figure 02.1. Learning curves](figures/02_curves.png)")
+    assert text.index("![Figure 01.1. Class counts <per class>](figures/01_counts.png)") < text.index(
+        "![Figure 02.1. Learning curves](figures/02_curves.png)"
+    )
     assert "[metrics/02_model.json](metrics/02_model.json)" in model
     assert "[01_reasons.csv](tables/01_reasons.csv)" in first
     assert text.index("| out of distribution | 6 |") < text.index("## 02_model")
@@ -215,7 +234,9 @@ def test_study_and_robustness_plots_draw_what_they_are_given(tmp_path):
     figures = {
         "scores.png": plots.plot_score_histogram(rng.normal(size=200), rng.random(200) > 0.1, 2.0),
         "phases.png": plots.plot_phase_curves({"a": (history, [1]), "b": (history, [])}),
-        "rows.png": plots.plot_image_rows({"original": rng.integers(0, 256, (4, 96, 96, 3)), "policy": rng.integers(0, 256, (4, 96, 96, 3))}, columns=4),
+        "rows.png": plots.plot_image_rows(
+            {"original": rng.integers(0, 256, (4, 96, 96, 3)), "policy": rng.integers(0, 256, (4, 96, 96, 3))}, columns=4
+        ),
         "bars.png": plots.plot_clean_vs_corrupted(study, "policy", "clean vs corrupted"),
         "heat.png": plots.plot_robustness_heatmap(robustness, "robustness"),
     }

@@ -17,9 +17,7 @@ from utils import config, runner
 
 
 def run_cli(*arguments, cwd=REPO_ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "utils.runner", *arguments], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "utils.runner", *arguments], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def bad_npz(tmp_path, name, **arrays):
@@ -100,6 +98,7 @@ def test_real_profiles_need_data(tmp_path):
 
 
 # In-process tests below use tiny notebooks of their own, so they exercise the runner, not the suite.
+
 
 def write_notebook(path, body: str) -> None:
     notebook = nbformat.v4.new_notebook()

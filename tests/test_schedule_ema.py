@@ -39,8 +39,17 @@ def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
 
 def test_cosine_phase_sets_the_rate_of_every_epoch_and_ignores_plateaus():
     x, y = tiny_data()
-    phase = train.Phase("train", epochs=4, batch_size=16, learning_rate=1e-2, schedule="cosine", warmup_epochs=1,
-                        min_lr=1e-4, patience=None, reduce_lr_patience=1)
+    phase = train.Phase(
+        "train",
+        epochs=4,
+        batch_size=16,
+        learning_rate=1e-2,
+        schedule="cosine",
+        warmup_epochs=1,
+        min_lr=1e-4,
+        patience=None,
+        reduce_lr_patience=1,
+    )
     record = train.train_phases(tiny_model(), (x, y), (x, y), [phase], seed=0, verbose=0)[0]
     rates = [row["lr"] for row in record["history"]]
     expected = [train.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, 1) for epoch in range(4)]
@@ -53,8 +62,9 @@ def test_ema_phase_ends_with_the_averaged_weights():
     def final_change(ema_momentum):
         model = tiny_model()
         start = [np.array(w) for w in model.get_weights()]
-        phase = train.Phase("train", epochs=8, batch_size=8, learning_rate=5e-2, patience=None, reduce_lr_patience=None,
-                            ema_momentum=ema_momentum)
+        phase = train.Phase(
+            "train", epochs=8, batch_size=8, learning_rate=5e-2, patience=None, reduce_lr_patience=None, ema_momentum=ema_momentum
+        )
         train.train_phases(model, (x, y), (x, y), [phase], seed=0, verbose=0)
         return sum(float(np.abs(w - s).sum()) for w, s in zip(model.get_weights(), start))
 
@@ -89,8 +99,17 @@ def test_killed_cosine_ema_phase_resumes_to_the_same_averaged_weights(tmp_path):
     x, y = tiny_data()
 
     def phase():
-        return train.Phase("train", epochs=4, batch_size=16, learning_rate=1e-2, schedule="cosine", warmup_epochs=1,
-                           ema_momentum=0.9, patience=None, reduce_lr_patience=None)
+        return train.Phase(
+            "train",
+            epochs=4,
+            batch_size=16,
+            learning_rate=1e-2,
+            schedule="cosine",
+            warmup_epochs=1,
+            ema_momentum=0.9,
+            patience=None,
+            reduce_lr_patience=None,
+        )
 
     reference_model = tiny_model()
     reference = train.train_phases(reference_model, (x, y), (x, y), [phase()], tmp_path / "reference", seed=0, verbose=0)[0]

@@ -19,7 +19,9 @@ def tiny_run(tmp_path_factory):
     spec = models.model_spec(kind="baseline", filters=(8, 16))
     model = models.build_model(spec, seed=0)
     models.save_model(model, spec, paths.models_dir, "02_baseline_cnn_baseline")
-    evaluate.record_model_metrics(paths.metrics_json("02_baseline_cnn"), "02_baseline_cnn", "baseline", {"val_accuracy": 0.5, "val_macro_f1": 0.4})
+    evaluate.record_model_metrics(
+        paths.metrics_json("02_baseline_cnn"), "02_baseline_cnn", "baseline", {"val_accuracy": 0.5, "val_macro_f1": 0.4}
+    )
     images = synthetic.render_cells(np.arange(24) % 8, np.random.default_rng(0))
     expected = tta.predict_probabilities([model], images, ["identity", "flip_horizontal"]).argmax(axis=1)
     zip_path = submission.package(run_dir, submission.choose_models(run_dir), ["identity", "flip_horizontal"])
@@ -33,8 +35,12 @@ def test_package_puts_everything_at_the_root(tiny_run):
         names = set(archive.namelist())
         settings = json.loads(archive.read("submission.json"))
     assert names == {
-        "model.py", "bloodcell_models.py", "bloodcell_tta.py", "submission.json",
-        "02_baseline_cnn_baseline.json", "02_baseline_cnn_baseline.weights.h5",
+        "model.py",
+        "bloodcell_models.py",
+        "bloodcell_tta.py",
+        "submission.json",
+        "02_baseline_cnn_baseline.json",
+        "02_baseline_cnn_baseline.weights.h5",
     }
     assert settings["tta_views"] == ["identity", "flip_horizontal"]
     assert settings["members"][0]["name"] == "02_baseline_cnn_baseline"
@@ -77,12 +83,23 @@ BROKEN = {
         "defines no class named Model (it defines ['Predictor'])",
     ),
     "one-hot output": (
-        dict(replace={"model.py": "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.eye(8)[np.zeros(len(X), int)]\n"}),
+        dict(
+            replace={
+                "model.py": "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.eye(8)[np.zeros(len(X), int)]\n"
+            }
+        ),
         "one-hot or probabilities",
     ),
     "missing weights": (dict(drop=("02_baseline_cnn_baseline.weights.h5",)), "Model() failed"),
     "reads the working directory": (
-        dict(replace={"model.py": "import numpy as np\nclass Model:\n    def __init__(self):\n        open('submission.json')\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"}),
+        dict(
+            replace={
+                "model.py": (
+                    "import numpy as np\nclass Model:\n    def __init__(self):\n        open('submission.json')\n"
+                    "    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+                )
+            }
+        ),
         "Model() failed with FileNotFoundError",
     ),
 }
@@ -160,7 +177,9 @@ def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
 def test_available_members_keeps_what_the_run_holds(tiny_run):
     run_dir = tiny_run[0]
     members, missing = submission.available_members(
-        run_dir, ("05_finetune_tta", "final"), ["02_baseline_cnn:baseline", "03_pretrained_sweep:EfficientNetB0", "02_baseline_cnn:baseline"]
+        run_dir,
+        ("05_finetune_tta", "final"),
+        ["02_baseline_cnn:baseline", "03_pretrained_sweep:EfficientNetB0", "02_baseline_cnn:baseline"],
     )
     assert members == [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
     assert missing == ["03_pretrained_sweep:EfficientNetB0"]

@@ -144,11 +144,13 @@ class AtTrainBegin(keras.callbacks.Callback):
         self.snapshots = []
 
     def on_train_begin(self, logs=None):
-        self.snapshots.append({
-            "optimizer": [np.array(keras.ops.convert_to_numpy(v)) for v in self.model.optimizer.variables],
-            "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
-            "lr": T.current_learning_rate(self.model),
-        })
+        self.snapshots.append(
+            {
+                "optimizer": [np.array(keras.ops.convert_to_numpy(v)) for v in self.model.optimizer.variables],
+                "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
+                "lr": T.current_learning_rate(self.model),
+            }
+        )
 
 
 def plateau_phase(**overrides):
@@ -156,8 +158,17 @@ def plateau_phase(**overrides):
     deterministic: LR halves at the end of every epoch from epoch 2 on, EarlyStopping stops after
     epoch 4."""
     values = dict(
-        name="plateau", epochs=8, batch_size=16, optimizer="adam", learning_rate=1e-3, monitor="val_loss",
-        min_delta=100.0, patience=3, reduce_lr_patience=1, reduce_lr_factor=0.5, min_lr=1e-9,
+        name="plateau",
+        epochs=8,
+        batch_size=16,
+        optimizer="adam",
+        learning_rate=1e-3,
+        monitor="val_loss",
+        min_delta=100.0,
+        patience=3,
+        reduce_lr_patience=1,
+        reduce_lr_factor=0.5,
+        min_lr=1e-9,
     )
     values.update(overrides)
     return T.Phase(**values)
@@ -247,8 +258,17 @@ def _worker(directory: str, stage: str) -> None:
     model = M.build_transfer_model("MobileNetV2", image_size=32, weights=None, head_units=8, seed=0)
     phases = [
         T.Phase("transfer", epochs=1, batch_size=16, optimizer="adamw", trainable="head", patience=None, reduce_lr_patience=None),
-        T.Phase("fine_tune", epochs=3, batch_size=16, optimizer="adamw", learning_rate=1e-4, trainable="fine_tune",
-                frozen_layers=20, patience=5, reduce_lr_patience=5),
+        T.Phase(
+            "fine_tune",
+            epochs=3,
+            batch_size=16,
+            optimizer="adamw",
+            learning_rate=1e-4,
+            trainable="fine_tune",
+            frozen_layers=20,
+            patience=5,
+            reduce_lr_patience=5,
+        ),
     ]
 
     class HardKill(keras.callbacks.Callback):
@@ -275,7 +295,11 @@ def _run_worker(backend: str, directory: Path, stage: str) -> subprocess.Complet
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
         [sys.executable, "-m", "tests.test_train", "worker", str(directory), stage],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -291,8 +315,8 @@ def test_backend_train_kill_resume_in_subprocess(backend, tmp_path):
     assert (state["phase"], state["epoch"], state["phase_done"]) == (1, 0, False)
     second = _run_worker(backend, tmp_path, "resume")
     assert second.returncode == 0, second.stdout + second.stderr
-    line = next(l for l in second.stdout.splitlines() if l.startswith("RESULT "))
-    summary = json.loads(line[len("RESULT "):])
+    line = next(text for text in second.stdout.splitlines() if text.startswith("RESULT "))
+    summary = json.loads(line[len("RESULT ") :])
     assert summary["backend"] == backend
     assert summary["epochs"] == [[1], [1, 2, 3]]
     assert summary["resumed_at"] == [None, 2]

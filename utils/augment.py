@@ -48,11 +48,34 @@ import numpy as np
 
 LABEL_MIXING_LAYERS = ("CutMix", "MixUp")
 LAYERS = (
-    "RandomTranslation", "RandomShear", "RandomRotation", "RandomZoom", "RandomFlip", "RandomPerspective",
-    "RandomElasticTransform", "RandomContrast", "RandomBrightness", "RandomSaturation", "RandomHue",
-    "RandomColorJitter", "RandomColorDegeneration", "RandomGrayscale", "RandomSharpness", "RandomPosterization",
-    "RandomInvert", "Solarization", "Equalization", "AutoContrast", "RandomErasing", "RandomGaussianBlur",
-    "GaussianNoise", "RandAugment", "AugMix", "CutMix", "MixUp", "GridMask",
+    "RandomTranslation",
+    "RandomShear",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomFlip",
+    "RandomPerspective",
+    "RandomElasticTransform",
+    "RandomContrast",
+    "RandomBrightness",
+    "RandomSaturation",
+    "RandomHue",
+    "RandomColorJitter",
+    "RandomColorDegeneration",
+    "RandomGrayscale",
+    "RandomSharpness",
+    "RandomPosterization",
+    "RandomInvert",
+    "Solarization",
+    "Equalization",
+    "AutoContrast",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "GaussianNoise",
+    "RandAugment",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "GridMask",
 )
 RESERVED_KEYS = ("layer", "probability")
 PIXEL_MAX = 255.0
@@ -105,8 +128,20 @@ POLICIES: dict[str, list[dict]] = {
 # Policies not listed see no corruption kind.
 TRAINED_CORRUPTIONS: dict[str, tuple[str, ...]] = {
     "robust": (
-        "gaussian_noise", "shot_noise", "speckle_noise", "defocus_blur", "gaussian_blur", "brightness", "contrast",
-        "saturate", "stain_shift", "rotation", "shift", "debris", "overexposure", "underexposure",
+        "gaussian_noise",
+        "shot_noise",
+        "speckle_noise",
+        "defocus_blur",
+        "gaussian_blur",
+        "brightness",
+        "contrast",
+        "saturate",
+        "stain_shift",
+        "rotation",
+        "shift",
+        "debris",
+        "overexposure",
+        "underexposure",
     ),
     "basic": ("brightness", "contrast", "shift"),
     "randaugment": ("brightness", "contrast", "saturate", "rotation", "shift"),
@@ -119,13 +154,15 @@ def seen_corruptions(policy) -> tuple[str, ...]:
     """The corruption kinds a named policy trains for (empty for custom layer lists and other names)."""
     return TRAINED_CORRUPTIONS.get(policy, ()) if isinstance(policy, str) else ()
 
+
 def _import_keras_cv(parameter: str = "The augmentation policy"):
     """keras-cv, imported only when a policy uses GridMask (the one layer Keras core lacks)."""
     try:
         return importlib.import_module("keras_cv")
     except ImportError as error:
-        raise ValueError(f"{parameter} uses GridMask, which needs the keras-cv package ({error}); install keras-cv or choose "
-                         "another layer.") from None
+        raise ValueError(
+            f"{parameter} uses GridMask, which needs the keras-cv package ({error}); install keras-cv or choose another layer."
+        ) from None
 
 
 def _build_layer(spec: dict, seed: int):
@@ -303,8 +340,9 @@ def _rand_augment(layer, images, select):
         transformation = layer.get_random_transformation(images, training=True)  # in tf.data: sets the backend
         images = layer.backend.cast(layer.backend.convert_to_tensor(images), layer.compute_dtype)
         for step in range(layer.num_ops):
-            branches = [functools.partial(getattr(layer, name).transform_images, images, transformation["transforms"][name])
-                        for name in names]
+            branches = [
+                functools.partial(getattr(layer, name).transform_images, images, transformation["transforms"][name]) for name in names
+            ]
             images = select(transformation["layer_idxes"][step], branches)
     finally:
         layer.backend.reset()
@@ -334,7 +372,7 @@ class _AugmentedBatches(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index):
-        chosen = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        chosen = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         return self.augmenter(self.images[chosen], self.labels[chosen])
 
     def on_epoch_end(self):
@@ -371,8 +409,18 @@ def _tf_dataset(images, labels, batch_size, augmenter, shuffle, seed, determinis
     return batches.prefetch(max(2, parallel)).with_options(options)
 
 
-def training_dataset(images, labels, batch_size: int, policy, seed: int = 0, num_classes: int = 8, shuffle: bool = True,
-                     *, deterministic: bool = False, pipeline: str = "auto"):
+def training_dataset(
+    images,
+    labels,
+    batch_size: int,
+    policy,
+    seed: int = 0,
+    num_classes: int = 8,
+    shuffle: bool = True,
+    *,
+    deterministic: bool = False,
+    pipeline: str = "auto",
+):
     """Shuffled, augmented batches of (float32 images 0-255, float32 one-hot labels) for `model.fit(x=...)`.
 
     One pass is one epoch (the last batch may be smaller); the order changes every epoch. `pipeline`:

@@ -91,7 +91,7 @@ class RunPaths:
     def metrics_json(self, notebook_stem: str) -> Path:
         return self.metrics_dir / f"{notebook_stem}.json"
 
-    def make_dirs(self) -> "RunPaths":
+    def make_dirs(self) -> RunPaths:
         """Creates the sub-folders a notebook writes into and returns itself."""
         for folder in (self.models_dir, self.metrics_dir, self.tables_dir, self.figures_dir):
             folder.mkdir(parents=True, exist_ok=True)

@@ -67,24 +67,50 @@ from skimage.filters import gaussian as _skimage_gaussian
 from skimage.util import random_noise as _skimage_random_noise
 
 IMAGENET_C = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
-    "snow", "frost", "fog", "brightness", "spatter",
-    "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "gaussian_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "spatter",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+    "saturate",
 )
 MICROSCOPY = ("stain_shift", "rotation", "debris", "bubbles", "shift", "overexposure", "underexposure")
 CORRUPTIONS = IMAGENET_C + MICROSCOPY
 SEVERITIES = (1, 2, 3, 4, 5)
 _FAMILY_MEMBERS = {
-    "noise": IMAGENET_C[0:4], "blur": IMAGENET_C[4:9], "weather": IMAGENET_C[9:14],
-    "digital": IMAGENET_C[14:19], "microscopy": MICROSCOPY,
+    "noise": IMAGENET_C[0:4],
+    "blur": IMAGENET_C[4:9],
+    "weather": IMAGENET_C[9:14],
+    "digital": IMAGENET_C[14:19],
+    "microscopy": MICROSCOPY,
 }
 FAMILIES = {kind: family for family, kinds in _FAMILY_MEMBERS.items() for kind in kinds}
 GROUPS = {"all": CORRUPTIONS, "imagenet_c": IMAGENET_C, **_FAMILY_MEMBERS}
 # Kinds whose output does not depend on the seed (they draw no random numbers).
 SEED_INDEPENDENT = (
-    "defocus_blur", "zoom_blur", "gaussian_blur", "brightness", "contrast",
-    "pixelate", "jpeg_compression", "saturate", "overexposure", "underexposure",
+    "defocus_blur",
+    "zoom_blur",
+    "gaussian_blur",
+    "brightness",
+    "contrast",
+    "pixelate",
+    "jpeg_compression",
+    "saturate",
+    "overexposure",
+    "underexposure",
 )
 
 
@@ -96,8 +122,8 @@ def check_corruptions(names, parameter: str = "CORRUPTIONS") -> list[str]:
     unknown = [name for name in names if not isinstance(name, str) or (name not in FAMILIES and name not in GROUPS)]
     if unknown:
         raise ValueError(
-            f"{parameter} has unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS)}, "
-            f"or a group: {', '.join(GROUPS)}.")
+            f"{parameter} has unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS)}, or a group: {', '.join(GROUPS)}."
+        )
     expanded = [kind for name in names for kind in (GROUPS.get(name) or (name,))]
     return list(dict.fromkeys(expanded))
 
@@ -105,8 +131,9 @@ def check_corruptions(names, parameter: str = "CORRUPTIONS") -> list[str]:
 def check_severities(values, parameter: str = "CORRUPTION_SEVERITIES") -> list[int]:
     """Checks that every severity is an integer 1-5 (no bools, floats or strings); drops repeats."""
     values = [values] if isinstance(values, (int, np.integer, float, str)) else list(values)
-    bad = [value for value in values
-           if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 5]
+    bad = [
+        value for value in values if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 5
+    ]
     if bad or not values:
         raise ValueError(f"{parameter} must be a non-empty list of integer severities 1-5, got {values!r}.")
     return list(dict.fromkeys(int(value) for value in values))
@@ -136,7 +163,7 @@ class _Cv2WithCachedReads(types.ModuleType):
         return getattr(cv2, name)
 
     @staticmethod
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def _read(filename):
         picture = cv2.imread(filename)
         picture.setflags(write=False)
@@ -149,8 +176,7 @@ class _Cv2WithCachedReads(types.ModuleType):
 def _load_imagecorruptions() -> dict:
     """Imports the package with a `pkg_resources` stand-in and rebuilds its functions over a fixed namespace."""
     stand_in = types.ModuleType("pkg_resources")
-    stand_in.resource_filename = lambda package, name: os.path.join(
-        os.path.dirname(sys.modules[package].__file__), name)
+    stand_in.resource_filename = lambda package, name: os.path.join(os.path.dirname(sys.modules[package].__file__), name)
     previous = sys.modules.get("pkg_resources")
     sys.modules["pkg_resources"] = stand_in
     try:
@@ -166,8 +192,14 @@ def _load_imagecorruptions() -> dict:
     numpy_compat.__getattr__ = lambda name: getattr(np, name)
     numpy_compat.float_ = np.float64
     skimage_compat = types.SimpleNamespace(color=skimage.color, util=types.SimpleNamespace(random_noise=_random_noise))
-    namespace = dict(vars(module), np=numpy_compat, sk=skimage_compat, gaussian=_gaussian,
-                     cv2=_Cv2WithCachedReads("cv2"), resource_filename=stand_in.resource_filename)
+    namespace = dict(
+        vars(module),
+        np=numpy_compat,
+        sk=skimage_compat,
+        gaussian=_gaussian,
+        cv2=_Cv2WithCachedReads("cv2"),
+        resource_filename=stand_in.resource_filename,
+    )
     for name, value in vars(module).items():
         if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
             namespace[name] = types.FunctionType(value.__code__, namespace, name, value.__defaults__)
@@ -183,8 +215,7 @@ def _glass_blur(picture, severity):
     sigma, delta, iterations = _GLASS_BLUR[severity - 1]
     x = np.uint8(_gaussian(np.array(picture) / 255.0, sigma=sigma, multichannel=True) * 255)
     height, width = x.shape[:2]
-    rows, columns = np.meshgrid(np.arange(height - delta, delta, -1), np.arange(width - delta, delta, -1),
-                                indexing="ij")
+    rows, columns = np.meshgrid(np.arange(height - delta, delta, -1), np.arange(width - delta, delta, -1), indexing="ij")
     targets = (rows * width + columns).ravel()  # the pixels in the order the reference loop visits them
     visit = np.arange(targets.size)
     for _ in range(iterations):
@@ -256,7 +287,8 @@ def _shapes(shape, rng, count, radii):
         radius = rng.uniform(*radii)
         theta = np.arctan2(rows - centre_row, columns - centre_column)
         harmonics = rng.uniform(0, 0.12, 3)[:, None, None] * np.cos(
-            np.arange(2, 5)[:, None, None] * theta + rng.uniform(0, 2 * np.pi, 3)[:, None, None])
+            np.arange(2, 5)[:, None, None] * theta + rng.uniform(0, 2 * np.pi, 3)[:, None, None]
+        )
         yield np.hypot(rows - centre_row, columns - centre_column), radius * (1 + harmonics.sum(axis=0))
 
 
@@ -292,7 +324,7 @@ def _shift(x, severity, rng):
     dy, dx = (int(round(magnitude * np.sin(direction))), int(round(magnitude * np.cos(direction))))
     height, width = x.shape[:2]
     padded = np.pad(x, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
-    return padded[abs(dy) - dy:abs(dy) - dy + height, abs(dx) - dx:abs(dx) - dx + width].copy()
+    return padded[abs(dy) - dy : abs(dy) - dy + height, abs(dx) - dx : abs(dx) - dx + width].copy()
 
 
 def _exposure(x, gain, gamma):
@@ -306,9 +338,11 @@ _MICROSCOPY = {
     "bubbles": _bubbles,
     "shift": _shift,
     "overexposure": lambda x, severity, rng: _exposure(
-        x, [1.1, 1.2, 1.35, 1.55, 1.8][severity - 1], [0.95, 0.9, 0.85, 0.8, 0.75][severity - 1]),
+        x, [1.1, 1.2, 1.35, 1.55, 1.8][severity - 1], [0.95, 0.9, 0.85, 0.8, 0.75][severity - 1]
+    ),
     "underexposure": lambda x, severity, rng: _exposure(
-        x, [0.8, 0.65, 0.5, 0.38, 0.28][severity - 1], [1.05, 1.1, 1.2, 1.3, 1.4][severity - 1]),
+        x, [0.8, 0.65, 0.5, 0.38, 0.28][severity - 1], [1.05, 1.1, 1.2, 1.3, 1.4][severity - 1]
+    ),
 }
 
 
@@ -332,8 +366,12 @@ def _as_uint8_images(images, ndim, what):
 
 def _corrupt_one(image, kind, severity, seed):
     """The corruption of one contiguous (H, W, 3) uint8 image with its own random state."""
-    key = [int(seed) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(kind.encode()), severity,
-           zlib.crc32(image.tobytes(), zlib.crc32(repr(image.shape).encode()))]
+    key = [
+        int(seed) & 0xFFFFFFFFFFFFFFFF,
+        zlib.crc32(kind.encode()),
+        severity,
+        zlib.crc32(image.tobytes(), zlib.crc32(repr(image.shape).encode())),
+    ]
     sequence = np.random.SeedSequence(key)
     if kind in _REFERENCE:
         return _imagenet_c(image, kind, severity, int(sequence.generate_state(1)[0]))
@@ -377,19 +415,27 @@ def robustness_table(predict, images, labels, kinds, severities=SEVERITIES, seed
         return float(np.mean(predictions == labels)) if len(labels) else float("nan")
 
     start = time.perf_counter()
-    rows = [dict(kind="clean", family="clean", severity=0, accuracy=evaluate(images), images=len(images),
-                 seconds=time.perf_counter() - start)]
+    rows = [
+        dict(kind="clean", family="clean", severity=0, accuracy=evaluate(images), images=len(images), seconds=time.perf_counter() - start)
+    ]
     for kind in kinds:
         for severity in severities:
             start = time.perf_counter()
             accuracy = evaluate(corrupt(images, kind, severity, seed))
-            rows.append(dict(kind=kind, family=FAMILIES[kind], severity=severity, accuracy=accuracy,
-                             images=len(images), seconds=time.perf_counter() - start))
+            rows.append(
+                dict(
+                    kind=kind,
+                    family=FAMILIES[kind],
+                    severity=severity,
+                    accuracy=accuracy,
+                    images=len(images),
+                    seconds=time.perf_counter() - start,
+                )
+            )
         if progress:
-            done = rows[-len(severities):]
+            done = rows[-len(severities) :]
             accuracies = " ".join(f"{row['accuracy']:.3f}" for row in done)
-            print(f"{kind:<18} accuracy by severity {severities}: {accuracies} "
-                  f"({sum(row['seconds'] for row in done):.1f} s)", flush=True)
+            print(f"{kind:<18} accuracy by severity {severities}: {accuracies} ({sum(row['seconds'] for row in done):.1f} s)", flush=True)
     return pd.DataFrame(rows, columns=["kind", "family", "severity", "accuracy", "images", "seconds"])
 
 

@@ -94,9 +94,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
             ) from None
         raise DataError(f"{path}: is not a readable npz ({error}); re-create or re-download it.") from None
     except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise DataError(
-            f"{path}: is truncated or not a valid npz ({type(error).__name__}); re-download or re-save it."
-        ) from None
+        raise DataError(f"{path}: is truncated or not a valid npz ({type(error).__name__}); re-download or re-save it.") from None
     images, labels = validate_arrays(images, labels, source=str(path))
     return Dataset(images=images, labels=labels, source=str(path))
 
@@ -118,14 +116,11 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, *, source: str) -> t
     counts = np.bincount(labels, minlength=config.NUM_CLASSES)
     if (counts == 0).any():
         missing = [config.CLASS_NAMES[k] for k in np.flatnonzero(counts == 0)]
-        raise DataError(
-            f"{source}: class(es) {', '.join(missing)} have no images; every one of the 8 classes needs examples."
-        )
+        raise DataError(f"{source}: class(es) {', '.join(missing)} have no images; every one of the 8 classes needs examples.")
     return images, labels
 
 
-def check_images(images, *, source: str, size: int | None = config.IMAGE_SIZE, min_size: int = 1,
-                 convert: bool = True) -> np.ndarray:
+def check_images(images, *, source: str, size: int | None = config.IMAGE_SIZE, min_size: int = 1, convert: bool = True) -> np.ndarray:
     """Checks an RGB image array of shape (N, H, W, 3) and returns it as uint8.
 
     `size` fixes H and W (None: any size of at least `min_size`). With `convert`, a numeric array
@@ -138,13 +133,10 @@ def check_images(images, *, source: str, size: int | None = config.IMAGE_SIZE, m
             f"resize the images to {size}x{size} or pass an image folder, which is resized for you."
         )
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(
-            f"{source}: `images` has shape {images.shape} but must be (N, height, width, 3) with RGB channels last."
-        )
+        raise DataError(f"{source}: `images` has shape {images.shape} but must be (N, height, width, 3) with RGB channels last.")
     if images.shape[1] < min_size or images.shape[2] < min_size:
         raise DataError(
-            f"{source}: images are {images.shape[1]}x{images.shape[2]} pixels but must be at least "
-            f"{min_size}x{min_size} to be analysed."
+            f"{source}: images are {images.shape[1]}x{images.shape[2]} pixels but must be at least {min_size}x{min_size} to be analysed."
         )
     if images.dtype != np.uint8:
         if not convert:
@@ -169,9 +161,7 @@ def check_labels(labels, count: int, *, source: str) -> np.ndarray:
             f"convert one-hot labels with labels.argmax(axis=1)."
         )
     if len(labels) != count:
-        raise DataError(
-            f"{source}: has {count} images but {len(labels)} labels; save one label per image."
-        )
+        raise DataError(f"{source}: has {count} images but {len(labels)} labels; save one label per image.")
     if not np.issubdtype(labels.dtype, np.number) or np.any(labels != np.round(labels)):
         raise DataError(f"{source}: `labels` must be integer class indices 0-7, found dtype {labels.dtype}.")
     return labels.astype(np.int64)

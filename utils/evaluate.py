@@ -93,8 +93,18 @@ def best_model(metrics_dir: str | Path) -> tuple[str, str, dict] | None:
     return notebook, name, values
 
 
-def evaluate_and_record(model, spec: dict, paths, notebook: str, name: str, x_validation, y_validation,
-                        history=(), extra: dict | None = None, views=("identity",)) -> dict:
+def evaluate_and_record(
+    model,
+    spec: dict,
+    paths,
+    notebook: str,
+    name: str,
+    x_validation,
+    y_validation,
+    history=(),
+    extra: dict | None = None,
+    views=("identity",),
+) -> dict:
     """Saves a trained model as `models/<notebook>_<name>.*`, scores it on the validation split (with
     the TTA `views`) and adds its entry to `metrics/<notebook>.json`; returns that entry.
 
@@ -144,8 +154,9 @@ def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(chosen).astype(np.int64))
 
 
-def robustness(ensemble, images, labels, kinds, severities, view_sets: dict | None = None, seed: int = 0,
-               batch_size: int = 64, progress: bool = True):
+def robustness(
+    ensemble, images, labels, kinds, severities, view_sets: dict | None = None, seed: int = 0, batch_size: int = 64, progress: bool = True
+):
     """Accuracy of an ensemble under every corruption kind and severity, for one or more sets of
     TTA views at once: a DataFrame with one row per (setting, kind, severity) and columns setting,
     kind, family, severity, accuracy, images; kind "clean" (severity 0) is the uncorrupted set.
@@ -169,7 +180,9 @@ def robustness(ensemble, images, labels, kinds, severities, view_sets: dict | No
         for setting, views in view_sets.items():
             probabilities = sum(per_view[view] for view in views) / len(views)
             accuracy = float((probabilities.argmax(axis=1) == labels).mean())
-            rows.append({"setting": setting, "kind": kind, "family": family, "severity": severity, "accuracy": accuracy, "images": len(labels)})
+            rows.append(
+                {"setting": setting, "kind": kind, "family": family, "severity": severity, "accuracy": accuracy, "images": len(labels)}
+            )
 
     started = time.perf_counter()
     score("clean", "clean", 0, images)
@@ -177,9 +190,13 @@ def robustness(ensemble, images, labels, kinds, severities, view_sets: dict | No
         for severity in severities:
             score(kind, corruptions.FAMILIES[kind], severity, corruptions.corrupt(images, kind, severity, seed=seed))
         if progress:
-            latest = {row["setting"]: row["accuracy"] for row in rows[-len(view_sets):]}
-            print(f"  {kind:<18} severity {severities[-1]}: " + ", ".join(f"{s} {a:.3f}" for s, a in latest.items())
-                  + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+            latest = {row["setting"]: row["accuracy"] for row in rows[-len(view_sets) :]}
+            print(
+                f"  {kind:<18} severity {severities[-1]}: "
+                + ", ".join(f"{s} {a:.3f}" for s, a in latest.items())
+                + f"  ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     return pd.DataFrame(rows)
 
 
@@ -211,12 +228,15 @@ def robustness_summary(table, seen_kinds=()) -> dict:
 
 def describe_robustness(scores: dict) -> str:
     """One line from a `robustness_summary` entry: clean, corrupted, and seen vs unseen kinds."""
+
     def number(key):
         return "n/a" if scores.get(key) is None else f"{scores[key]:.4f}"
 
-    return (f"clean {number('clean_accuracy')}, corrupted {number('corrupted_accuracy')} (kinds imitated in training "
-            f"{number('seen_corrupted_accuracy')}, kinds never seen {number('unseen_corrupted_accuracy')}; worst: "
-            f"{scores.get('worst_kind')} {number('worst_kind_accuracy')})")
+    return (
+        f"clean {number('clean_accuracy')}, corrupted {number('corrupted_accuracy')} (kinds imitated in training "
+        f"{number('seen_corrupted_accuracy')}, kinds never seen {number('unseen_corrupted_accuracy')}; worst: "
+        f"{scores.get('worst_kind')} {number('worst_kind_accuracy')})"
+    )
 
 
 def view_table(per_view: dict, labels):

@@ -48,48 +48,73 @@ SPEC_VERSION = 1
 # or 224, the input size, else 224).
 BACKBONES: dict[str, dict] = {
     "MobileNetV2": {
-        "constructor": "MobileNetV2", "top1": 71.3, "preprocessing": "tf", "kwargs": {},
+        "constructor": "MobileNetV2",
+        "top1": 71.3,
+        "preprocessing": "tf",
+        "kwargs": {},
         "weights_file": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
     },
     "EfficientNetB0": {
-        "constructor": "EfficientNetB0", "top1": 77.1, "preprocessing": "builtin", "kwargs": {},
+        "constructor": "EfficientNetB0",
+        "top1": 77.1,
+        "preprocessing": "builtin",
+        "kwargs": {},
         "weights_file": "efficientnetb0_notop.h5",
     },
     "EfficientNetB4": {
-        "constructor": "EfficientNetB4", "top1": 82.9, "preprocessing": "builtin", "kwargs": {},
+        "constructor": "EfficientNetB4",
+        "top1": 82.9,
+        "preprocessing": "builtin",
+        "kwargs": {},
         "weights_file": "efficientnetb4_notop.h5",
     },
     "EfficientNetB7": {
-        "constructor": "EfficientNetB7", "top1": 84.3, "preprocessing": "builtin", "kwargs": {},
+        "constructor": "EfficientNetB7",
+        "top1": 84.3,
+        "preprocessing": "builtin",
+        "kwargs": {},
         "weights_file": "efficientnetb7_notop.h5",
     },
     "EfficientNetV2S": {
-        "constructor": "EfficientNetV2S", "top1": 83.9, "preprocessing": "builtin",
+        "constructor": "EfficientNetV2S",
+        "top1": 83.9,
+        "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
         "weights_file": "efficientnetv2-s_notop.h5",
     },
     "EfficientNetV2M": {
-        "constructor": "EfficientNetV2M", "top1": 85.3, "preprocessing": "builtin",
+        "constructor": "EfficientNetV2M",
+        "top1": 85.3,
+        "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
         "weights_file": "efficientnetv2-m_notop.h5",
     },
     "ConvNeXtTiny": {
-        "constructor": "ConvNeXtTiny", "top1": 81.3, "preprocessing": "builtin",
+        "constructor": "ConvNeXtTiny",
+        "top1": 81.3,
+        "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
         "weights_file": "convnext_tiny_notop.h5",
     },
     "ConvNeXtBase": {
-        "constructor": "ConvNeXtBase", "top1": 85.3, "preprocessing": "builtin",
+        "constructor": "ConvNeXtBase",
+        "top1": 85.3,
+        "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
         "weights_file": "convnext_base_notop.h5",
     },
     "ConvNeXtLarge": {
-        "constructor": "ConvNeXtLarge", "top1": 86.3, "preprocessing": "builtin",
+        "constructor": "ConvNeXtLarge",
+        "top1": 86.3,
+        "preprocessing": "builtin",
         "kwargs": {"include_preprocessing": True},
         "weights_file": "convnext_large_notop.h5",
     },
     "ResNet50": {
-        "constructor": "ResNet50", "top1": 74.9, "preprocessing": "caffe", "kwargs": {},
+        "constructor": "ResNet50",
+        "top1": 74.9,
+        "preprocessing": "caffe",
+        "kwargs": {},
         "weights_file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
     },
 }
@@ -244,9 +269,7 @@ def _construct(backbone: str, image_size: int, weights):
     constructor = getattr(keras.applications, entry["constructor"])
     kwargs = dict(entry["kwargs"])
     try:
-        return constructor(
-            include_top=False, weights=weights, input_shape=(image_size, image_size, 3), **kwargs
-        )
+        return constructor(include_top=False, weights=weights, input_shape=(image_size, image_size, 3), **kwargs)
     except (ValueError, TypeError):
         raise  # bad arguments (size, missing weights file): Keras' own message is the right one
     except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception
@@ -272,9 +295,7 @@ def _efficientnet_v1_backbone(backbone: str, image_size: int, weights):
     source = _construct(backbone, image_size, weights)
     target.set_weights(source.get_weights())
     del source
-    normalization = next(
-        layer for layer in target.layers if isinstance(layer, keras.layers.Normalization)
-    )
+    normalization = next(layer for layer in target.layers if isinstance(layer, keras.layers.Normalization))
     mean, variance, *rest = normalization.get_weights()
     scale = np.array([1.0 / math.sqrt(s) for s in EFFICIENTNET_V1_STDDEV], dtype=variance.dtype)
     normalization.set_weights([mean, variance / scale**2, *rest])
@@ -433,9 +454,7 @@ def set_fine_tune(model: keras.Model, frozen_layers: int, freeze_batchnorm: bool
     _set_head_trainable(model)
     base.trainable = True
     for index, layer in enumerate(base.layers):
-        frozen = index < frozen_layers or (
-            freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)
-        )
+        frozen = index < frozen_layers or (freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization))
         layer.trainable = not frozen
     return model
 
@@ -460,18 +479,26 @@ def model_spec(
     `extra` keys (e.g. weights source, training notes) are kept but do not affect the build."""
     if kind == "baseline":
         spec = {
-            "kind": "baseline", "input_size": int(input_size), "num_classes": int(num_classes),
-            "filters": [int(f) for f in filters], "dropout": float(dropout), "dense_units": int(dense_units),
+            "kind": "baseline",
+            "input_size": int(input_size),
+            "num_classes": int(num_classes),
+            "filters": [int(f) for f in filters],
+            "dropout": float(dropout),
+            "dense_units": int(dense_units),
             "bn_momentum": float(bn_momentum),
         }
         if image_size is not None and int(image_size) != int(input_size):
             spec["image_size"] = int(image_size)
     elif kind == "resnet":
         spec = {
-            "kind": "resnet", "input_size": int(input_size), "num_classes": int(num_classes),
+            "kind": "resnet",
+            "input_size": int(input_size),
+            "num_classes": int(num_classes),
             "widths": [int(w) for w in extra.pop("widths", (32, 64, 128, 256))],
             "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1))],
-            "stem_stride": int(extra.pop("stem_stride", 2)), "dropout": float(dropout), "bn_momentum": float(bn_momentum),
+            "stem_stride": int(extra.pop("stem_stride", 2)),
+            "dropout": float(dropout),
+            "bn_momentum": float(bn_momentum),
         }
         input_norm = extra.pop("input_norm", "fixed")
         if input_norm != "fixed":
@@ -483,9 +510,13 @@ def model_spec(
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
         spec = {
-            "kind": "transfer", "backbone": backbone, "image_size": int(image_size),
-            "head_units": int(head_units), "dropout": float(dropout),
-            "num_classes": int(num_classes), "input_size": int(input_size),
+            "kind": "transfer",
+            "backbone": backbone,
+            "image_size": int(image_size),
+            "head_units": int(head_units),
+            "dropout": float(dropout),
+            "num_classes": int(num_classes),
+            "input_size": int(input_size),
         }
     else:
         raise ValueError(f"kind must be 'baseline', 'resnet' or 'transfer' (got {kind!r}).")
@@ -499,23 +530,37 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
     kind = spec.get("kind")
     if kind == "baseline":
         return build_baseline_cnn(
-            input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
-            filters=tuple(spec.get("filters", (32, 64, 128))), dropout=spec.get("dropout", 0.3),
-            dense_units=spec.get("dense_units", 128), seed=seed, bn_momentum=spec.get("bn_momentum", 0.99),
+            input_size=spec.get("input_size", INPUT_SIZE),
+            num_classes=spec.get("num_classes", CLASS_COUNT),
+            filters=tuple(spec.get("filters", (32, 64, 128))),
+            dropout=spec.get("dropout", 0.3),
+            dense_units=spec.get("dense_units", 128),
+            seed=seed,
+            bn_momentum=spec.get("bn_momentum", 0.99),
             image_size=spec.get("image_size"),
         )
     if kind == "resnet":
         return build_compact_resnet(
-            input_size=spec.get("input_size", INPUT_SIZE), num_classes=spec.get("num_classes", CLASS_COUNT),
-            widths=tuple(spec["widths"]), blocks=tuple(spec["blocks"]), stem_stride=spec.get("stem_stride", 2),
-            dropout=spec.get("dropout", 0.2), bn_momentum=spec.get("bn_momentum", 0.9), image_size=spec.get("image_size"),
-            seed=seed, input_norm=spec.get("input_norm", "fixed"),
+            input_size=spec.get("input_size", INPUT_SIZE),
+            num_classes=spec.get("num_classes", CLASS_COUNT),
+            widths=tuple(spec["widths"]),
+            blocks=tuple(spec["blocks"]),
+            stem_stride=spec.get("stem_stride", 2),
+            dropout=spec.get("dropout", 0.2),
+            bn_momentum=spec.get("bn_momentum", 0.9),
+            image_size=spec.get("image_size"),
+            seed=seed,
+            input_norm=spec.get("input_norm", "fixed"),
         )
     if kind == "transfer":
         return build_transfer_model(
-            backbone=spec["backbone"], image_size=spec.get("image_size", 128), weights=weights,
-            head_units=spec.get("head_units", 256), dropout=spec.get("dropout", 0.3),
-            num_classes=spec.get("num_classes", CLASS_COUNT), seed=seed,
+            backbone=spec["backbone"],
+            image_size=spec.get("image_size", 128),
+            weights=weights,
+            head_units=spec.get("head_units", 256),
+            dropout=spec.get("dropout", 0.3),
+            num_classes=spec.get("num_classes", CLASS_COUNT),
+            seed=seed,
             input_size=spec.get("input_size", INPUT_SIZE),
         )
     raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline', 'resnet' or 'transfer').")

@@ -17,7 +17,9 @@ def _check_models(names, parameter: str):
 
     for name in [names] if isinstance(names, str) else names:
         if name not in ("baseline", "resnet") and name not in models.BACKBONES:
-            raise ValueError(f"{parameter} names unknown model {name!r}; choose 'baseline', 'resnet' or one of {', '.join(models.BACKBONES)}.")
+            raise ValueError(
+                f"{parameter} names unknown model {name!r}; choose 'baseline', 'resnet' or one of {', '.join(models.BACKBONES)}."
+            )
 
 
 def _check_optimizers(names, parameter: str):

@@ -119,12 +119,14 @@ def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: 
     rows = []
     for reason, group in table.groupby("reason", sort=True):
         chosen = group.iloc[np.sort(rng.choice(len(group), min(per_reason, len(group)), replace=False))]
-        captions = [f"#{int(i)} {class_names[int(l)][:6]}" for i, l in zip(chosen["index"], chosen["label"])]
+        captions = [f"#{int(index)} {class_names[int(label)][:6]}" for index, label in zip(chosen["index"], chosen["label"])]
         rows.append((f"{reason}\n({len(group)})", chosen["index"].astype(int).tolist(), captions))
     return plot_gallery(images, rows, columns=per_reason, title="Dropped images by reason (count in brackets)")
 
 
-def plot_duplicate_groups(images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 12, columns: int = 8):
+def plot_duplicate_groups(
+    images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 12, columns: int = 8
+):
     """One row per duplicate group (largest first): its members with their labels; K marks the kept copy."""
     ordered = sorted(groups, key=lambda group: (-len(group["members"]), group["members"][0]))[:max_groups]
     rows = []
@@ -256,8 +258,9 @@ def plot_image_rows(rows: dict, columns: int = 8, title: str = ""):
     return figure
 
 
-def plot_clean_vs_corrupted(table, label_column: str, title: str, clean_column: str = "clean_accuracy",
-                            corrupted_column: str = "corrupted_accuracy"):
+def plot_clean_vs_corrupted(
+    table, label_column: str, title: str, clean_column: str = "clean_accuracy", corrupted_column: str = "corrupted_accuracy"
+):
     """Paired bars: accuracy on clean validation images and mean accuracy under the corruption suite."""
     figure, axis = plt.subplots(figsize=(8, 0.5 * len(table) + 1.6))
     positions = np.arange(len(table))

@@ -8,9 +8,10 @@ phases and an augmented input pipeline, and trains with per-epoch checkpoints (r
     model, spec, history, phase_starts = train_recipe(recipe, split, checkpoint_dir, seed=42)
 
 `model` is "baseline" (the hand-made CNN, widths in `filters`), "resnet" (a compact ResNet,
-`widths` and `blocks` per stage) or a keras.applications backbone name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's two
-phases run (head on a frozen backbone at batch `head_batch_size`, then fine-tuning with the first
-`frozen_layers` (or the first `frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
+`widths` and `blocks` per stage) or a keras.applications backbone name (see `models.BACKBONES`)
+with the report's head. With ImageNet weights the report's two phases run (head on a frozen
+backbone at batch `head_batch_size`, then fine-tuning with the first `frozen_layers` (or the first
+`frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
 network trains in one phase.
 """
 
@@ -68,7 +69,7 @@ class Recipe:
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
-    def replace(self, **changes) -> "Recipe":
+    def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -79,18 +80,31 @@ def build(recipe: Recipe, seed: int | None = None):
     """The recipe's model (with its weights source) and the spec that rebuilds it."""
     if recipe.model == "baseline":
         spec = models.model_spec(
-            kind="baseline", filters=tuple(recipe.filters), dense_units=recipe.dense_units, dropout=recipe.dropout,
-            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size,
+            kind="baseline",
+            filters=tuple(recipe.filters),
+            dense_units=recipe.dense_units,
+            dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum,
+            image_size=recipe.image_size,
         )
         return models.build_model(spec, seed=seed), spec
     if recipe.model == "resnet":
         spec = models.model_spec(
-            kind="resnet", widths=tuple(recipe.widths), blocks=tuple(recipe.blocks), dropout=recipe.dropout,
-            bn_momentum=recipe.scratch_bn_momentum, image_size=recipe.image_size, input_norm=recipe.input_norm,
+            kind="resnet",
+            widths=tuple(recipe.widths),
+            blocks=tuple(recipe.blocks),
+            dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum,
+            image_size=recipe.image_size,
+            input_norm=recipe.input_norm,
         )
         return models.build_model(spec, seed=seed), spec
     spec = models.model_spec(
-        kind="transfer", backbone=recipe.model, image_size=recipe.image_size, head_units=recipe.head_units, dropout=recipe.dropout,
+        kind="transfer",
+        backbone=recipe.model,
+        image_size=recipe.image_size,
+        head_units=recipe.head_units,
+        dropout=recipe.dropout,
     )
     model = models.build_model(spec, weights=recipe.weights, seed=seed)
     if recipe.weights is None:
@@ -101,20 +115,34 @@ def build(recipe: Recipe, seed: int | None = None):
 def phases(recipe: Recipe, model) -> list[train.Phase]:
     """The report's phases for a pretrained backbone, or one phase that trains everything."""
     common = dict(
-        optimizer=recipe.optimizer, weight_decay=recipe.weight_decay, patience=recipe.patience,
-        reduce_lr_patience=recipe.reduce_lr_patience, schedule=recipe.schedule, warmup_epochs=recipe.warmup_epochs,
+        optimizer=recipe.optimizer,
+        weight_decay=recipe.weight_decay,
+        patience=recipe.patience,
+        reduce_lr_patience=recipe.reduce_lr_patience,
+        schedule=recipe.schedule,
+        warmup_epochs=recipe.warmup_epochs,
         ema_momentum=recipe.ema_momentum,
     )
     if recipe.model in SCRATCH_MODELS or recipe.weights is None:
-        return [train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)]
+        return [
+            train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)
+        ]
     frozen_layers = recipe.frozen_layers
     if frozen_layers is None:
         frozen_layers = int(round(recipe.frozen_fraction * len(models.get_backbone(model).layers)))
     return [
-        train.Phase("transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common),
         train.Phase(
-            "fine_tune", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.fine_tune_learning_rate,
-            trainable="fine_tune", frozen_layers=frozen_layers, freeze_batchnorm=True, **common,
+            "transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common
+        ),
+        train.Phase(
+            "fine_tune",
+            recipe.epochs,
+            batch_size=recipe.batch_size,
+            learning_rate=recipe.fine_tune_learning_rate,
+            trainable="fine_tune",
+            frozen_layers=frozen_layers,
+            freeze_batchnorm=True,
+            **common,
         ),
     ]
 
@@ -131,8 +159,14 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         return augment.training_dataset(split.x_train, split.y_train, batch_size, recipe.policy, seed=seed)
 
     records = train.train_phases(
-        model, make_training_data, (split.x_validation, split.y_validation), phases(recipe, model),
-        checkpoint_dir=checkpoint_dir, seed=seed, label_mode="categorical", label_smoothing=recipe.label_smoothing,
+        model,
+        make_training_data,
+        (split.x_validation, split.y_validation),
+        phases(recipe, model),
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        label_mode="categorical",
+        label_smoothing=recipe.label_smoothing,
         verbose=verbose,
     )
     history = [entry for record in records for entry in record["history"]]

@@ -283,7 +283,9 @@ def headline_outliers(run_dir: Path, metrics: dict) -> list[tuple]:
         return f" ({percent(value / total)})" if value is not None and total else ""
 
     groups = metrics.get("duplicate_groups") if isinstance(metrics.get("duplicate_groups"), dict) else {}
-    group_parts = [count(groups.get(kind), label) for kind, label in (("exact", "exact"), ("near", "near"), ("conflicting", "with conflicting labels"))]
+    group_parts = [
+        count(groups.get(kind), label) for kind, label in (("exact", "exact"), ("near", "near"), ("conflicting", "with conflicting labels"))
+    ]
     group_line = ", ".join(part for part in group_parts if part) or None
     planted = metrics.get("planted_check") if isinstance(metrics.get("planted_check"), dict) else {}
     planted_line = None
@@ -295,20 +297,25 @@ def headline_outliers(run_dir: Path, metrics: dict) -> list[tuple]:
     split_line = None
     if _number(train) is not None and _number(validation) is not None:
         split_line = f"{int(train):,} training / {int(validation):,} validation images"
-    blocks = headline_block([
-        ("Data", None if metrics.get("source") is None else f"`{metrics.get('source')}`"),
-        ("Images in", count(total)),
-        ("Kept", None if kept is None else f"{count(kept)}{share(kept)}"),
-        ("Dropped", None if dropped is None else f"{count(dropped)}{share(dropped)}"),
-        ("Duplicate groups", group_line),
-        ("Train / validation split", split_line),
-        ("Planted outliers found (synthetic data)", planted_line),
-        ("Outlier detection time", seconds(dig(metrics, "seconds", "outliers"))),
-    ])
+    blocks = headline_block(
+        [
+            ("Data", None if metrics.get("source") is None else f"`{metrics.get('source')}`"),
+            ("Images in", count(total)),
+            ("Kept", None if kept is None else f"{count(kept)}{share(kept)}"),
+            ("Dropped", None if dropped is None else f"{count(dropped)}{share(dropped)}"),
+            ("Duplicate groups", group_line),
+            ("Train / validation split", split_line),
+            ("Planted outliers found (synthetic data)", planted_line),
+            ("Outlier detection time", seconds(dig(metrics, "seconds", "outliers"))),
+        ]
+    )
     reasons = metrics.get("dropped_by_reason")
     if isinstance(reasons, dict) and reasons:
         rows = [[str(reason), f"{int(_number(n) or 0):,}"] for reason, n in reasons.items()]
-        blocks += [("paragraph", "**Dropped images by reason** (one row per image in `outliers.csv`):"), ("table", ["reason", "images"], rows, None)]
+        blocks += [
+            ("paragraph", "**Dropped images by reason** (one row per image in `outliers.csv`):"),
+            ("table", ["reason", "images"], rows, None),
+        ]
     return blocks
 
 
@@ -316,16 +323,18 @@ def headline_models(run_dir: Path, metrics: dict, model_label: str = "Model") ->
     """02 and any model notebook: the best model's validation accuracy and macro-F1, size, speed."""
     name, entry = best_model_metrics(metrics)
     models = metrics.get("models") if isinstance(metrics.get("models"), dict) else {}
-    return headline_block([
-        (model_label, None if name is None else f"`{name}`" + (f" (best of {len(models)} trained)" if len(models) > 1 else "")),
-        ("Validation accuracy", percent(entry.get("val_accuracy", metrics.get("val_accuracy")))),
-        ("Validation macro-F1", score(entry.get("val_macro_f1", metrics.get("val_macro_f1")))),
-        ("Corrupted accuracy (mean over the corruption suite)", percent(entry.get("corrupted_accuracy"))),
-        ("Size", parameters(entry.get("parameters"))),
-        ("Training", model_training_line(entry)),
-        ("Inference (no TTA)", rate(entry.get("inference_images_per_second"))),
-        ("Backend", None if entry.get("backend") is None else f"`{entry.get('backend')}`"),
-    ])
+    return headline_block(
+        [
+            (model_label, None if name is None else f"`{name}`" + (f" (best of {len(models)} trained)" if len(models) > 1 else "")),
+            ("Validation accuracy", percent(entry.get("val_accuracy", metrics.get("val_accuracy")))),
+            ("Validation macro-F1", score(entry.get("val_macro_f1", metrics.get("val_macro_f1")))),
+            ("Corrupted accuracy (mean over the corruption suite)", percent(entry.get("corrupted_accuracy"))),
+            ("Size", parameters(entry.get("parameters"))),
+            ("Training", model_training_line(entry)),
+            ("Inference (no TTA)", rate(entry.get("inference_images_per_second"))),
+            ("Backend", None if entry.get("backend") is None else f"`{entry.get('backend')}`"),
+        ]
+    )
 
 
 def headline_sweep(run_dir: Path, metrics: dict) -> list[tuple]:
@@ -333,8 +342,18 @@ def headline_sweep(run_dir: Path, metrics: dict) -> list[tuple]:
     blocks = headline_models(run_dir, metrics, "Best backbone")
     table = formatted_table(
         run_dir / "tables" / "03_sweep.csv",
-        ["backbone", "weights", "imagenet_top1", "parameters", "val_accuracy", "val_macro_f1", "epochs_run",
-         "seconds_per_epoch", "inference_images_per_second", "image_size"],
+        [
+            "backbone",
+            "weights",
+            "imagenet_top1",
+            "parameters",
+            "val_accuracy",
+            "val_macro_f1",
+            "epochs_run",
+            "seconds_per_epoch",
+            "inference_images_per_second",
+            "image_size",
+        ],
     )
     if table:
         blocks += [("paragraph", "**Backbone sweep** (same recipe and budget for every backbone; validation split):")] + table
@@ -363,24 +382,41 @@ def headline_study(run_dir: Path, metrics: dict) -> list[tuple]:
             suite += f", on {count(metrics.get('corruption_images'))}"
     worst = None
     if entry.get("worst_kind") is not None:
-        worst = f"`{entry['worst_kind']}`" + (f": {percent(entry.get('worst_kind_accuracy'))}" if percent(entry.get("worst_kind_accuracy")) else "")
+        worst = f"`{entry['worst_kind']}`" + (
+            f": {percent(entry.get('worst_kind_accuracy'))}" if percent(entry.get("worst_kind_accuracy")) else ""
+        )
     select_by = metrics.get("select_by")
-    blocks = headline_block([
-        ("Chosen recipe", ", ".join(recipe_parts) or None),
-        ("Chosen by", None if select_by is None else str(select_by).replace("_", " ")),
-        ("Model", None if name is None else f"`{name}`"),
-        ("Clean validation accuracy", percent(entry.get("val_accuracy", metrics.get("val_accuracy")))),
-        ("Clean validation macro-F1", score(entry.get("val_macro_f1", metrics.get("val_macro_f1")))),
-        ("Corrupted accuracy (mean over kinds and severities)", percent(entry.get("corrupted_accuracy"))),
-        ("Worst corruption", worst),
-        ("Corruption suite", suite),
-        ("Models trained", count(len(metrics["models"]), "models") if isinstance(metrics.get("models"), dict) else None),
-    ])
-    columns = ["study", "policy", "optimizer", "image_size", "clean_accuracy", "clean_macro_f1", "corrupted_accuracy",
-               "worst_kind", "worst_kind_accuracy", "epochs_run", "seconds_per_epoch"]
+    blocks = headline_block(
+        [
+            ("Chosen recipe", ", ".join(recipe_parts) or None),
+            ("Chosen by", None if select_by is None else str(select_by).replace("_", " ")),
+            ("Model", None if name is None else f"`{name}`"),
+            ("Clean validation accuracy", percent(entry.get("val_accuracy", metrics.get("val_accuracy")))),
+            ("Clean validation macro-F1", score(entry.get("val_macro_f1", metrics.get("val_macro_f1")))),
+            ("Corrupted accuracy (mean over kinds and severities)", percent(entry.get("corrupted_accuracy"))),
+            ("Worst corruption", worst),
+            ("Corruption suite", suite),
+            ("Models trained", count(len(metrics["models"]), "models") if isinstance(metrics.get("models"), dict) else None),
+        ]
+    )
+    columns = [
+        "study",
+        "policy",
+        "optimizer",
+        "image_size",
+        "clean_accuracy",
+        "clean_macro_f1",
+        "corrupted_accuracy",
+        "worst_kind",
+        "worst_kind_accuracy",
+        "epochs_run",
+        "seconds_per_epoch",
+    ]
     study = run_dir / "tables" / "04_study.csv"
     if study.exists():
-        blocks += [("paragraph", "**One-factor study** (policies, then optimizers, then input sizes; clean and corrupted validation images):")]
+        blocks += [
+            ("paragraph", "**One-factor study** (policies, then optimizers, then input sizes; clean and corrupted validation images):")
+        ]
         blocks += formatted_table(study, columns)
     else:
         for stem, what in (("04_policies", "Augmentation policies"), ("04_optimizers", "Optimizers"), ("04_image_sizes", "Input sizes")):
@@ -413,22 +449,45 @@ def headline_final(run_dir: Path, metrics: dict) -> list[tuple]:
     suite = None if entry.get("corruption_images") is None else f" (mean over the suite, {count(entry.get('corruption_images'))})"
     worst = None
     if plain.get("worst_kind") is not None:
-        worst = f"`{plain['worst_kind']}`" + (f": {percent(plain.get('worst_kind_accuracy'))} without TTA" if percent(plain.get("worst_kind_accuracy")) else "")
+        worst = f"`{plain['worst_kind']}`" + (
+            f": {percent(plain.get('worst_kind_accuracy'))} without TTA" if percent(plain.get("worst_kind_accuracy")) else ""
+        )
     recommendation = metrics.get("submission") if isinstance(metrics.get("submission"), dict) else {}
     ships = None
     if joined(recommendation.get("members")):
         ships = joined(recommendation.get("members"))
         if joined(recommendation.get("tta_views")):
             ships += f" with views {joined(recommendation.get('tta_views'))}"
-    blocks = headline_block([
-        ("Final model", ", ".join(model_parts) or None),
-        ("Validation accuracy (clean)", pair(percent(entry.get("val_accuracy", metrics.get("val_accuracy"))), percent(entry.get("tta_val_accuracy")), "without TTA", tta_label)),
-        ("Validation macro-F1 (clean)", pair(score(entry.get("val_macro_f1", metrics.get("val_macro_f1"))), score(entry.get("tta_val_macro_f1")), "without TTA", tta_label)),
-        ("Corrupted accuracy" + (suite or ""), pair(percent(plain.get("corrupted_accuracy")), percent(with_tta.get("corrupted_accuracy")), "without TTA", tta_label)),
-        ("Worst corruption", worst),
-        ("Ensemble (all views)", ensemble_line),
-        ("06 will ship", ships),
-    ])
+    blocks = headline_block(
+        [
+            ("Final model", ", ".join(model_parts) or None),
+            (
+                "Validation accuracy (clean)",
+                pair(
+                    percent(entry.get("val_accuracy", metrics.get("val_accuracy"))),
+                    percent(entry.get("tta_val_accuracy")),
+                    "without TTA",
+                    tta_label,
+                ),
+            ),
+            (
+                "Validation macro-F1 (clean)",
+                pair(
+                    score(entry.get("val_macro_f1", metrics.get("val_macro_f1"))),
+                    score(entry.get("tta_val_macro_f1")),
+                    "without TTA",
+                    tta_label,
+                ),
+            ),
+            (
+                "Corrupted accuracy" + (suite or ""),
+                pair(percent(plain.get("corrupted_accuracy")), percent(with_tta.get("corrupted_accuracy")), "without TTA", tta_label),
+            ),
+            ("Worst corruption", worst),
+            ("Ensemble (all views)", ensemble_line),
+            ("06 will ship", ships),
+        ]
+    )
     view_table = records_table(views, ["views", "val_accuracy", "val_macro_f1"])
     if view_table:
         blocks += [("paragraph", "**TTA views** (clean validation images; each view alone, then all averaged):")] + view_table
@@ -449,17 +508,21 @@ def headline_submission(run_dir: Path, metrics: dict) -> list[tuple]:
             f"{check.get('environment', '?')}" + (f" (Keras {check['keras']})" if check.get("keras") else "") for check in passed
         )
         checks_line = f"{len(passed)} of {len(checks)}" + (f": {where}" if where else "")
-    blocks = headline_block([
-        ("Submission", f"`{zip_name}`" + (f", {size}" if size else "") + ("" if zip_path.is_file() else " (not in this folder)")),
-        ("Members", joined(metrics.get("members"))),
-        ("TTA views", joined(metrics.get("tta_views"))),
-        ("Validation accuracy of the zip", percent(metrics.get("submission_val_accuracy"))),
-        ("Validation macro-F1 of the zip", score(metrics.get("submission_val_macro_f1"))),
-        ("Checks passed", checks_line),
-    ])
+    blocks = headline_block(
+        [
+            ("Submission", f"`{zip_name}`" + (f", {size}" if size else "") + ("" if zip_path.is_file() else " (not in this folder)")),
+            ("Members", joined(metrics.get("members"))),
+            ("TTA views", joined(metrics.get("tta_views"))),
+            ("Validation accuracy of the zip", percent(metrics.get("submission_val_accuracy"))),
+            ("Validation macro-F1 of the zip", score(metrics.get("submission_val_macro_f1"))),
+            ("Checks passed", checks_line),
+        ]
+    )
     check_table = records_table(checks, ["environment", "keras", "numpy", "load_seconds", "images_per_second", "agreement", "accuracy"])
     if check_table:
-        blocks += [("paragraph", "**Checks** (the zip unzipped, imported in a fresh process and run on the validation images):")] + check_table
+        blocks += [
+            ("paragraph", "**Checks** (the zip unzipped, imported in a fresh process and run on the validation images):")
+        ] + check_table
     return blocks
 
 
@@ -467,10 +530,12 @@ def headline_generic(run_dir: Path, metrics: dict) -> list[tuple]:
     """Any other notebook: its validation accuracy and macro-F1 when it has them."""
     if isinstance(metrics.get("models"), dict):
         return headline_models(run_dir, metrics)
-    return headline_block([
-        ("Validation accuracy", percent(metrics.get("val_accuracy"))),
-        ("Validation macro-F1", score(metrics.get("val_macro_f1"))),
-    ])
+    return headline_block(
+        [
+            ("Validation accuracy", percent(metrics.get("val_accuracy"))),
+            ("Validation macro-F1", score(metrics.get("val_macro_f1"))),
+        ]
+    )
 
 
 HEADLINES = {
@@ -524,7 +589,9 @@ def notebook_blocks(run_dir: Path, entry: dict, captions: dict) -> list[tuple]:
         try:
             blocks += HEADLINES.get(number, headline_generic)(run_dir, metrics)
         except Exception as error:  # A report must never stop a finished run; say what went wrong instead.
-            blocks.append(("paragraph", f"The headline numbers could not be read from `metrics/{name}.json` ({type(error).__name__}: {error})."))
+            blocks.append(
+                ("paragraph", f"The headline numbers could not be read from `metrics/{name}.json` ({type(error).__name__}: {error}).")
+            )
     # Figures in the order the notebook saved them (captions.json keeps it), then any others.
     figures = sorted((run_dir / "figures").glob(f"{number}_*.png"))
     order = {figure: position for position, figure in enumerate(captions)}
@@ -552,12 +619,14 @@ def report_blocks(run_dir: Path, state: dict) -> list[tuple]:
         captions = {}
     captions = captions if isinstance(captions, dict) else {}
     blocks: list[tuple] = [("heading", 1, f"Run report: {run_dir.name}")]
-    blocks.append((
-        "paragraph",
-        f"Profile **{state.get('profile')}**, backend **{state.get('backend')}**, data `{state.get('data_path')}`, "
-        f"started {state.get('started_at')}, commit `{state.get('git_commit') or 'unknown'}`. "
-        "The full numbers of every notebook are in `metrics/`, its tables in `tables/`.",
-    ))
+    blocks.append(
+        (
+            "paragraph",
+            f"Profile **{state.get('profile')}**, backend **{state.get('backend')}**, data `{state.get('data_path')}`, "
+            f"started {state.get('started_at')}, commit `{state.get('git_commit') or 'unknown'}`. "
+            "The full numbers of every notebook are in `metrics/`, its tables in `tables/`.",
+        )
+    )
     entries = [entry for entry in state.get("notebooks", []) if isinstance(entry, dict)]
     rows = [[str(entry.get("name", "?")), str(entry.get("status", "?")), seconds(entry.get("seconds")) or ""] for entry in entries]
     if rows:
@@ -621,7 +690,7 @@ def render_inline(text: str) -> str:
     """HTML for the inline subset the report writes: `code`, **bold**, _italic_, [text](href)."""
     out, last = [], 0
     for match in INLINE.finditer(str(text)):
-        out.append(html.escape(text[last:match.start()]))
+        out.append(html.escape(text[last : match.start()]))
         code, bold, label, href, italic = match.groups()
         if code is not None:
             out.append(f"<code>{html.escape(code)}</code>")

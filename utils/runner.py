@@ -138,9 +138,7 @@ def default_out_dir(profile_name: str) -> Path:
 
 def git_commit() -> str | None:
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=config.REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=config.REPO_ROOT, capture_output=True, text=True, timeout=10)
         return result.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -181,7 +179,7 @@ class Run:
         self.state = state
 
     @classmethod
-    def create(cls, out_dir: Path, profile: dict, data_path: str, backend: str, notebooks: list[Path]) -> "Run":
+    def create(cls, out_dir: Path, profile: dict, data_path: str, backend: str, notebooks: list[Path]) -> Run:
         out_dir.mkdir(parents=True, exist_ok=False)
         paths = config.run_paths(out_dir)
         parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root))
@@ -203,10 +201,12 @@ class Run:
         return run
 
     @classmethod
-    def load(cls, out_dir: Path) -> "Run":
+    def load(cls, out_dir: Path) -> Run:
         paths = config.run_paths(out_dir)
         if not paths.run_json.exists():
-            raise RunnerError(f"{paths.run_json}: missing, so {out_dir} is not a run folder made by this runner; give --resume a run folder.")
+            raise RunnerError(
+                f"{paths.run_json}: missing, so {out_dir} is not a run folder made by this runner; give --resume a run folder."
+            )
         try:
             state = json.loads(paths.run_json.read_text())
         except json.JSONDecodeError:
@@ -268,8 +268,11 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
             entry.update(status="interrupted", seconds=None)
             run.mark("interrupted", f"stopped during {notebook.stem}")
             log(" interrupted")
-            log(f"error: the run was interrupted during {notebook.stem}; continue it with "
-                f"`python -m utils.runner --resume {run.paths.root}`.", file=sys.stderr)
+            log(
+                f"error: the run was interrupted during {notebook.stem}; continue it with "
+                f"`python -m utils.runner --resume {run.paths.root}`.",
+                file=sys.stderr,
+            )
             return 130
         except Exception as error:
             seconds = time.perf_counter() - started
@@ -335,7 +338,10 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         notebooks = [nb for nb in all_notebooks if nb.stem in names]
         missing = set(names) - {nb.stem for nb in notebooks}
         if missing:
-            raise RunnerError(f"{run.paths.root}: the run needs notebook(s) {', '.join(sorted(missing))}, which no longer exist in {config.NOTEBOOKS_DIR}.")
+            raise RunnerError(
+                f"{run.paths.root}: the run needs notebook(s) {', '.join(sorted(missing))}, "
+                f"which no longer exist in {config.NOTEBOOKS_DIR}."
+            )
         backend, note = choose_backend(run.state["backend"])
         log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note})")
         return run, notebooks
@@ -344,7 +350,9 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     backend, note = choose_backend(arguments.backend or str(profile["backend"]))
     out_dir = Path(arguments.out).expanduser().resolve() if arguments.out else default_out_dir(profile["name"])
     if out_dir.exists():
-        raise RunnerError(f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}.")
+        raise RunnerError(
+            f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}."
+        )
     data_path = resolve_data_path(profile, arguments.data)
     run = Run.create(out_dir, profile, data_path, backend, notebooks)
     log(f"Run {out_dir} ({profile['name']} profile, {note}, data: {data_path})")

@@ -16,8 +16,19 @@ from utils import augment, evaluate, recipe
 
 SELECT_BY = ("corrupted_accuracy", "clean_accuracy")
 COLUMNS = [
-    "study", "model", "policy", "optimizer", "image_size", "clean_accuracy", "clean_macro_f1", "corrupted_accuracy",
-    "worst_kind", "worst_kind_accuracy", "epochs_run", "seconds_per_epoch", "training_seconds",
+    "study",
+    "model",
+    "policy",
+    "optimizer",
+    "image_size",
+    "clean_accuracy",
+    "clean_macro_f1",
+    "corrupted_accuracy",
+    "worst_kind",
+    "worst_kind_accuracy",
+    "epochs_run",
+    "seconds_per_epoch",
+    "training_seconds",
 ]
 
 
@@ -34,8 +45,20 @@ def cell_name(cell_recipe: recipe.Recipe) -> str:
     return f"{policy}_{cell_recipe.optimizer}_{cell_recipe.image_size}px"
 
 
-def run_study(base: recipe.Recipe, policies, optimizers, image_sizes, split, paths, notebook: str, robustness_indices,
-              kinds, severities, select_by: str = "corrupted_accuracy", seed: int = 42) -> StudyResult:
+def run_study(
+    base: recipe.Recipe,
+    policies,
+    optimizers,
+    image_sizes,
+    split,
+    paths,
+    notebook: str,
+    robustness_indices,
+    kinds,
+    severities,
+    select_by: str = "corrupted_accuracy",
+    seed: int = 42,
+) -> StudyResult:
     """Trains and scores every cell; writes `models/`, `metrics/<notebook>.json` and one robustness
     table per model (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice."""
     if select_by not in SELECT_BY:
@@ -56,20 +79,42 @@ def run_study(base: recipe.Recipe, policies, optimizers, image_sizes, split, pat
             summary = evaluate.robustness_summary(robustness)["no TTA"]
             del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
             scores = evaluate.evaluate_and_record(
-                model, spec, paths, notebook, name, split.x_validation, split.y_validation, history,
-                extra={"policy": augment.policy_name(cell_recipe.policy), "optimizer": cell_recipe.optimizer,
-                       "image_size": cell_recipe.image_size, **summary},
+                model,
+                spec,
+                paths,
+                notebook,
+                name,
+                split.x_validation,
+                split.y_validation,
+                history,
+                extra={
+                    "policy": augment.policy_name(cell_recipe.policy),
+                    "optimizer": cell_recipe.optimizer,
+                    "image_size": cell_recipe.image_size,
+                    **summary,
+                },
             )
-            robustness.assign(model=name).to_csv(paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f")
+            robustness.assign(model=name).to_csv(
+                paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f"
+            )
             finished[name] = {
-                "model": name, "policy": scores["policy"], "optimizer": scores["optimizer"], "image_size": scores["image_size"],
-                "clean_accuracy": scores["val_accuracy"], "clean_macro_f1": scores["val_macro_f1"], **summary,
-                "epochs_run": scores["epochs_run"], "seconds_per_epoch": scores["seconds_per_epoch"],
+                "model": name,
+                "policy": scores["policy"],
+                "optimizer": scores["optimizer"],
+                "image_size": scores["image_size"],
+                "clean_accuracy": scores["val_accuracy"],
+                "clean_macro_f1": scores["val_macro_f1"],
+                **summary,
+                "epochs_run": scores["epochs_run"],
+                "seconds_per_epoch": scores["seconds_per_epoch"],
                 "training_seconds": scores["training_seconds"],
             }
             row = finished[name]
-            print(f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
-                  f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})", flush=True)
+            print(
+                f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
+                f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})",
+                flush=True,
+            )
         row = {"study": study, **finished[name]}
         result.rows.append(row)
         return row
@@ -81,9 +126,13 @@ def run_study(base: recipe.Recipe, policies, optimizers, image_sizes, split, pat
     best_policy = list(policies)[policy_rows.index(best_of(policy_rows))]
     optimizer_rows = [run_cell("optimizer", base.replace(policy=best_policy, optimizer=name)) for name in optimizers]
     best_optimizer = best_of(optimizer_rows)["optimizer"]
-    size_rows = [run_cell("image_size", base.replace(policy=best_policy, optimizer=best_optimizer, image_size=size)) for size in image_sizes]
+    size_rows = [
+        run_cell("image_size", base.replace(policy=best_policy, optimizer=best_optimizer, image_size=size)) for size in image_sizes
+    ]
     result.best = {
-        "policy": best_policy, "policy_name": augment.policy_name(best_policy), "optimizer": best_optimizer,
+        "policy": best_policy,
+        "policy_name": augment.policy_name(best_policy),
+        "optimizer": best_optimizer,
         "image_size": int(best_of(size_rows)["image_size"]),
     }
     return result

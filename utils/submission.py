@@ -106,8 +106,13 @@ def choose_models(run_dir: str | os.PathLike, requested: list[str] | None = None
     return chosen
 
 
-def package(run_dir: str | os.PathLike, members: list[tuple[str, str]], tta_views=("identity",), batch_size: int = 64,
-            zip_path: str | os.PathLike | None = None) -> Path:
+def package(
+    run_dir: str | os.PathLike,
+    members: list[tuple[str, str]],
+    tta_views=("identity",),
+    batch_size: int = 64,
+    zip_path: str | os.PathLike | None = None,
+) -> Path:
     """Writes the submission zip (atomically) and returns its path."""
     paths = config.run_paths(run_dir)
     views = tta.check_views(tta_views)
@@ -131,8 +136,9 @@ def package(run_dir: str | os.PathLike, members: list[tuple[str, str]], tta_view
     return zip_path
 
 
-def validate(zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarray | None = None,
-             python: str | None = None, timeout: int = 1200) -> dict:
+def validate(
+    zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarray | None = None, python: str | None = None, timeout: int = 1200
+) -> dict:
     """Imports the zip in a fresh Python process (by default this one's; or the platform's) and checks it.
 
     Checks: model.py at the root, a `Model` class, `Model()` loads, `predict` returns (N,) int class
@@ -141,7 +147,9 @@ def validate(zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarr
     """
     zip_path = Path(zip_path)
     if not zip_path.exists():
-        raise SubmissionError(f"{zip_path}: no such file; package a submission first (notebook 06 or `python -m utils.submission package`).")
+        raise SubmissionError(
+            f"{zip_path}: no such file; package a submission first (notebook 06 or `python -m utils.submission package`)."
+        )
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="submission_check_") as folder:
         images_path = Path(folder) / "images.npy"
@@ -152,7 +160,11 @@ def validate(zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarr
         try:
             completed = subprocess.run(
                 [python, str(CHECK_SCRIPT), "--zip", str(zip_path.resolve()), "--images", str(images_path), "--out", str(result_path)],
-                capture_output=True, text=True, timeout=timeout, env=environment, cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=environment,
+                cwd=folder,
             )
         except subprocess.TimeoutExpired:
             raise SubmissionError(f"{zip_path}: loading and predicting took over {timeout} s.") from None
@@ -172,7 +184,9 @@ def validate(zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarr
     report["images"] = int(len(images))
     report["python"] = python
     if report["float_agreement"] < MIN_AGREEMENT:
-        raise SubmissionError(f"{zip_path}: predictions for float input agree with uint8 input on only {report['float_agreement']:.1%} of images.")
+        raise SubmissionError(
+            f"{zip_path}: predictions for float input agree with uint8 input on only {report['float_agreement']:.1%} of images."
+        )
     if expected is not None:
         agreement = float((predictions == np.asarray(expected)).mean()) if len(images) else 1.0
         report["agreement"] = agreement

@@ -33,9 +33,10 @@ def check_predictions(predictions, count, what):
         fail(f"predict({what}) returned shape {predictions.shape}, one-hot or probabilities; return class indices with .argmax(axis=1).")
     if predictions.shape != (count,):
         fail(f"predict({what}) returned shape {predictions.shape} but must return ({count},) class indices.")
-    if not np.issubdtype(predictions.dtype, np.integer):
-        if not np.issubdtype(predictions.dtype, np.number) or not np.all(predictions == np.round(predictions)):
-            fail(f"predict({what}) returned {predictions.dtype} values that are not class indices; return integers 0-7.")
+    if not np.issubdtype(predictions.dtype, np.integer) and (
+        not np.issubdtype(predictions.dtype, np.number) or not np.all(predictions == np.round(predictions))
+    ):
+        fail(f"predict({what}) returned {predictions.dtype} values that are not class indices; return integers 0-7.")
     if count and (predictions.min() < 0 or predictions.max() > 7):
         fail(f"predict({what}) returned classes outside 0-7 (from {predictions.min()} to {predictions.max()}).")
     return predictions.astype(np.int64)

@@ -54,8 +54,7 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None,
-                   ema_momentum: float | None = None):
+def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None, ema_momentum: float | None = None):
     """A Keras optimizer by name: "adam", "adamw" or "lion" (case-insensitive).
     weight_decay=None keeps Keras' default (AdamW: 0.004; Adam, Lion: none). With ema_momentum the
     optimizer also keeps an exponential moving average of the weights (Keras' use_ema)."""
@@ -124,7 +123,7 @@ class Phase:
             raise ValueError(f"Phase {self.name!r}: ema_momentum must be between 0 and 1, e.g. 0.999 (got {self.ema_momentum!r}).")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Phase":
+    def from_dict(cls, values: dict) -> Phase:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -154,8 +153,14 @@ def report_phases(
     return [
         Phase("transfer", epochs, batch_size=64, learning_rate=head_learning_rate, trainable="head", **common),
         Phase(
-            "fine_tune", epochs, batch_size=32, learning_rate=fine_tune_learning_rate,
-            trainable="fine_tune", frozen_layers=frozen_layers, freeze_batchnorm=True, **common,
+            "fine_tune",
+            epochs,
+            batch_size=32,
+            learning_rate=fine_tune_learning_rate,
+            trainable="fine_tune",
+            frozen_layers=frozen_layers,
+            freeze_batchnorm=True,
+            **common,
         ),
     ]
 
@@ -186,7 +191,7 @@ class CosineSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate before every batch from the epoch and batch index alone,
     so a resumed phase continues the same curve."""
 
-    def __init__(self, phase: "Phase"):
+    def __init__(self, phase: Phase):
         super().__init__()
         self.phase = phase
         self._epoch = 0
@@ -222,7 +227,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def get_state(self) -> dict:
         return {
-            "wait": int(self.wait), "best": _plain(self.best), "best_epoch": int(self.best_epoch),
+            "wait": int(self.wait),
+            "best": _plain(self.best),
+            "best_epoch": int(self.best_epoch),
             "stopped_epoch": int(self.stopped_epoch),
         }
 
@@ -350,8 +357,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Records one history row per epoch and writes a resumable checkpoint at each epoch end.
     Must come after EarlyStopping and ReduceLROnPlateau in the callback list."""
 
-    def __init__(self, store: CheckpointStore | None, run_state: dict, phase_index: int,
-                 early_stopping=None, reduce_lr=None):
+    def __init__(self, store: CheckpointStore | None, run_state: dict, phase_index: int, early_stopping=None, reduce_lr=None):
         super().__init__()
         self.store, self.run_state, self.phase_index = store, run_state, phase_index
         self.early_stopping, self.reduce_lr = early_stopping, reduce_lr
@@ -528,8 +534,12 @@ def train_phases(
         monitor_mode = "min" if phase.monitor.endswith("loss") else "max"
         if phase.patience is not None:
             early_stopping = ResumableEarlyStopping(
-                monitor=phase.monitor, mode=monitor_mode, patience=int(phase.patience), min_delta=phase.min_delta,
-                restore_best_weights=phase.restore_best_weights, verbose=1 if verbose else 0,
+                monitor=phase.monitor,
+                mode=monitor_mode,
+                patience=int(phase.patience),
+                min_delta=phase.min_delta,
+                restore_best_weights=phase.restore_best_weights,
+                verbose=1 if verbose else 0,
             )
             phase_callbacks.append(early_stopping)
         if phase.schedule == "cosine":
@@ -541,8 +551,12 @@ def train_phases(
             phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
         if phase.reduce_lr_patience is not None and phase.schedule != "cosine":
             reduce_lr = ResumableReduceLROnPlateau(
-                monitor=phase.monitor, mode=monitor_mode, factor=phase.reduce_lr_factor,
-                patience=int(phase.reduce_lr_patience), min_lr=phase.min_lr, min_delta=phase.min_delta,
+                monitor=phase.monitor,
+                mode=monitor_mode,
+                factor=phase.reduce_lr_factor,
+                patience=int(phase.reduce_lr_patience),
+                min_lr=phase.min_lr,
+                min_delta=phase.min_delta,
                 verbose=1 if verbose else 0,
             )
             phase_callbacks.append(reduce_lr)
@@ -574,8 +588,11 @@ def train_phases(
         started = time.perf_counter()
         if not finished_before_fit:
             fit_kwargs = dict(
-                validation_data=validation, epochs=int(phase.epochs), initial_epoch=initial_epoch,
-                callbacks=phase_callbacks + [checkpoint] + list(callbacks or []), verbose=verbose,
+                validation_data=validation,
+                epochs=int(phase.epochs),
+                initial_epoch=initial_epoch,
+                callbacks=phase_callbacks + [checkpoint] + list(callbacks or []),
+                verbose=verbose,
             )
             try:
                 if y_train is not None:
@@ -590,10 +607,10 @@ def train_phases(
                     print(f"Interrupted; the last finished epoch is saved in {store.directory}: run again to resume.", flush=True)
                 raise
         seconds = time.perf_counter() - started
-        if phase.ema_momentum is not None and not finished_before_fit:
-            # The phase ends with the averaged weights, unless EarlyStopping restored its best epoch's weights.
-            if not (early_stopping is not None and early_stopping.stopped_epoch and phase.restore_best_weights):
-                model.optimizer.finalize_variable_values(model.trainable_variables)
+        # The phase ends with the averaged weights, unless EarlyStopping restored its best epoch's weights.
+        restored_best = early_stopping is not None and early_stopping.stopped_epoch and phase.restore_best_weights
+        if phase.ema_momentum is not None and not finished_before_fit and not restored_best:
+            model.optimizer.finalize_variable_values(model.trainable_variables)
         last_epoch = history[-1]["epoch"] - 1 if history else initial_epoch - 1
         checkpoint.set_model(model)
         checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))
@@ -617,8 +634,13 @@ def _phase_record(phase: Phase, history: list, resumed_at) -> dict:
         best_epoch = next(row["epoch"] for row in history if row.get(phase.monitor) == best)
     stopped = bool(history) and history[-1]["epoch"] < phase.epochs
     return {
-        "name": phase.name, "history": list(history), "epochs_run": len(history), "stopped_early": stopped,
-        "best": best, "best_epoch": best_epoch, "monitor": phase.monitor,
+        "name": phase.name,
+        "history": list(history),
+        "epochs_run": len(history),
+        "stopped_early": stopped,
+        "best": best,
+        "best_epoch": best_epoch,
+        "monitor": phase.monitor,
         "seconds": round(sum(row.get("seconds", 0.0) for row in history), 3),
         "resumed_at_epoch": None if resumed_at is None else resumed_at + 1,
     }

@@ -70,8 +70,7 @@ def _resize_bilinear(images: np.ndarray, height: int, width: int) -> np.ndarray:
     column_low, column_high, column_weight = coordinates(width, source_width)
     top = images[:, row_low] * (1 - row_weight)[None, :, None, None] + images[:, row_high] * row_weight[None, :, None, None]
     return (
-        top[:, :, column_low] * (1 - column_weight)[None, None, :, None]
-        + top[:, :, column_high] * column_weight[None, None, :, None]
+        top[:, :, column_low] * (1 - column_weight)[None, None, :, None] + top[:, :, column_high] * column_weight[None, None, :, None]
     ).astype(np.float32)
 
 

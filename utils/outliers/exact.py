@@ -22,9 +22,7 @@ def exact_duplicate_groups(images) -> list[list[int]]:
     images = validate_images(images)
     members_by_digest: dict[bytes, list[int]] = {}
     for index, image in enumerate(images):
-        digest = hashlib.blake2b(
-            np.ascontiguousarray(image).tobytes(), digest_size=16
-        ).digest()
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
         members_by_digest.setdefault(digest, []).append(index)
     groups = [members for members in members_by_digest.values() if len(members) > 1]
     return sorted(groups, key=lambda members: members[0])

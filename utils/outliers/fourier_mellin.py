@@ -51,9 +51,7 @@ def _log_polar_sampler(height: int, width: int, radii: int, angles: int):
     return row0, column0, row_weight, column_weight
 
 
-def fourier_mellin_descriptors(
-    gray: np.ndarray, radii: int = RADII, angles: int = ANGLES, block_size: int = 2048
-) -> np.ndarray:
+def fourier_mellin_descriptors(gray: np.ndarray, radii: int = RADII, angles: int = ANGLES, block_size: int = 2048) -> np.ndarray:
     """Computes a shift-robust log-polar Fourier magnitude descriptor.
 
     The magnitude of the Fourier transform does not change when an image is
@@ -72,9 +70,7 @@ def fourier_mellin_descriptors(
     """
     count, height, width = gray.shape
     window = np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
-    row0, column0, row_weight, column_weight = _log_polar_sampler(
-        height, width, radii, angles
-    )
+    row0, column0, row_weight, column_weight = _log_polar_sampler(height, width, radii, angles)
     descriptors = np.empty((count, radii * angles), dtype=np.float32)
     for block in blocks(count, block_size):
         spectrum = np.abs(scipy.fft.rfft2(gray[block] * window, workers=-1))
@@ -184,9 +180,7 @@ def near_duplicate_candidates(
     return pairs, scales, similarities, base
 
 
-def estimate_zoom(
-    first_descriptors, second_descriptors, radii, angles, max_steps, radius_step
-):
+def estimate_zoom(first_descriptors, second_descriptors, radii, angles, max_steps, radius_step):
     """Estimates how much the second image is zoomed relative to the first.
 
     A zoom by `z` moves the log-polar magnitude spectrum by `log(z)` along the
@@ -211,18 +205,14 @@ def estimate_zoom(
             a, b = first[:, : radii + offset], second[:, -offset:]
         a = a - a.mean(axis=(1, 2), keepdims=True)
         b = b - b.mean(axis=(1, 2), keepdims=True)
-        scores[:, position] = (a * b).sum(axis=(1, 2)) / np.sqrt(
-            (a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)) + 1e-9
-        )
+        scores[:, position] = (a * b).sum(axis=(1, 2)) / np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)) + 1e-9)
     best = scores.argmax(axis=1)
     inner = np.clip(best, 1, len(offsets) - 2)
     left = scores[np.arange(count), inner - 1]
     middle = scores[np.arange(count), inner]
     right = scores[np.arange(count), inner + 1]
     denominator = left - 2 * middle + right
-    refinement = np.where(
-        np.abs(denominator) > 1e-9, 0.5 * (left - right) / denominator, 0.0
-    )
+    refinement = np.where(np.abs(denominator) > 1e-9, 0.5 * (left - right) / denominator, 0.0)
     refinement = np.where(best == inner, np.clip(refinement, -0.5, 0.5), 0.0)
     step = offsets[best] + refinement
     return np.exp(step * radius_step)

@@ -65,9 +65,7 @@ def centre_zoom(gray: np.ndarray, scale: float, output_size=None) -> np.ndarray:
     rows = resize_matrix(crop_height, output_height)
     columns = resize_matrix(crop_width, output_width)
     # One large matrix product resizes all columns, a batched one all rows.
-    resized = (crop.reshape(-1, crop_width) @ columns.T).reshape(
-        count, crop_height, output_width
-    )
+    resized = (crop.reshape(-1, crop_width) @ columns.T).reshape(count, crop_height, output_width)
     return np.tensordot(rows, resized, axes=([1], [1])).transpose(1, 0, 2)
 
 

@@ -30,11 +30,7 @@ class DisjointSets:
         roots = np.array([self.find(item) for item in range(len(self.parent))])
         order = np.argsort(roots, kind="stable")
         boundaries = np.flatnonzero(np.diff(roots[order])) + 1
-        return [
-            sorted(chunk.tolist())
-            for chunk in np.split(order, boundaries)
-            if len(chunk) > 1
-        ]
+        return [sorted(chunk.tolist()) for chunk in np.split(order, boundaries) if len(chunk) > 1]
 
 
 def groups_from_pairs(count: int, pairs) -> list[list[int]]:

@@ -55,10 +55,7 @@ def aligned_correlation(
     count, height, width = reference.shape
     if count > block_size:
         results = [
-            aligned_correlation(
-                reference[block], moving[block], max_shift, min_overlap, block_size
-            )
-            for block in blocks(count, block_size)
+            aligned_correlation(reference[block], moving[block], max_shift, min_overlap, block_size) for block in blocks(count, block_size)
         ]
         return (
             np.concatenate([correlation for correlation, _ in results]),
@@ -66,9 +63,7 @@ def aligned_correlation(
         )
     if count == 0:
         return np.zeros(0, dtype=np.float32), np.zeros((0, 2), dtype=int)
-    cross = scipy.fft.rfft2(reference, workers=-1) * np.conj(
-        scipy.fft.rfft2(moving, workers=-1)
-    )
+    cross = scipy.fft.rfft2(reference, workers=-1) * np.conj(scipy.fft.rfft2(moving, workers=-1))
     cross /= np.abs(cross) + 1e-6
     surface = scipy.fft.irfft2(cross, s=(height, width), workers=-1)
     row_shift = np.fft.fftfreq(height, 1.0 / height).astype(int)
@@ -86,13 +81,8 @@ def aligned_correlation(
     source_columns = np.arange(width)[None, :] - shift_columns[:, None]
     row_mask = ((source_rows >= 0) & (source_rows < height)).astype(np.float32)
     column_mask = ((source_columns >= 0) & (source_columns < width)).astype(np.float32)
-    flat_index = (
-        np.clip(source_rows, 0, height - 1)[:, :, None] * width
-        + np.clip(source_columns, 0, width - 1)[:, None, :]
-    )
-    shifted = np.take_along_axis(
-        moving.reshape(count, -1), flat_index.reshape(count, -1), axis=1
-    ).reshape(count, height, width)
+    flat_index = np.clip(source_rows, 0, height - 1)[:, :, None] * width + np.clip(source_columns, 0, width - 1)[:, None, :]
+    shifted = np.take_along_axis(moving.reshape(count, -1), flat_index.reshape(count, -1), axis=1).reshape(count, height, width)
 
     def masked_sum(values):
         # The mask is the outer product of a row mask and a column mask.
@@ -104,9 +94,7 @@ def aligned_correlation(
     covariance = masked_sum(reference * shifted) - reference_sum * shifted_sum / overlap
     reference_variance = masked_sum(reference * reference) - reference_sum**2 / overlap
     shifted_variance = masked_sum(shifted * shifted) - shifted_sum**2 / overlap
-    correlation = covariance / np.sqrt(
-        np.maximum(reference_variance * shifted_variance, 1e-9)
-    )
+    correlation = covariance / np.sqrt(np.maximum(reference_variance * shifted_variance, 1e-9))
     correlation[overlap < min_overlap * height * width] = 0.0
     return correlation.astype(np.float32), np.stack([shift_rows, shift_columns], axis=1)
 
@@ -123,9 +111,7 @@ def _correlate_at_zoom(gray, small_gray, references, movings, zooms, factor, max
     for zoom in np.unique(rounded):
         selected = np.flatnonzero(rounded == zoom)
         if zoom > 1.0:
-            reference = centre_zoom(
-                gray[references[selected]], float(zoom), small_gray.shape[1:]
-            )
+            reference = centre_zoom(gray[references[selected]], float(zoom), small_gray.shape[1:])
         else:
             reference = small_gray[references[selected]]
         correlations[selected], _ = aligned_correlation(
@@ -226,9 +212,7 @@ def near_duplicate_pairs(
     zooms[zooms < 1.02] = 1.0
 
     small_gray = downsample(gray, 2)
-    coarse = _correlate_at_zoom(
-        gray, small_gray, references, movings, zooms, 2, max_shift
-    )
+    coarse = _correlate_at_zoom(gray, small_gray, references, movings, zooms, 2, max_shift)
     # The zoom estimate can be off for shifted copies, so zoomed pairs also get
     # a second chance without zoom.
     zoomed = np.flatnonzero(zooms > 1.0)

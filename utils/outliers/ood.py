@@ -49,9 +49,7 @@ def ood_features(images, block_size: int = 1024) -> np.ndarray:
     radius = np.hypot(rows - (height - 1) / 2, columns - (width - 1) / 2)
     radius /= radius.max()
     ring = np.minimum((radius / 0.25).astype(int), 3).ravel()
-    ring_weights = np.stack(
-        [(ring == r) / max((ring == r).sum(), 1) for r in range(4)]
-    ).astype(np.float32)
+    ring_weights = np.stack([(ring == r) / max((ring == r).sum(), 1) for r in range(4)]).astype(np.float32)
     frequency_rows = np.fft.fftfreq(height)[:, None]
     frequency_columns = np.fft.rfftfreq(width)[None, :]
     frequency = np.hypot(frequency_rows, frequency_columns) / 0.5
@@ -67,15 +65,11 @@ def ood_features(images, block_size: int = 1024) -> np.ndarray:
         # Every fourth pixel is plenty for colour quantiles and four times faster.
         quantiles = np.quantile(flat[:, ::4], [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
         quantiles = quantiles.transpose(1, 0, 2).reshape(len(pixels), -1)
-        rings = (flat.transpose(0, 2, 1).reshape(-1, flat.shape[1]) @ ring_weights.T).reshape(
-            len(pixels), -1
-        )
+        rings = (flat.transpose(0, 2, 1).reshape(-1, flat.shape[1]) @ ring_weights.T).reshape(len(pixels), -1)
         centred = flat - flat.mean(axis=1, keepdims=True)
         covariance = np.matmul(centred.transpose(0, 2, 1), centred) / flat.shape[1]
         upper = np.triu_indices(3)
-        covariance = np.sqrt(np.abs(covariance[:, upper[0], upper[1]])) * np.sign(
-            covariance[:, upper[0], upper[1]]
-        )
+        covariance = np.sqrt(np.abs(covariance[:, upper[0], upper[1]])) * np.sign(covariance[:, upper[0], upper[1]])
         luminance = pixels @ LUMINANCE_WEIGHTS
         power = np.abs(scipy.fft.rfft2(luminance, workers=-1)) ** 2
         band_power = power.reshape(len(pixels), -1) @ band_masks.reshape(5, -1).T
@@ -84,14 +78,8 @@ def ood_features(images, block_size: int = 1024) -> np.ndarray:
         gradient_rows = np.diff(luminance, axis=1)[:, :, :-1]
         gradient_columns = np.diff(luminance, axis=2)[:, :-1, :]
         gradient = np.hypot(gradient_rows, gradient_columns).reshape(len(pixels), -1)
-        gradient_statistics = np.stack(
-            [gradient.mean(axis=1), np.quantile(gradient[:, ::4], 0.9, axis=1)], axis=1
-        )
-        features.append(
-            np.concatenate(
-                [quantiles, rings, covariance, band_power, gradient_statistics], axis=1
-            )
-        )
+        gradient_statistics = np.stack([gradient.mean(axis=1), np.quantile(gradient[:, ::4], 0.9, axis=1)], axis=1)
+        features.append(np.concatenate([quantiles, rings, covariance, band_power, gradient_statistics], axis=1))
     return np.concatenate(features).astype(np.float32)
 
 
@@ -210,9 +198,7 @@ def ood_scores(
         features = ood_features(images)
     fit_indices = np.arange(len(images)) if fit_indices is None else np.asarray(fit_indices)
     if len(fit_indices) < 10:
-        raise ValueError(
-            f"Need at least 10 distinct images to learn what the data looks like, got {len(fit_indices)}."
-        )
+        raise ValueError(f"Need at least 10 distinct images to learn what the data looks like, got {len(fit_indices)}.")
     fit_indices = _centred_fit_indices(images, fit_indices, centre_margin)
     fit_features = features[fit_indices]
     median = np.median(fit_features, axis=0)
@@ -229,8 +215,15 @@ def ood_scores(
     # especially on a busy machine, so the mixture runs on one thread.
     with threadpool_limits(limits=1, user_api="blas"):
         scores, inliers = _trimmed_mixture_scores(
-            standardized, fit_indices, components, min_weight, reg_covar,
-            trim_fraction, trim_rounds, max_fit_samples, seed,
+            standardized,
+            fit_indices,
+            components,
+            min_weight,
+            reg_covar,
+            trim_fraction,
+            trim_rounds,
+            max_fit_samples,
+            seed,
         )
     inlier_scores = scores[inliers]
     quantile = np.quantile(inlier_scores, threshold_quantile)
@@ -239,8 +232,15 @@ def ood_scores(
 
 
 def _trimmed_mixture_scores(
-    standardized, fit_indices, components, min_weight, reg_covar,
-    trim_fraction, trim_rounds, max_fit_samples, seed,
+    standardized,
+    fit_indices,
+    components,
+    min_weight,
+    reg_covar,
+    trim_fraction,
+    trim_rounds,
+    max_fit_samples,
+    seed,
 ):
     """Fits the trimmed mixture and returns all scores and the last inliers."""
     from sklearn.mixture import GaussianMixture

@@ -89,9 +89,7 @@ def _find_copies(images, detect_near_copies, min_correlation, near_copy_options,
     start = time.perf_counter()
     near_pairs = pd.DataFrame({"first": [], "second": []})
     if detect_near_copies:
-        near_pairs = near_duplicate_pairs(
-            images, subset=representatives, min_correlation=min_correlation, **near_copy_options
-        )
+        near_pairs = near_duplicate_pairs(images, subset=representatives, min_correlation=min_correlation, **near_copy_options)
         for first, second in zip(near_pairs["first"], near_pairs["second"]):
             disjoint_sets.union(int(first), int(second))
     timings["near copies"] = time.perf_counter() - start
@@ -110,21 +108,12 @@ def _out_of_distribution(images, copies: _Copies, ood_threshold, quantile, margi
     start = time.perf_counter()
     # One representative per duplicate group (and every ungrouped image) is
     # fit, so that copies do not outvote the rest of the data.
-    fit_indices = np.sort(
-        np.concatenate(
-            [np.flatnonzero(copies.group_id == -1), [members[0] for members in copies.members]]
-        ).astype(int)
-    )
-    scores, learnt_threshold = ood_scores(
-        images, fit_indices=fit_indices, threshold_quantile=quantile, threshold_margin=margin, seed=seed
-    )
+    fit_indices = np.sort(np.concatenate([np.flatnonzero(copies.group_id == -1), [members[0] for members in copies.members]]).astype(int))
+    scores, learnt_threshold = ood_scores(images, fit_indices=fit_indices, threshold_quantile=quantile, threshold_margin=margin, seed=seed)
     threshold = learnt_threshold if ood_threshold is None else float(ood_threshold)
     is_ood = scores > threshold
     timings["out of distribution"] = time.perf_counter() - start
-    report(
-        f"out of distribution: {int(is_ood.sum())} images above {threshold:.1f}, "
-        f"{timings['out of distribution']:.1f} s"
-    )
+    report(f"out of distribution: {int(is_ood.sum())} images above {threshold:.1f}, {timings['out of distribution']:.1f} s")
     return scores, threshold, is_ood
 
 
@@ -152,9 +141,7 @@ def _decide(labels, copies: _Copies, is_ood, group_ood_fraction):
             reason[members_array] = "out of distribution"
             continue
         if conflicting:
-            reason[members_array] = np.where(
-                is_ood[members_array], "out of distribution", "conflicting-label duplicate"
-            )
+            reason[members_array] = np.where(is_ood[members_array], "out of distribution", "conflicting-label duplicate")
             continue
         kept = int(members_array[~is_ood[members_array]][0])
         seen_exact = {copies.exact_root[kept]}

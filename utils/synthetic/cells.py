@@ -42,7 +42,6 @@ PALE_NUCLEUS_COLOUR = np.array([0.50, 0.34, 0.68], dtype=np.float32)
 TYPICALITY_BETA = (1.6, 1.0)
 
 
-
 def _lobed_nucleus(
     rng: np.random.Generator,
     centre_x: float,
@@ -181,20 +180,31 @@ def _neutrophil(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.
     """Faint neutral granules and three to five lobes; atypical ones are band forms (a curved
     unsegmented nucleus) or have only two lobes."""
     image = _paint_granules(
-        image, rng, cell.centre_x, cell.centre_y, cell.radius, cell.alpha,
-        int(rng.integers(20, 80)), 0.6, np.array([0.76, 0.60, 0.74]), 0.35,
+        image,
+        rng,
+        cell.centre_x,
+        cell.centre_y,
+        cell.radius,
+        cell.alpha,
+        int(rng.integers(20, 80)),
+        0.6,
+        np.array([0.76, 0.60, 0.74]),
+        0.35,
     )
     band_form = rng.uniform() > 0.35 + 0.65 * cell.typicality
     if band_form:
         distance = _indented_nucleus(
-            rng, cell.nucleus_x, cell.nucleus_y, cell.radius * rng.uniform(0.5, 0.62), rng.uniform(0.45, 0.65),
-            rng.uniform(0.45, 0.75), rng.uniform(0.45, 0.6),
+            rng,
+            cell.nucleus_x,
+            cell.nucleus_y,
+            cell.radius * rng.uniform(0.5, 0.62),
+            rng.uniform(0.45, 0.65),
+            rng.uniform(0.45, 0.75),
+            rng.uniform(0.45, 0.6),
         )
     else:
         lobe_count = int(rng.choice([2, 3, 3, 4, 4, 5])) if cell.typicality < 0.5 else int(rng.choice([3, 3, 4, 4, 5]))
-        distance = _lobed_nucleus(
-            rng, cell.nucleus_x, cell.nucleus_y, cell.radius, lobe_count, cell.radius * rng.uniform(0.24, 0.32), 0.4
-        )
+        distance = _lobed_nucleus(rng, cell.nucleus_x, cell.nucleus_y, cell.radius, lobe_count, cell.radius * rng.uniform(0.24, 0.32), 0.4)
     image, _ = _paint_nucleus(image, rng, distance, NUCLEUS_COLOUR, 0.12)
     return image
 
@@ -204,13 +214,19 @@ def _eosinophil(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.
     cytoplasm; the nucleus has two (sometimes three) lobes."""
     granule_colour = _mix([0.78, 0.56, 0.66], [0.88, 0.45, 0.36], cell.typicality)
     image = _paint_granules(
-        image, rng, cell.centre_x, cell.centre_y, cell.radius, cell.alpha,
-        int(_mix(30.0, 150.0, cell.typicality) * rng.uniform(0.7, 1.2)), 0.95, granule_colour, 0.8,
+        image,
+        rng,
+        cell.centre_x,
+        cell.centre_y,
+        cell.radius,
+        cell.alpha,
+        int(_mix(30.0, 150.0, cell.typicality) * rng.uniform(0.7, 1.2)),
+        0.95,
+        granule_colour,
+        0.8,
     )
     lobe_count = int(rng.choice([2, 2, 2, 3]))
-    distance = _lobed_nucleus(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius, lobe_count, cell.radius * rng.uniform(0.27, 0.34), 0.42
-    )
+    distance = _lobed_nucleus(rng, cell.nucleus_x, cell.nucleus_y, cell.radius, lobe_count, cell.radius * rng.uniform(0.27, 0.34), 0.42)
     image, _ = _paint_nucleus(image, rng, distance, NUCLEUS_COLOUR, 0.12)
     return image
 
@@ -219,13 +235,26 @@ def _basophil(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.nd
     """A lobed or irregular nucleus hidden under coarse dark granules; sparsely granulated cells
     show more of the nucleus."""
     distance = random_blob(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius * rng.uniform(0.5, 0.7), rng.uniform(0.7, 1.0),
-        rng.uniform(0.0, np.pi), 0.25,
+        rng,
+        cell.nucleus_x,
+        cell.nucleus_y,
+        cell.radius * rng.uniform(0.5, 0.7),
+        rng.uniform(0.7, 1.0),
+        rng.uniform(0.0, np.pi),
+        0.25,
     )
     image, _ = _paint_nucleus(image, rng, distance, NUCLEUS_COLOUR, 0.12, opacity=0.85)
     image = _paint_granules(
-        image, rng, cell.centre_x, cell.centre_y, cell.radius, cell.alpha,
-        int(_mix(20.0, 120.0, cell.typicality) * rng.uniform(0.7, 1.2)), 0.9, np.array([0.24, 0.12, 0.38]), 0.85,
+        image,
+        rng,
+        cell.centre_x,
+        cell.centre_y,
+        cell.radius,
+        cell.alpha,
+        int(_mix(20.0, 120.0, cell.typicality) * rng.uniform(0.7, 1.2)),
+        0.9,
+        np.array([0.24, 0.12, 0.38]),
+        0.85,
     )
     return image
 
@@ -234,8 +263,13 @@ def _lymphocyte(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.
     """A large round dense nucleus leaving only a thin rim of blue cytoplasm; atypical (large)
     lymphocytes have more cytoplasm."""
     distance = random_blob(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius * float(_mix(0.62, 0.84, cell.typicality)) * rng.uniform(0.92, 1.06),
-        rng.uniform(0.82, 1.0), rng.uniform(0.0, np.pi), 0.08,
+        rng,
+        cell.nucleus_x,
+        cell.nucleus_y,
+        cell.radius * float(_mix(0.62, 0.84, cell.typicality)) * rng.uniform(0.92, 1.06),
+        rng.uniform(0.82, 1.0),
+        rng.uniform(0.0, np.pi),
+        0.08,
     )
     image, _ = _paint_nucleus(image, rng, distance, DENSE_NUCLEUS_COLOUR * 1.1, 0.14)
     return image
@@ -248,13 +282,16 @@ def _monocyte(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.nd
     for _ in range(vacuole_count):
         radius = rng.uniform(0.3, 0.8) * cell.radius
         angle = rng.uniform(0.0, 2.0 * np.pi)
-        vacuole = circle_distance(
-            cell.centre_x + radius * math.cos(angle), cell.centre_y + radius * math.sin(angle), rng.uniform(0.9, 2.2)
-        )
+        vacuole = circle_distance(cell.centre_x + radius * math.cos(angle), cell.centre_y + radius * math.sin(angle), rng.uniform(0.9, 2.2))
         image = blend(image, np.array([0.93, 0.91, 0.94]), soft_alpha(vacuole) * 0.7)
     distance = _indented_nucleus(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius * rng.uniform(0.55, 0.68), rng.uniform(0.6, 0.82),
-        float(_mix(0.2, 0.5, cell.typicality)) + rng.uniform(-0.08, 0.1), rng.uniform(0.35, 0.5),
+        rng,
+        cell.nucleus_x,
+        cell.nucleus_y,
+        cell.radius * rng.uniform(0.55, 0.68),
+        rng.uniform(0.6, 0.82),
+        float(_mix(0.2, 0.5, cell.typicality)) + rng.uniform(-0.08, 0.1),
+        rng.uniform(0.35, 0.5),
     )
     image, _ = _paint_nucleus(image, rng, distance, PALE_NUCLEUS_COLOUR * 0.92, 0.1)
     return image
@@ -264,12 +301,25 @@ def _ig(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> np.ndarray:
     """Fine lilac granules and a large oval nucleus with a shallow indentation; atypical ones
     are deeply indented like monocytes."""
     image = _paint_granules(
-        image, rng, cell.centre_x, cell.centre_y, cell.radius, cell.alpha,
-        int(_mix(40.0, 200.0, cell.typicality) * rng.uniform(0.7, 1.2)), 0.55, np.array([0.66, 0.46, 0.70]), 0.55,
+        image,
+        rng,
+        cell.centre_x,
+        cell.centre_y,
+        cell.radius,
+        cell.alpha,
+        int(_mix(40.0, 200.0, cell.typicality) * rng.uniform(0.7, 1.2)),
+        0.55,
+        np.array([0.66, 0.46, 0.70]),
+        0.55,
     )
     distance = _indented_nucleus(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius * rng.uniform(0.58, 0.72), rng.uniform(0.68, 0.9),
-        float(_mix(0.45, 0.18, cell.typicality)) + rng.uniform(-0.08, 0.08), rng.uniform(0.3, 0.45),
+        rng,
+        cell.nucleus_x,
+        cell.nucleus_y,
+        cell.radius * rng.uniform(0.58, 0.72),
+        rng.uniform(0.68, 0.9),
+        float(_mix(0.45, 0.18, cell.typicality)) + rng.uniform(-0.08, 0.08),
+        rng.uniform(0.3, 0.45),
     )
     image, _ = _paint_nucleus(image, rng, distance, PALE_NUCLEUS_COLOUR * 0.9, 0.1)
     return image
@@ -279,8 +329,13 @@ def _erythroblast(image: np.ndarray, rng: np.random.Generator, cell: _Cell) -> n
     """A small, very dense, round nucleus; atypical ones are larger with a less condensed
     nucleus, like a lymphocyte."""
     distance = random_blob(
-        rng, cell.nucleus_x, cell.nucleus_y, cell.radius * float(_mix(0.72, 0.58, cell.typicality)) * rng.uniform(0.88, 1.12),
-        rng.uniform(0.9, 1.0), rng.uniform(0.0, np.pi), 0.04,
+        rng,
+        cell.nucleus_x,
+        cell.nucleus_y,
+        cell.radius * float(_mix(0.72, 0.58, cell.typicality)) * rng.uniform(0.88, 1.12),
+        rng.uniform(0.9, 1.0),
+        rng.uniform(0.0, np.pi),
+        0.04,
     )
     nucleus_colour = _mix(DENSE_NUCLEUS_COLOUR * 1.1, DENSE_NUCLEUS_COLOUR * 0.85, cell.typicality)
     image, _ = _paint_nucleus(image, rng, distance, nucleus_colour, 0.08, opacity=0.97)
@@ -326,9 +381,7 @@ def _draw_white_cell(
     cell_radius = float(_mix(rng.uniform(13.0, 18.0), typical_radius, t))
     cytoplasm_colour = _mix(neutral_cytoplasm, typical_cytoplasm, t) * rng.uniform(0.95, 1.05, size=3).astype(np.float32)
 
-    cell_distance = random_blob(
-        rng, centre_x, centre_y, cell_radius, rng.uniform(0.82, 1.0), cell_angle, 0.06
-    )
+    cell_distance = random_blob(rng, centre_x, centre_y, cell_radius, rng.uniform(0.82, 1.0), cell_angle, 0.06)
     cell_alpha = soft_alpha(cell_distance, 1.0)
     image = blend(image, cytoplasm_colour, cell_alpha * rng.uniform(0.82, 0.95))
 
@@ -341,9 +394,7 @@ def _draw_white_cell(
     return _DRAW_INTERIOR[class_name](image, rng, cell)
 
 
-def _draw_platelets(
-    image: np.ndarray, rng: np.random.Generator, centre_x: float, centre_y: float, typicality: float = 1.0
-) -> np.ndarray:
+def _draw_platelets(image: np.ndarray, rng: np.random.Generator, centre_x: float, centre_y: float, typicality: float = 1.0) -> np.ndarray:
     """Draws one to three small granular purple platelet fragments near the centre.
 
     Atypical platelets form a bigger clump that can be mistaken for a small nucleus.
@@ -358,9 +409,7 @@ def _draw_platelets(
             radius = float(_mix(rng.uniform(5.0, 8.0), rng.uniform(3.5, 6.0), typicality))
         else:
             radius = rng.uniform(2.0, 4.0)
-        distance = random_blob(
-            rng, fragment_x, fragment_y, radius, rng.uniform(0.6, 1.0), rng.uniform(0.0, np.pi), 0.3
-        )
+        distance = random_blob(rng, fragment_x, fragment_y, radius, rng.uniform(0.6, 1.0), rng.uniform(0.0, np.pi), 0.3)
         # A pale lilac halo with a dark granular centre.
         image = blend(image, np.array([0.72, 0.62, 0.82]), soft_alpha(distance + 1.0) * 0.6)
         image, _ = _paint_nucleus(image, rng, distance - 0.8, NUCLEUS_COLOUR, 0.3, opacity=0.9)
@@ -416,4 +465,3 @@ def render_cells(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for position, label in enumerate(labels):
         images[position] = _render_one_cell(int(label), rng)
     return images
-

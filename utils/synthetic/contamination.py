@@ -97,8 +97,7 @@ def make_contaminants(pictures, copies_per_picture: int, number_of_classes: int,
     return np.stack(images), labels, np.array(modifications), np.array(sources)
 
 
-def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24,
-                seed: int = 0) -> dict:
+def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24, seed: int = 0) -> dict:
     """Mixes cells with contaminants and shuffles them.
 
     Args:
@@ -134,8 +133,7 @@ def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_
     }
 
 
-def build_benchmark(data, seed: int = 0, cells_per_class: int = 420, pictures=HELD_OUT_PICTURES,
-                    copies_per_picture: int = 24) -> dict:
+def build_benchmark(data, seed: int = 0, cells_per_class: int = 420, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24) -> dict:
     """Builds the benchmark: a stratified sample of the real folder `data` (templates left out) plus contaminants.
 
     Returns:
@@ -181,17 +179,15 @@ def load_tile_cells(data, seed: int = 0, cells_per_class: int = 420, tiles_per_c
     in_sample = {file for files in _sample_files(data, cells_per_class, seed) for file in files}
     rest = [[file for file in files if file not in in_sample] for files in _sample_files(data)]
     rng = np.random.default_rng(seed + 3)
-    chosen = [
-        [files[i] for i in sorted(rng.choice(len(files), min(tiles_per_class, len(files)), replace=False))]
-        for files in rest
-    ]
+    chosen = [[files[i] for i in sorted(rng.choice(len(files), min(tiles_per_class, len(files)), replace=False))] for files in rest]
     images, _ = _read_files(chosen)
     copied = {index for group in exact_duplicate_groups(images) for index in group}
     return images[[index for index in range(len(images)) if index not in copied]]
 
 
-def contaminate_with_fields(cell_images, cell_labels, tile_cells, *, fields: int = 240, seed: int = 0,
-                            layouts=FIELD_LAYOUTS, stains=tuple(STAINS)) -> dict:
+def contaminate_with_fields(
+    cell_images, cell_labels, tile_cells, *, fields: int = 240, seed: int = 0, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)
+) -> dict:
     """Mixes cells with smear fields from another microscope (`make_smear_fields`) and shuffles them.
 
     Args:
@@ -227,8 +223,9 @@ def contaminate_with_fields(cell_images, cell_labels, tile_cells, *, fields: int
     }
 
 
-def build_field_benchmark(data, seed: int = 0, cells_per_class: int = 420, fields: int = 240,
-                          layouts=FIELD_LAYOUTS, stains=tuple(STAINS)) -> dict:
+def build_field_benchmark(
+    data, seed: int = 0, cells_per_class: int = 420, fields: int = 240, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)
+) -> dict:
     """Builds the smear-field benchmark: `build_benchmark`'s cell sample plus fields from other real cells.
 
     The cells are the same stratified sample as `build_benchmark`'s for the
@@ -241,5 +238,4 @@ def build_field_benchmark(data, seed: int = 0, cells_per_class: int = 420, field
     cell_images, cell_labels = load_folder(data, max_per_class=cells_per_class, seed=seed)
     cell_images, cell_labels = without_templates(cell_images, cell_labels)
     tiles = load_tile_cells(data, seed=seed, cells_per_class=cells_per_class)
-    return contaminate_with_fields(cell_images, cell_labels, tiles, fields=fields, seed=seed, layouts=layouts,
-                                   stains=stains)
+    return contaminate_with_fields(cell_images, cell_labels, tiles, fields=fields, seed=seed, layouts=layouts, stains=stains)

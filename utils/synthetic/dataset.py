@@ -133,18 +133,14 @@ def _check_arguments(n_images, outlier_fraction) -> tuple[int, float]:
         raise ValueError(f"n_images must be an integer, got {n_images!r}.")
     if n_images < MINIMUM_IMAGES:
         raise ValueError(
-            f"n_images must be at least {MINIMUM_IMAGES} so that every class and every kind of "
-            f"planted outlier fits, got {n_images}."
+            f"n_images must be at least {MINIMUM_IMAGES} so that every class and every kind of planted outlier fits, got {n_images}."
         )
     try:
         outlier_fraction = float(outlier_fraction)
     except (TypeError, ValueError):
         raise ValueError(f"outlier_fraction must be a number, got {outlier_fraction!r}.") from None
     if not np.isfinite(outlier_fraction) or not 0.0 <= outlier_fraction <= MAXIMUM_OUTLIER_FRACTION:
-        raise ValueError(
-            f"outlier_fraction must be a number between 0 and {MAXIMUM_OUTLIER_FRACTION}, "
-            f"got {outlier_fraction!r}."
-        )
+        raise ValueError(f"outlier_fraction must be a number between 0 and {MAXIMUM_OUTLIER_FRACTION}, got {outlier_fraction!r}.")
     return int(n_images), outlier_fraction
 
 
@@ -213,8 +209,9 @@ class _Items:
         return SyntheticDataset(images=images, labels=labels, planted=planted)
 
 
-def _plant_duplicates(items: _Items, cell_images, cell_labels, same_label_extras, same_label_sizes,
-                      conflicting_sizes, rng: np.random.Generator) -> None:
+def _plant_duplicates(
+    items: _Items, cell_images, cell_labels, same_label_extras, same_label_sizes, conflicting_sizes, rng: np.random.Generator
+) -> None:
     """Adds same-label copies (the source is kept) and conflicting-label copies (all dropped)."""
     class_count = len(CLASS_NAMES)
     # Sources of duplicate groups are distinct clean cells.
@@ -263,9 +260,7 @@ def _plant_non_cell_pictures(items: _Items, plan: _PlantPlan, rng: np.random.Gen
     items.groups.append(group)
     within_picture = make_non_cell_picture("shapes", rng)
     within_label = int(rng.integers(0, class_count))
-    items.groups.append(
-        [items.add(within_picture, within_label, "out of distribution", "") for _ in range(plan.within_class_copies)]
-    )
+    items.groups.append([items.add(within_picture, within_label, "out of distribution", "") for _ in range(plan.within_class_copies)])
     kinds = list(NON_CELL_PICTURE_KINDS)
     for index in range(plan.single_pictures):
         picture = make_non_cell_picture(kinds[index % len(kinds)], rng)

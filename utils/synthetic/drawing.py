@@ -67,9 +67,7 @@ def circle_distance(centre_x: float, centre_y: float, radius: float) -> np.ndarr
     return float(radius) - np.sqrt((GRID_X - float(centre_x)) ** 2 + (GRID_Y - float(centre_y)) ** 2)
 
 
-def segment_distance(
-    start: tuple[float, float], end: tuple[float, float], half_width: float
-) -> np.ndarray:
+def segment_distance(start: tuple[float, float], end: tuple[float, float], half_width: float) -> np.ndarray:
     """Signed distance of a thick line segment (a capsule)."""
     start_x, start_y = float(start[0]), float(start[1])
     end_x, end_y = float(end[0]), float(end[1])
@@ -100,9 +98,7 @@ def random_blob(
 
 def smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to unit standard deviation."""
-    noise = ndimage.gaussian_filter(
-        rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32), sigma, mode="wrap"
-    )
+    noise = ndimage.gaussian_filter(rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32), sigma, mode="wrap")
     return noise / (noise.std() + 1e-6)
 
 
@@ -132,9 +128,6 @@ def granule_field(
     return np.clip(field / (0.55 * peak), 0.0, 1.0)
 
 
-
-
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Converts a float image in [0, 1] to `uint8` with rounding."""
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-

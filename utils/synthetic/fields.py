@@ -74,8 +74,7 @@ STAINS = {
     # A more eosinophilic (redder) stain under a white lamp.
     "red": Stain(((0.6, 0.8), (1.1, 1.4), (0.9, 1.1)), (1.1, 1.4), (1.0, 0.98, 0.98), (1.0, 1.15), (0.3, 0.9)),
     # A weak, faded stain: pale, greyish cells on a grey-white background.
-    "faded": Stain(((0.45, 0.65), (0.45, 0.65), (0.45, 0.65)), (0.6, 0.8), (0.94, 0.94, 0.95), (0.8, 0.95),
-                   (0.5, 1.2)),
+    "faded": Stain(((0.45, 0.65), (0.45, 0.65), (0.45, 0.65)), (0.6, 0.8), (0.94, 0.94, 0.95), (0.8, 0.95), (0.5, 1.2)),
     # The usual stain under a tungsten lamp without white balance: yellow background.
     "tungsten": Stain(((0.9, 1.1), (0.9, 1.1), (0.9, 1.1)), (0.9, 1.1), (1.0, 0.88, 0.66), (0.9, 1.05), (0.3, 0.9)),
 }
@@ -88,6 +87,7 @@ HELD_OUT_LAYOUTS = ("3x3", "window")
 
 # Tiles overlap by this fraction of their side; the overlap is feathered.
 TILE_OVERLAP = 0.25
+
 
 def _feather(size: int, ramp: int) -> np.ndarray:
     """A 1-D weight that rises from almost 0 to 1 over `ramp` pixels at both ends."""
@@ -161,9 +161,7 @@ def restain(image: np.ndarray, stain: Stain, rng: np.random.Generator) -> np.nda
     return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0.0))
 
 
-def make_smear_field(
-    tiles: np.ndarray, layout: str, stain: str, rng: np.random.Generator, size: int = 96
-) -> np.ndarray:
+def make_smear_field(tiles: np.ndarray, layout: str, stain: str, rng: np.random.Generator, size: int = 96) -> np.ndarray:
     """Makes one smear field from the given tiles.
 
     Args:
@@ -200,9 +198,7 @@ def _tiles_per_side(layout: str) -> int:
     return sides[layout]
 
 
-def make_smear_fields(
-    cells: np.ndarray, count: int, rng: np.random.Generator, *, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)
-) -> dict:
+def make_smear_fields(cells: np.ndarray, count: int, rng: np.random.Generator, *, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)) -> dict:
     """Makes `count` smear fields from tiles drawn (with replacement) from `cells`.
 
     The fields cycle through every (layout, stain) pair, so each pair gets

@@ -109,9 +109,7 @@ def make_near_copy(image: np.ndarray, modification: str, rng: np.random.Generato
         the input.
     """
     if modification not in _MODIFY:
-        raise ValueError(
-            f"Unknown near-copy modification {modification!r}; choose one of {', '.join(NEAR_COPY_MODIFICATIONS)}."
-        )
+        raise ValueError(f"Unknown near-copy modification {modification!r}; choose one of {', '.join(NEAR_COPY_MODIFICATIONS)}.")
     result = _MODIFY[modification](image, rng)
     if np.array_equal(result, image):
         # Practically impossible, but a near copy must never be an exact copy.

@@ -98,9 +98,7 @@ def _picture_face(rng: np.random.Generator) -> np.ndarray:
     for side in (-1, 1):
         eye = circle_distance(centre_x + side * radius * 0.35, centre_y - radius * 0.25, radius * 0.12)
         image = blend(image, np.zeros(3, dtype=np.float32), soft_alpha(eye))
-    mouth_ring = np.minimum(
-        circle_distance(centre_x, centre_y, radius * 0.6), -circle_distance(centre_x, centre_y, radius * 0.5)
-    )
+    mouth_ring = np.minimum(circle_distance(centre_x, centre_y, radius * 0.6), -circle_distance(centre_x, centre_y, radius * 0.5))
     mouth = np.minimum(mouth_ring, GRID_Y - (centre_y + radius * 0.1))
     return blend(image, np.array([0.6, 0.1, 0.1], dtype=np.float32), soft_alpha(mouth))
 
@@ -128,9 +126,7 @@ def _picture_shapes(rng: np.random.Generator) -> np.ndarray:
             disc = circle_distance(rng.uniform(0, 96), rng.uniform(0, 96), rng.uniform(5, 25))
             image = blend(image, colour, soft_alpha(disc))
         else:
-            stripe = segment_distance(
-                tuple(rng.uniform(0, 96, size=2)), tuple(rng.uniform(0, 96, size=2)), rng.uniform(2, 6)
-            )
+            stripe = segment_distance(tuple(rng.uniform(0, 96, size=2)), tuple(rng.uniform(0, 96, size=2)), rng.uniform(2, 6))
             image = blend(image, colour, soft_alpha(stripe))
     return image
 
@@ -167,8 +163,6 @@ def make_non_cell_picture(kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind not in NON_CELL_PICTURE_KINDS:
         raise ValueError(f"Unknown picture kind {kind!r}; choose one of {sorted(NON_CELL_PICTURE_KINDS)}.")
     return to_uint8(np.clip(NON_CELL_PICTURE_KINDS[kind](rng), 0.0, 1.0))
-
-
 
 
 def sample_picture(name: str, size: int = IMAGE_SIZE) -> np.ndarray:
