@@ -27,6 +27,13 @@ def tiny_data(count: int = 64, seed: int = 0):
     return images, labels
 
 
+def cosine_phase(**overrides):
+    """Four epochs at batch 16, peak rate 0.01 after one warm-up epoch, no early stopping or plateaus."""
+    settings = dict(epochs=4, batch_size=16, learning_rate=1e-2, schedule="cosine", warmup_epochs=1, patience=None, reduce_lr_patience=None)
+    settings.update(overrides)
+    return train.Phase("train", **settings)
+
+
 def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
     curve = [train.cosine_learning_rate(p, 1e-3, 1e-5, epochs=10, warmup_epochs=2) for p in np.linspace(0, 10, 101)]
     assert curve[0] == pytest.approx(1e-4)
@@ -39,17 +46,8 @@ def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
 
 def test_cosine_phase_sets_the_rate_of_every_epoch_and_ignores_plateaus():
     x, y = tiny_data()
-    phase = train.Phase(
-        "train",
-        epochs=4,
-        batch_size=16,
-        learning_rate=1e-2,
-        schedule="cosine",
-        warmup_epochs=1,
-        min_lr=1e-4,
-        patience=None,
-        reduce_lr_patience=1,
-    )
+    # A plateau patience of 1 would halve the rate if the schedule let it.
+    phase = cosine_phase(min_lr=1e-4, reduce_lr_patience=1)
     record = train.train_phases(tiny_model(), (x, y), (x, y), [phase], seed=0, verbose=0)[0]
     rates = [row["lr"] for row in record["history"]]
     expected = [train.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, 1) for epoch in range(4)]
@@ -99,17 +97,7 @@ def test_killed_cosine_ema_phase_resumes_to_the_same_averaged_weights(tmp_path):
     x, y = tiny_data()
 
     def phase():
-        return train.Phase(
-            "train",
-            epochs=4,
-            batch_size=16,
-            learning_rate=1e-2,
-            schedule="cosine",
-            warmup_epochs=1,
-            ema_momentum=0.9,
-            patience=None,
-            reduce_lr_patience=None,
-        )
+        return cosine_phase(ema_momentum=0.9)
 
     reference_model = tiny_model()
     reference = train.train_phases(reference_model, (x, y), (x, y), [phase()], tmp_path / "reference", seed=0, verbose=0)[0]
