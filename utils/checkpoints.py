@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 
 import keras
 import numpy as np
+
+from utils.files import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
@@ -96,16 +97,7 @@ class CheckpointStore:
         return os.path.join(self.directory, name)
 
     def _atomic(self, name: str, write) -> str:
-        suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=self.directory)
-        os.close(handle)
-        try:
-            write(temp)
-            os.replace(temp, self.path(name))
-        except BaseException:
-            if os.path.exists(temp):
-                os.remove(temp)
-            raise
+        atomic_write(self.path(name), write)
         return name
 
     def write_weights(self, model, name: str) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from utils import config
+from utils.files import atomic_write, atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -232,10 +233,7 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     for name, array in arrays.items():
         if np.asarray(array).dtype == object:
             raise ValueError(f"Refusing to save the object array `{name}` to {path}: npz files here hold plain arrays only.")
-    temporary = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(temporary, **arrays)
-    os.replace(temporary, path)
-    return path
+    return atomic_write(path, lambda temporary: np.savez_compressed(temporary, **arrays))
 
 
 def stratified_split(labels: np.ndarray, validation_fraction: float = 0.1, seed: int = 42) -> dict[str, list[int]]:
@@ -260,12 +258,7 @@ def stratified_split(labels: np.ndarray, validation_fraction: float = 0.1, seed:
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
     """Writes JSON atomically (a half-written file never replaces a good one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value):
