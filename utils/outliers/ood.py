@@ -210,20 +210,11 @@ def ood_scores(
 
     # Full covariances in F dimensions need several hundred images each.
     components = max(1, min(n_components, len(fit_indices) // 600))
-    inliers = fit_indices
     # Multi-threaded BLAS is many times slower on these small matrices,
     # especially on a busy machine, so the mixture runs on one thread.
     with threadpool_limits(limits=1, user_api="blas"):
         scores, inliers = _trimmed_mixture_scores(
-            standardized,
-            fit_indices,
-            components,
-            min_weight,
-            reg_covar,
-            trim_fraction,
-            trim_rounds,
-            max_fit_samples,
-            seed,
+            standardized, fit_indices, components, min_weight, reg_covar, trim_fraction, trim_rounds, max_fit_samples, seed
         )
     inlier_scores = scores[inliers]
     quantile = np.quantile(inlier_scores, threshold_quantile)
@@ -232,15 +223,7 @@ def ood_scores(
 
 
 def _trimmed_mixture_scores(
-    standardized,
-    fit_indices,
-    components,
-    min_weight,
-    reg_covar,
-    trim_fraction,
-    trim_rounds,
-    max_fit_samples,
-    seed,
+    standardized, fit_indices, components, min_weight, reg_covar, trim_fraction, trim_rounds, max_fit_samples, seed
 ):
     """Fits the trimmed mixture and returns all scores and the last inliers."""
     from sklearn.mixture import GaussianMixture

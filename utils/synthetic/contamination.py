@@ -97,6 +97,26 @@ def make_contaminants(pictures, copies_per_picture: int, number_of_classes: int,
     return np.stack(images), labels, np.array(modifications), np.array(sources)
 
 
+def _mix_and_shuffle(cell_images, cell_labels, contaminant_images, contaminant_labels, modifications, sources, seed: int) -> dict:
+    """Appends contaminants to cells and shuffles both with `seed` (the dict of `contaminate`).
+
+    `modifications` and `sources` describe the contaminants; cells get "real cell" in both.
+    """
+    images = np.concatenate([cell_images, contaminant_images])
+    labels = np.concatenate([cell_labels, contaminant_labels])
+    is_contaminant = np.r_[np.zeros(len(cell_images), bool), np.ones(len(contaminant_images), bool)]
+    modifications = np.r_[np.array(["real cell"] * len(cell_images)), modifications]
+    sources = np.r_[np.array(["real cell"] * len(cell_images)), sources]
+    order = np.random.default_rng(seed).permutation(len(images))
+    return {
+        "images": images[order],
+        "labels": labels[order],
+        "is_contaminant": is_contaminant[order],
+        "modifications": modifications[order],
+        "sources": sources[order],
+    }
+
+
 def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24, seed: int = 0) -> dict:
     """Mixes cells with contaminants and shuffles them.
 
@@ -118,19 +138,7 @@ def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_
     contaminant_images, contaminant_labels, modifications, sources = make_contaminants(
         pictures, copies_per_picture, number_of_classes, seed=seed + 1, size=cell_images.shape[1]
     )
-    images = np.concatenate([cell_images, contaminant_images])
-    labels = np.concatenate([cell_labels, contaminant_labels])
-    is_contaminant = np.r_[np.zeros(len(cell_images), bool), np.ones(len(contaminant_images), bool)]
-    modifications = np.r_[np.array(["real cell"] * len(cell_images)), modifications]
-    sources = np.r_[np.array(["real cell"] * len(cell_images)), sources]
-    order = np.random.default_rng(seed + 2).permutation(len(images))
-    return {
-        "images": images[order],
-        "labels": labels[order],
-        "is_contaminant": is_contaminant[order],
-        "modifications": modifications[order],
-        "sources": sources[order],
-    }
+    return _mix_and_shuffle(cell_images, cell_labels, contaminant_images, contaminant_labels, modifications, sources, seed + 2)
 
 
 def build_benchmark(data, seed: int = 0, cells_per_class: int = 420, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24) -> dict:
@@ -208,19 +216,8 @@ def contaminate_with_fields(
     rng = np.random.default_rng(seed + 1)
     made = make_smear_fields(tile_cells, fields, rng, layouts=layouts, stains=stains)
     field_labels = rng.integers(0, int(cell_labels.max()) + 1, size=fields)
-    images = np.concatenate([cell_images, made["images"]])
-    labels = np.concatenate([cell_labels, field_labels])
-    is_contaminant = np.r_[np.zeros(len(cell_images), bool), np.ones(fields, bool)]
-    modifications = np.r_[np.array(["real cell"] * len(cell_images)), np.char.add(made["layouts"], " field")]
-    sources = np.r_[np.array(["real cell"] * len(cell_images)), np.char.add(made["stains"], " stain")]
-    order = np.random.default_rng(seed + 2).permutation(len(images))
-    return {
-        "images": images[order],
-        "labels": labels[order],
-        "is_contaminant": is_contaminant[order],
-        "modifications": modifications[order],
-        "sources": sources[order],
-    }
+    field_modifications, field_sources = np.char.add(made["layouts"], " field"), np.char.add(made["stains"], " stain")
+    return _mix_and_shuffle(cell_images, cell_labels, made["images"], field_labels, field_modifications, field_sources, seed + 2)
 
 
 def build_field_benchmark(
