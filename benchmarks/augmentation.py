@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from utils import augment, models, synthetic
+    from utils import augment, finetune, models, synthetic
 
     augment.resolve_policy(arguments.policy, "--policy")
     random = np.random.default_rng(arguments.seed)
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         spec = models.model_spec(kind="transfer", backbone=arguments.model, image_size=96)
     model = models.build_model(spec, weights=None, seed=arguments.seed)
     if arguments.model not in ("baseline", "resnet"):
-        models.set_batchnorm_momentum(model, 0.9)
+        finetune.set_batchnorm_momentum(model, 0.9)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     # Built once, as in training: each `fit` below is one fresh, reshuffled pass (one epoch).

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from utils import finetune
 from utils import models as M
 
 pytestmark = [
@@ -113,9 +114,9 @@ def test_resnet_caffe_preprocessing_flips_channels_and_subtracts_mean():
     y = probe.predict(x, verbose=0)[0, 0, 0]
     np.testing.assert_allclose(y, [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-5)
     # It stays frozen whatever the phase.
-    M.set_fine_tune(model, 10)
+    finetune.set_fine_tune(model, 10)
     assert not layer.trainable
-    M.freeze_backbone(model, trainable=True)
+    finetune.freeze_backbone(model, trainable=True)
     assert not layer.trainable
 
 
@@ -132,7 +133,7 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
     spec = M.model_spec("transfer", backbone="EfficientNetB0", image_size=SMALL, head_units=32, note="x")
     model = M.build_model(spec, seed=0)
     # Move BN statistics away from their init so that they must be saved too.
-    for layer in M.get_backbone(model).layers:
+    for layer in finetune.get_backbone(model).layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, dtype="float32"))
     weights_path, spec_path = M.save_model(model, spec, tmp_path / "models", "02_test")
@@ -180,17 +181,17 @@ def test_spec_rejects_unknown_kind_and_backbone():
 
 def test_freeze_and_fine_tune():
     model = M.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=16)
-    backbone = M.get_backbone(model)
+    backbone = finetune.get_backbone(model)
     head = [layer for layer in model.layers if layer.name not in (M.BACKBONE_NAME, "image", "resize")]
 
-    M.freeze_backbone(model, trainable=False)
+    finetune.freeze_backbone(model, trainable=False)
     assert all(not layer.trainable for layer in backbone.layers)
     assert all(layer.trainable for layer in head)
     head_weight_count = sum(len(layer.trainable_weights) for layer in head)
     assert len(model.trainable_weights) == head_weight_count
 
     frozen = 40
-    M.set_fine_tune(model, frozen)
+    finetune.set_fine_tune(model, frozen)
     for index, layer in enumerate(backbone.layers):
         if isinstance(layer, keras.layers.BatchNormalization) or index < frozen:
             assert not layer.trainable, layer.name
@@ -200,16 +201,16 @@ def test_freeze_and_fine_tune():
     assert any(layer.trainable_weights for layer in backbone.layers[frozen:])
     assert not any(layer.trainable_weights for layer in backbone.layers[:frozen])
 
-    M.set_fine_tune(model, 0, freeze_batchnorm=False)
+    finetune.set_fine_tune(model, 0, freeze_batchnorm=False)
     assert all(layer.trainable for layer in backbone.layers)
     with pytest.raises(ValueError, match="frozen_layers"):
-        M.set_fine_tune(model, len(backbone.layers) + 1)
+        finetune.set_fine_tune(model, len(backbone.layers) + 1)
 
 
 def test_report_freeze_count_is_well_defined_for_v2s():
     model = M.build_transfer_model("EfficientNetV2S", image_size=SMALL, head_units=16)
-    M.set_fine_tune(model, 124)
-    backbone = M.get_backbone(model)
+    finetune.set_fine_tune(model, 124)
+    backbone = finetune.get_backbone(model)
     assert len(backbone.layers) > 124
     assert all(not layer.trainable for layer in backbone.layers[:124])
     assert backbone.layers[124].trainable or isinstance(backbone.layers[124], keras.layers.BatchNormalization)
@@ -279,7 +280,7 @@ def test_set_batchnorm_momentum_reaches_nested_backbone_layers():
     model = M.build_model(M.model_spec(kind="transfer", backbone="MobileNetV2", image_size=32))
     batchnorms = [layer for layer in M._walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert {layer.momentum for layer in batchnorms} >= {0.999}  # The application's own setting.
-    assert M.set_batchnorm_momentum(model, 0.9) == len(batchnorms)
+    assert finetune.set_batchnorm_momentum(model, 0.9) == len(batchnorms)
     assert {layer.momentum for layer in batchnorms} == {0.9}
     with pytest.raises(ValueError, match="momentum"):
-        M.set_batchnorm_momentum(model, 1.5)
+        finetune.set_batchnorm_momentum(model, 1.5)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from utils import corruptions, data, evaluate, models, recipe, synthetic, train, tta
+from utils import corruptions, data, evaluate, finetune, models, recipe, synthetic, train, tta
 
 
 def tiny_split(per_class: int = 8, seed: int = 0) -> data.TrainingSplit:
@@ -87,7 +87,7 @@ def test_recipe_phases_follow_the_weights(fresh_keras_session):
     head, fine_tune = recipe.phases(pretrained, model)
     assert (head.trainable, head.batch_size) == ("head", 48)
     assert (fine_tune.trainable, fine_tune.batch_size) == ("fine_tune", 16)
-    assert fine_tune.frozen_layers == round(0.5 * len(models.get_backbone(model).layers))
+    assert fine_tune.frozen_layers == round(0.5 * len(finetune.get_backbone(model).layers))
     assert recipe.phases(pretrained.replace(frozen_layers=124), model)[1].frozen_layers == 124
 
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from utils import finetune
 from utils import models as M
 from utils import train as T
 
@@ -286,7 +287,7 @@ def _worker(directory: str, stage: str) -> None:
         "epochs": [[row["epoch"] for row in r["history"]] for r in results],
         "resumed_at": [r["resumed_at_epoch"] for r in results],
         "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-        "frozen_backbone_layers": sum(not layer.trainable for layer in M.get_backbone(model).layers),
+        "frozen_backbone_layers": sum(not layer.trainable for layer in finetune.get_backbone(model).layers),
     }
     print("RESULT " + json.dumps(summary), flush=True)
 

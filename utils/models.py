@@ -1,8 +1,9 @@
 """Model builders shared by the notebooks and the Codabench submission (Keras only).
 
-This module imports only `keras`, `numpy` and the standard library, and uses only Keras APIs that
-also exist in Keras 3.4 (the platform runs TensorFlow 2.17 + Keras 3.4.1), so the same file can ship
-inside the submission zip. No custom layer classes, no Lambda layers.
+This module imports only `keras`, `numpy` and the standard library at module level (`save_model`,
+suite-only, imports `utils.files` when called), and uses only Keras APIs that also exist in Keras 3.4
+(the platform runs TensorFlow 2.17 + Keras 3.4.1), so the same file can ship inside the submission
+zip. No custom layer classes, no Lambda layers.
 
 Every model takes raw RGB images, (N, 96, 96, 3), float or uint8 values in 0-255, and does its own
 resizing and preprocessing inside, so callers never preprocess.
@@ -17,9 +18,8 @@ Layout of a transfer model (`build_transfer_model`):
     keras.Model: a keras.applications network, include_top=False) -> GAP -> Dense -> BN -> Dropout
     -> Dense(units // 2) -> BN -> Dropout -> Dense(num_classes, softmax)
 
-The backbone stays ONE nested sub-model named "backbone", so "freeze the first N layers" means the
-first N entries of `model.get_layer("backbone").layers` (its InputLayer is index 0), as in the
-usual Keras fine-tuning recipe (`base_model.layers[:N]`); the report froze 124 of EfficientNetV2S.
+The backbone stays ONE nested sub-model named "backbone"; freezing it, fine-tuning it and BatchNorm
+momentum live in `utils.finetune` (training only, not shipped in the zip).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -310,24 +309,6 @@ def _refresh_normalization(model) -> None:
             layer.finalize_state()
 
 
-def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
-    """Sets the moving-average momentum of every BatchNormalization layer (nested ones too).
-
-    keras.applications use 0.99-0.999, values meant for fine-tuning pretrained statistics. Trained
-    from scratch, their moving statistics lag thousands of steps behind the weights, so inference
-    (validation) stays at chance while the training accuracy climbs. Call before compiling.
-    Returns the number of layers changed.
-    """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"BatchNormalization momentum must be in [0, 1), got {momentum}.")
-    changed = 0
-    for layer in _walk_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = float(momentum)
-            changed += 1
-    return changed
-
-
 def _walk_layers(model):
     for layer in model.layers:
         yield layer
@@ -384,7 +365,7 @@ def build_transfer_model(
     `weights`: None (random init), "imagenet" (downloaded by Keras into ~/.keras/models/;
     raises WeightsUnavailableError when that fails), or a path to a local weights file for the
     backbone (a keras.applications "notop" .h5). The model is returned with everything trainable;
-    use `freeze_backbone` / `set_fine_tune` before compiling.
+    use `utils.finetune.freeze_backbone` / `set_fine_tune` before compiling.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
@@ -404,59 +385,6 @@ def build_transfer_model(
         x = keras.layers.Dropout(dropout, name=f"head_dropout{index + 1}")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{backbone}")
-
-
-# --------------------------------------------------------------------------------------------
-# Freezing
-# --------------------------------------------------------------------------------------------
-def get_backbone(model: keras.Model) -> keras.Model | None:
-    """The nested "backbone" sub-model, or None (baseline CNN)."""
-    for layer in model.layers:
-        if layer.name == BACKBONE_NAME:
-            return layer
-    return None
-
-
-def _set_head_trainable(model: keras.Model) -> None:
-    for layer in model.layers:
-        if layer.name == BACKBONE_NAME:
-            continue
-        # The fixed caffe preprocessing conv always stays frozen.
-        layer.trainable = layer.name != PREPROCESS_LAYER_NAME
-
-
-def freeze_backbone(model: keras.Model, trainable: bool = False) -> keras.Model:
-    """Phase 1 (trainable=False): the whole backbone frozen (its BN layers then run in inference
-    mode), head trainable. trainable=True makes everything trainable (training from scratch).
-    Recompile afterwards."""
-    _set_head_trainable(model)
-    base = get_backbone(model)
-    if base is None:
-        if not trainable:
-            raise ValueError(f"Model {model.name!r} has no {BACKBONE_NAME!r} sub-model to freeze.")
-        return model
-    base.trainable = bool(trainable)
-    return model
-
-
-def set_fine_tune(model: keras.Model, frozen_layers: int, freeze_batchnorm: bool = True) -> keras.Model:
-    """Phase 2: backbone trainable except its first `frozen_layers` layers (index into
-    `model.get_layer("backbone").layers`, InputLayer included) and, with freeze_batchnorm, every
-    BatchNormalization layer of the backbone (kept in inference mode, the usual recipe for
-    pretrained weights; pass False when training from scratch). Head trainable. Recompile
-    afterwards."""
-    base = get_backbone(model)
-    if base is None:
-        raise ValueError(f"Model {model.name!r} has no {BACKBONE_NAME!r} sub-model to fine-tune.")
-    frozen_layers = int(frozen_layers)
-    if not 0 <= frozen_layers <= len(base.layers):
-        raise ValueError(f"frozen_layers must be in [0, {len(base.layers)}] for this backbone (got {frozen_layers}).")
-    _set_head_trainable(model)
-    base.trainable = True
-    for index, layer in enumerate(base.layers):
-        frozen = index < frozen_layers or (freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization))
-        layer.trainable = not frozen
-    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,20 +499,6 @@ def build_from_spec(spec: dict) -> keras.Model:
     return build_model(spec, weights=None)
 
 
-def _atomic_write_bytes(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-
-
 def save_model(model: keras.Model, spec: dict, directory, name: str) -> tuple[str, str]:
     """Write `<directory>/<name>.weights.h5` and `<directory>/<name>.json` (the spec), each
     atomically. Returns the two paths."""
@@ -598,14 +512,10 @@ def save_model(model: keras.Model, spec: dict, directory, name: str) -> tuple[st
     if getattr(model, "optimizer", None) is not None:
         to_save = build_from_spec(spec)
         to_save.set_weights(model.get_weights())
-    _atomic_write_bytes(weights_path, lambda p: to_save.save_weights(p))
-    text = json.dumps(spec, indent=2, sort_keys=True)
+    from utils.files import atomic_write, atomic_write_text  # suite-only: the submission zip never saves
 
-    def write_json(p):
-        with open(p, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-
-    _atomic_write_bytes(spec_path, write_json)
+    atomic_write(weights_path, lambda p: to_save.save_weights(p))
+    atomic_write_text(spec_path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return weights_path, spec_path
 
 

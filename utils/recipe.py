@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils import augment, models, train
+from utils import augment, finetune, models, train
 
 # Models of the suite's own that always train from scratch, in one phase.
 SCRATCH_MODELS = ("baseline", "resnet")
@@ -108,7 +108,7 @@ def build(recipe: Recipe, seed: int | None = None):
     )
     model = models.build_model(spec, weights=recipe.weights, seed=seed)
     if recipe.weights is None:
-        models.set_batchnorm_momentum(model, recipe.scratch_bn_momentum)
+        finetune.set_batchnorm_momentum(model, recipe.scratch_bn_momentum)
     return model, spec
 
 
@@ -129,7 +129,7 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
         ]
     frozen_layers = recipe.frozen_layers
     if frozen_layers is None:
-        frozen_layers = int(round(recipe.frozen_fraction * len(models.get_backbone(model).layers)))
+        frozen_layers = int(round(recipe.frozen_fraction * len(finetune.get_backbone(model).layers)))
     return [
         train.Phase(
             "transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common

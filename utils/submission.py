@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from utils import config, evaluate, tta
+from utils.files import atomic_write
 
 TEMPLATE = config.REPO_ROOT / "submission" / "model.py"
 CHECK_SCRIPT = Path(__file__).with_name("submission_check.py")
@@ -123,17 +124,18 @@ def package(
         "batch_size": int(batch_size),
         "class_names": list(config.CLASS_NAMES),
     }
-    temporary = zip_path.with_name(zip_path.name + ".partial")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.write(TEMPLATE, "model.py")
-        for target, source in SHARED_MODULES.items():
-            archive.write(source, target)
-        archive.writestr("submission.json", json.dumps(settings, indent=2) + "\n")
-        for member in settings["members"]:
-            for suffix in (".json", ".weights.h5"):
-                archive.write(paths.models_dir / f"{member['name']}{suffix}", f"{member['name']}{suffix}")
-    os.replace(temporary, zip_path)
-    return zip_path
+
+    def write(temporary: str) -> None:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(TEMPLATE, "model.py")
+            for target, source in SHARED_MODULES.items():
+                archive.write(source, target)
+            archive.writestr("submission.json", json.dumps(settings, indent=2) + "\n")
+            for member in settings["members"]:
+                for suffix in (".json", ".weights.h5"):
+                    archive.write(paths.models_dir / f"{member['name']}{suffix}", f"{member['name']}{suffix}")
+
+    return atomic_write(zip_path, write)
 
 
 def validate(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from utils import finetune
 from utils import models as M
 from utils.checkpoints import (  # noqa: F401  (CHECKPOINT_FILE and current_learning_rate are part of this module's API)
     CHECKPOINT_FILE,
@@ -163,11 +164,11 @@ def report_phases(
 
 def configure_trainable(model, phase: Phase) -> None:
     if phase.trainable == "head":
-        M.freeze_backbone(model, trainable=False)
+        finetune.freeze_backbone(model, trainable=False)
     elif phase.trainable == "fine_tune":
-        M.set_fine_tune(model, phase.frozen_layers, freeze_batchnorm=phase.freeze_batchnorm)
+        finetune.set_fine_tune(model, phase.frozen_layers, freeze_batchnorm=phase.freeze_batchnorm)
     else:
-        M.freeze_backbone(model, trainable=True)
+        finetune.freeze_backbone(model, trainable=True)
 
 
 # --------------------------------------------------------------------------------------------
