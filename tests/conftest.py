@@ -18,7 +18,7 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"
 def make_arrays(count_per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random uint8 images and balanced labels in the challenge's format."""
     rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(config.NUM_CLASSES), count_per_class)
+    labels = np.repeat(np.arange(config.CLASS_COUNT), count_per_class)
     images = rng.integers(0, 256, size=(len(labels), 96, 96, 3), dtype=np.uint8)
     return images, labels
 

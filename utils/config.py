@@ -22,8 +22,10 @@ DEFAULT_DATA_PATH = DATA_DIR / "training_set.npz"
 # The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
 SYNTHETIC_DATA = "synthetic"
 
-IMAGE_SIZE = 96
-NUM_CLASSES = 8
+# The data's side in pixels and the number of classes. The same names in utils/models.py, which the
+# submission zip carries alone, so it keeps its own copy. `image_size` elsewhere is what a model resizes to.
+INPUT_SIZE = 96
+CLASS_COUNT = 8
 CLASS_NAMES = (
     "basophil",
     "eosinophil",

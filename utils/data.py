@@ -108,20 +108,20 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, *, source: str) -> t
     labels = check_labels(labels, len(images), source=source)
     if len(labels) == 0:
         raise DataError(f"{source}: holds no images; point --data at the full training set.")
-    bad = (labels < 0) | (labels >= config.NUM_CLASSES)
+    bad = (labels < 0) | (labels >= config.CLASS_COUNT)
     if bad.any():
         raise DataError(
             f"{source}: {int(bad.sum())} labels are outside 0-7 (e.g. {int(labels[bad][0])} at row "
             f"{int(np.flatnonzero(bad)[0])}); fix or drop those rows."
         )
-    counts = np.bincount(labels, minlength=config.NUM_CLASSES)
+    counts = np.bincount(labels, minlength=config.CLASS_COUNT)
     if (counts == 0).any():
         missing = [config.CLASS_NAMES[k] for k in np.flatnonzero(counts == 0)]
         raise DataError(f"{source}: class(es) {', '.join(missing)} have no images; every one of the 8 classes needs examples.")
     return images, labels
 
 
-def check_images(images, *, source: str, size: int | None = config.IMAGE_SIZE, min_size: int = 1, convert: bool = True) -> np.ndarray:
+def check_images(images, *, source: str, size: int | None = config.INPUT_SIZE, min_size: int = 1, convert: bool = True) -> np.ndarray:
     """Checks an RGB image array of shape (N, H, W, 3) and returns it as uint8.
 
     `size` fixes H and W (None: any size of at least `min_size`). With `convert`, a numeric array
@@ -172,7 +172,7 @@ def list_image_folder(folder: str | os.PathLike) -> tuple[list[str], list[list[P
     """Returns the sorted class-folder names and, per class, its sorted image files; checks the structure."""
     folder = Path(folder)
     class_dirs = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    if len(class_dirs) != config.NUM_CLASSES:
+    if len(class_dirs) != config.CLASS_COUNT:
         raise DataError(
             f"{folder}: has {len(class_dirs)} class folders ({', '.join(d.name for d in class_dirs) or 'none'}) "
             f"but needs exactly 8, one per class, whose sorted names are labels 0-7."
@@ -190,7 +190,7 @@ def list_image_folder(folder: str | os.PathLike) -> tuple[list[str], list[list[P
     return [d.name for d in class_dirs], files_per_class
 
 
-def read_image(path: str | os.PathLike, size: int = config.IMAGE_SIZE) -> np.ndarray:
+def read_image(path: str | os.PathLike, size: int = config.INPUT_SIZE) -> np.ndarray:
     """Reads one image as RGB, centre-crops it to a square and resizes it with Lanczos to size x size."""
     from PIL import Image, UnidentifiedImageError
 

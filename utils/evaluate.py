@@ -21,7 +21,7 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np
     return tta.predict_probabilities([model], images, ["identity"], batch_size)
 
 
-def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int = config.NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int = config.CLASS_COUNT) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(true_labels, int), np.asarray(predicted_labels, int)), 1)

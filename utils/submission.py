@@ -218,7 +218,7 @@ def reference_images(run_dir: str | os.PathLike | None, limit: int = 512, seed: 
             return images[validation], None
     from utils import synthetic
 
-    return synthetic.render_cells(np.arange(64) % config.NUM_CLASSES, np.random.default_rng(seed)), None
+    return synthetic.render_cells(np.arange(64) % config.CLASS_COUNT, np.random.default_rng(seed)), None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,7 @@ from utils.synthetic.dataset import (
     SyntheticDataset,
     make_synthetic_dataset,
 )
-from utils.synthetic.drawing import IMAGE_SIZE
+from utils.synthetic.drawing import INPUT_SIZE
 from utils.synthetic.modifications import NEAR_COPY_MODIFICATIONS, make_near_copy
 from utils.synthetic.pictures import (
     HELD_OUT_PICTURES,
@@ -78,7 +78,7 @@ from utils.synthetic.pictures import (
 __all__ = [
     "CLASS_NAMES",
     "HELD_OUT_PICTURES",
-    "IMAGE_SIZE",
+    "INPUT_SIZE",
     "MAXIMUM_OUTLIER_FRACTION",
     "MINIMUM_IMAGES",
     "NEAR_COPY_MODIFICATIONS",

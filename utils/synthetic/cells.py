@@ -19,7 +19,7 @@ import numpy as np
 
 from utils.config import CLASS_NAMES
 from utils.synthetic.drawing import (
-    IMAGE_SIZE,
+    INPUT_SIZE,
     blend,
     circle_distance,
     granule_field,
@@ -322,8 +322,8 @@ def _draw_platelets(image: np.ndarray, rng: np.random.Generator, centre_x: float
 
 def _render_one_cell(label: int, rng: np.random.Generator) -> np.ndarray:
     """Renders one clean picture of class `label` as a `uint8` array."""
-    centre_x = IMAGE_SIZE / 2.0 + rng.normal(0.0, 2.5)
-    centre_y = IMAGE_SIZE / 2.0 + rng.normal(0.0, 2.5)
+    centre_x = INPUT_SIZE / 2.0 + rng.normal(0.0, 2.5)
+    centre_y = INPUT_SIZE / 2.0 + rng.normal(0.0, 2.5)
     image = draw_background(rng)
     # Now and then part of another white cell shows at the edge of the field,
     # for every class alike, as in real smears.
@@ -333,8 +333,8 @@ def _render_one_cell(label: int, rng: np.random.Generator) -> np.ndarray:
             image,
             int(rng.integers(0, 7)),
             rng,
-            IMAGE_SIZE / 2.0 + 50.0 * np.cos(edge_angle),
-            IMAGE_SIZE / 2.0 + 50.0 * np.sin(edge_angle),
+            INPUT_SIZE / 2.0 + 50.0 * np.cos(edge_angle),
+            INPUT_SIZE / 2.0 + 50.0 * np.sin(edge_angle),
         )
     # How textbook-like this cell looks: most cells are typical, a minority
     # drift towards a neighbouring class (see `_draw_white_cell`).
@@ -365,7 +365,7 @@ def render_cells(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise ValueError(f"labels must be a one-dimensional array, got shape {labels.shape}.")
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
         raise ValueError(f"labels must lie in 0..{len(CLASS_NAMES) - 1}, got values outside that range.")
-    images = np.empty((len(labels), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    images = np.empty((len(labels), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     for position, label in enumerate(labels):
         images[position] = _render_one_cell(int(label), rng)
     return images

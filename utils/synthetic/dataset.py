@@ -16,7 +16,7 @@ import pandas as pd
 from utils.config import CLASS_NAMES
 from utils.outliers.policy import REASONS
 from utils.synthetic.cells import render_cells
-from utils.synthetic.drawing import IMAGE_SIZE
+from utils.synthetic.drawing import INPUT_SIZE
 from utils.synthetic.modifications import NEAR_COPY_MODIFICATIONS, make_near_copy
 from utils.synthetic.pictures import NON_CELL_PICTURE_KINDS, make_non_cell_picture
 
@@ -183,7 +183,7 @@ class _Items:
             positions[group] = np.sort(positions[group])
             group_of_item[group] = group_id
 
-        images = np.empty((item_count, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        images = np.empty((item_count, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
         labels = np.empty(item_count, dtype=np.int64)
         images[positions] = np.stack(self.images)
         labels[positions] = np.array(self.labels, dtype=np.int64)

@@ -14,11 +14,11 @@ import math
 import numpy as np
 from scipy import ndimage
 
-IMAGE_SIZE = 96
+from utils.config import INPUT_SIZE
 
 # The coordinate grid shared by all drawing functions: row (y) and column (x)
 # of every pixel, as float32 so that the arithmetic stays fast.
-GRID_Y, GRID_X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
+GRID_Y, GRID_X = np.mgrid[0:INPUT_SIZE, 0:INPUT_SIZE].astype(np.float32)
 
 
 def soft_alpha(signed_distance: np.ndarray, softness: float = 0.8) -> np.ndarray:
@@ -98,7 +98,7 @@ def random_blob(
 
 def smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to unit standard deviation."""
-    noise = ndimage.gaussian_filter(rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32), sigma, mode="wrap")
+    noise = ndimage.gaussian_filter(rng.standard_normal((INPUT_SIZE, INPUT_SIZE)).astype(np.float32), sigma, mode="wrap")
     return noise / (noise.std() + 1e-6)
 
 
@@ -115,13 +115,13 @@ def granule_field(
     Granule centres are splatted into a grid and blurred, which is much
     cheaper than measuring the distance from every pixel to every granule.
     """
-    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    field = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
     if count <= 0:
         return field
     distance = radius * np.sqrt(rng.uniform(0.0, 1.0, size=count))
     angle = rng.uniform(0.0, 2.0 * np.pi, size=count)
-    rows = np.clip(np.round(centre_y + distance * np.sin(angle)), 0, IMAGE_SIZE - 1).astype(int)
-    columns = np.clip(np.round(centre_x + distance * np.cos(angle)), 0, IMAGE_SIZE - 1).astype(int)
+    rows = np.clip(np.round(centre_y + distance * np.sin(angle)), 0, INPUT_SIZE - 1).astype(int)
+    columns = np.clip(np.round(centre_x + distance * np.cos(angle)), 0, INPUT_SIZE - 1).astype(int)
     np.add.at(field, (rows, columns), 1.0)
     field = ndimage.gaussian_filter(field, granule_sigma)
     peak = 1.0 / (2.0 * np.pi * granule_sigma**2)

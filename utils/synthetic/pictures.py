@@ -16,7 +16,7 @@ from scipy import ndimage
 from utils.synthetic.drawing import (
     GRID_X,
     GRID_Y,
-    IMAGE_SIZE,
+    INPUT_SIZE,
     blend,
     circle_distance,
     segment_distance,
@@ -54,14 +54,14 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 def _picture_text(rng: np.random.Generator) -> np.ndarray:
     """Dark 'words' in lines on light paper, like a photographed page."""
-    image = np.ones((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32) * rng.uniform(0.85, 1.0)
+    image = np.ones((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32) * rng.uniform(0.85, 1.0)
     ink = _random_colour(rng) * 0.3
     line_height = int(rng.integers(7, 12))
-    for top in range(int(rng.integers(3, 8)), IMAGE_SIZE - line_height, line_height + int(rng.integers(2, 5))):
+    for top in range(int(rng.integers(3, 8)), INPUT_SIZE - line_height, line_height + int(rng.integers(2, 5))):
         left = int(rng.integers(3, 10))
-        while left < IMAGE_SIZE - 8:
+        while left < INPUT_SIZE - 8:
             width = int(rng.integers(4, 20))
-            image[top : top + line_height - 3, left : min(left + width, IMAGE_SIZE - 3)] = ink
+            image[top : top + line_height - 3, left : min(left + width, INPUT_SIZE - 3)] = ink
             left += width + int(rng.integers(3, 6))
     return image
 
@@ -81,9 +81,9 @@ def _picture_gradient(rng: np.random.Generator) -> np.ndarray:
     """A linear or radial gradient between two random colours."""
     if rng.uniform() < 0.5:
         angle = rng.uniform(0.0, 2.0 * np.pi)
-        position = (GRID_X * np.cos(angle) + GRID_Y * np.sin(angle)) / IMAGE_SIZE
+        position = (GRID_X * np.cos(angle) + GRID_Y * np.sin(angle)) / INPUT_SIZE
     else:
-        position = np.hypot(GRID_X - rng.uniform(0, 96), GRID_Y - rng.uniform(0, 96)) / IMAGE_SIZE
+        position = np.hypot(GRID_X - rng.uniform(0, 96), GRID_Y - rng.uniform(0, 96)) / INPUT_SIZE
     position = (position - position.min()) / (np.ptp(position) + 1e-6)
     first, second = _random_colour(rng), _random_colour(rng)
     return first * (1.0 - position[..., None]) + second * position[..., None]
@@ -91,7 +91,7 @@ def _picture_gradient(rng: np.random.Generator) -> np.ndarray:
 
 def _picture_face(rng: np.random.Generator) -> np.ndarray:
     """A cartoon smiley face on a coloured background."""
-    image = np.broadcast_to(_random_colour(rng), (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
+    image = np.broadcast_to(_random_colour(rng), (INPUT_SIZE, INPUT_SIZE, 3)).copy()
     centre_x, centre_y = 48 + rng.normal(0, 3), 48 + rng.normal(0, 3)
     radius = rng.uniform(30.0, 40.0)
     image = blend(image, np.array([0.98, 0.85, 0.15], dtype=np.float32), soft_alpha(circle_distance(centre_x, centre_y, radius)))
@@ -105,7 +105,7 @@ def _picture_face(rng: np.random.Generator) -> np.ndarray:
 
 def _picture_noise(rng: np.random.Generator) -> np.ndarray:
     """Colour noise, either raw or smoothed into 'plasma' clouds."""
-    noise = rng.uniform(0.0, 1.0, size=(IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
+    noise = rng.uniform(0.0, 1.0, size=(INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
     if rng.uniform() < 0.5:
         noise = ndimage.gaussian_filter(noise, sigma=(rng.uniform(2.0, 8.0),) * 2 + (0.0,))
         noise = (noise - noise.min()) / (np.ptp(noise) + 1e-6)
@@ -114,7 +114,7 @@ def _picture_noise(rng: np.random.Generator) -> np.ndarray:
 
 def _picture_shapes(rng: np.random.Generator) -> np.ndarray:
     """Random rectangles, discs and stripes in flat colours."""
-    image = np.broadcast_to(_random_colour(rng), (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
+    image = np.broadcast_to(_random_colour(rng), (INPUT_SIZE, INPUT_SIZE, 3)).copy()
     for _ in range(int(rng.integers(3, 8))):
         kind = rng.integers(0, 3)
         colour = _random_colour(rng)
@@ -165,7 +165,7 @@ def make_non_cell_picture(kind: str, rng: np.random.Generator) -> np.ndarray:
     return to_uint8(np.clip(NON_CELL_PICTURE_KINDS[kind](rng), 0.0, 1.0))
 
 
-def sample_picture(name: str, size: int = IMAGE_SIZE) -> np.ndarray:
+def sample_picture(name: str, size: int = INPUT_SIZE) -> np.ndarray:
     """Loads a scikit-image sample picture as a centre-cropped RGB square.
 
     Args:

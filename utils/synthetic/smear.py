@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from utils.synthetic.drawing import GRID_X, GRID_Y, IMAGE_SIZE, blend, soft_alpha
+from utils.synthetic.drawing import GRID_X, GRID_Y, INPUT_SIZE, blend, soft_alpha
 
 BACKGROUND_COLOUR = np.array([0.955, 0.895, 0.845], dtype=np.float32)
 RED_CELL_COLOUR = np.array([0.80, 0.63, 0.67], dtype=np.float32)
@@ -76,7 +76,7 @@ def draw_background(rng: np.random.Generator) -> np.ndarray:
 
     # Paste the sprites into a padded canvas so that cells can hang over the edge.
     margin = 32
-    canvas = np.zeros((IMAGE_SIZE + 2 * margin, IMAGE_SIZE + 2 * margin), dtype=np.float32)
+    canvas = np.zeros((INPUT_SIZE + 2 * margin, INPUT_SIZE + 2 * margin), dtype=np.float32)
     for centre_x, centre_y, choice in zip(centres_x[visible], centres_y[visible], sprite_choice[visible]):
         sprite = RED_CELL_SPRITES[choice]
         half = sprite.shape[0] // 2
