@@ -218,9 +218,14 @@ def build_compact_resnet(
     if image_size and int(image_size) != int(input_size):
         x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
-    if input_norm != "fixed":
-        axes = [1, 2, 3] if input_norm == "per_image" else [1, 2]
-        x = keras.layers.LayerNormalization(axis=axes, center=False, scale=False, epsilon=1e-5, name=f"{input_norm}_norm")(x)
+    if input_norm == "per_image":
+        x = keras.layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False, epsilon=1e-5, name="per_image_norm")(x)
+    elif input_norm == "per_channel":
+        # Normalised axes must be the trailing ones under PyTorch (torch.layer_norm), so the channels
+        # go first for the normalisation and back after it.
+        x = keras.layers.Permute((3, 1, 2), name="channels_first")(x)
+        x = keras.layers.LayerNormalization(axis=[2, 3], center=False, scale=False, epsilon=1e-5, name="per_channel_norm")(x)
+        x = keras.layers.Permute((2, 3, 1), name="channels_last")(x)
     x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
