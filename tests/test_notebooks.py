@@ -208,7 +208,6 @@ def test_sweep_table_schema_and_values(smoke_run):
 
 def test_submission_zip_is_packaged_and_validated(smoke_run):
     out_dir, _ = smoke_run
-    assert (out_dir / "submission.zip").stat().st_size > 100_000
     checks = pd.read_csv(out_dir / "tables" / "06_submission_checks.csv")
     assert (checks["agreement"] >= 0.995).all()
     assert "suite" in set(checks["environment"])
@@ -223,8 +222,15 @@ def test_submission_zip_is_packaged_and_validated(smoke_run):
     assert set(recommended["tta_views"]) <= set(smoke_parameters()["FINAL_TTA_VIEWS"])
     with zipfile.ZipFile(out_dir / "submission.zip") as archive:
         settings = json.loads(archive.read("submission.json"))
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
     assert settings["tta_views"] == recommended["tta_views"]
     assert [member["name"] for member in settings["members"]] == [m.replace(":", "_") for m in recommended["members"]]
+    # The code, and every member's weights and spec, byte for byte as the run saved them.
+    assert {"model.py", "bloodcell_models.py", "bloodcell_tta.py", "submission.json"} <= set(sizes)
+    for member in settings["members"]:
+        for suffix in (".weights.h5", ".json"):
+            saved = out_dir / "models" / f"{member['name']}{suffix}"
+            assert sizes[f"{member['name']}{suffix}"] == saved.stat().st_size > 0
 
 
 def test_augmentation_study_tables_and_figures(smoke_run):
