@@ -172,28 +172,17 @@ def headline_study(run_dir: Path, metrics: dict) -> list[tuple]:
             ("Models trained", count(len(metrics["models"]), "models") if isinstance(metrics.get("models"), dict) else None),
         ]
     )
-    columns = [
-        "study",
-        "policy",
-        "optimizer",
-        "image_size",
-        "clean_accuracy",
-        "clean_macro_f1",
-        "corrupted_accuracy",
-        "worst_kind",
-        "worst_kind_accuracy",
-        "epochs_run",
-        "seconds_per_epoch",
-    ]
+    # The study's own columns (utils.study.COLUMNS), less the model name (one per study) and total seconds.
+    hidden = ("model", "training_seconds")
     study = run_dir / "tables" / "04_study.csv"
     if study.exists():
         blocks += [
             ("paragraph", "**One-factor study** (policies, then optimizers, then input sizes; clean and corrupted validation images):")
         ]
-        blocks += formatted_table(study, columns)
+        blocks += formatted_table(study, exclude=hidden)
     else:
         for stem, what in (("04_policies", "Augmentation policies"), ("04_optimizers", "Optimizers"), ("04_image_sizes", "Input sizes")):
-            table = formatted_table(run_dir / "tables" / f"{stem}.csv", columns)
+            table = formatted_table(run_dir / "tables" / f"{stem}.csv", exclude=hidden)
             if table:
                 blocks += [("paragraph", f"**{what}:**")] + table
     return blocks

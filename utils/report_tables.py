@@ -68,12 +68,13 @@ COLUMN_FORMATS = {
 }
 
 
-def formatted_table(path: Path, columns: list[str] | None = None, source: str | None = None) -> list[tuple]:
-    """A CSV of the run folder as a table block with readable headers and units; [] if missing."""
+def formatted_table(path: Path, columns: list[str] | None = None, source: str | None = None, exclude: tuple = ()) -> list[tuple]:
+    """A CSV of the run folder as a table block with readable headers and units (`columns`, or all
+    of the file's but `exclude`); [] if missing."""
     header, rows = read_csv(path)
     if not header:
         return []
-    chosen = [name for name in (columns or header) if name in header]
+    chosen = [name for name in (columns or header) if name in header and name not in exclude]
     positions = [header.index(name) for name in chosen]
     labels = [COLUMN_FORMATS.get(name, (name.replace("_", " "), None))[0] for name in chosen]
     body = []
