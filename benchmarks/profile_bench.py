@@ -83,10 +83,11 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
     seconds = [item.get("seconds") or 0 for item in state.get("notebooks", [])]
     rows.append(("run_minutes", round(sum(seconds) / 60, 2), "minutes"))
     rows.append(("notebooks", [item["name"] for item in state.get("notebooks", [])], "names"))
-    checks = read("06_submission").get("checks", [])
+    submission = read("06_submission")
+    checks = submission.get("checks", [])
     for check in checks if isinstance(checks, list) else []:
         rows.append((f"submission_images_per_second_{check.get('environment')}", check.get("images_per_second"), "images/s"))
-    rows.append(("submission_tta_views", len(read("06_submission").get("tta_views", [])), "views"))
+    rows.append(("submission_tta_views", len(submission.get("tta_views", [])), "views"))
     return rows
 
 
