@@ -45,6 +45,9 @@ import random
 
 import keras
 import numpy as np
+from keras.src.utils.backend_utils import DynamicBackend
+
+from utils.augment_fused import FUSED_LAYERS, UNIFORM_NOISE_HALF_WIDTH, UniformNoise
 
 LABEL_MIXING_LAYERS = ("CutMix", "MixUp")
 LAYERS = (
@@ -76,6 +79,11 @@ LAYERS = (
     "CutMix",
     "MixUp",
     "GridMask",
+    # The suite's own, several Keras steps in one operation (utils.augment_fused):
+    "FusedGeometry",
+    "FusedColor",
+    "UniformNoise",
+    "EraseRectangle",
 )
 RESERVED_KEYS = ("layer", "probability")
 PIXEL_MAX = 255.0
@@ -130,6 +138,61 @@ _HARSHER_COLOUR = {
 POLICIES["robust_colour"] = [{**spec, **_HARSHER_COLOUR.get(spec["layer"], {})} for spec in POLICIES["robust"]]
 
 
+def _fused(policy: list[dict]) -> list[dict]:
+    """The same policy with its flips, rotation, translation and zoom as one FusedGeometry layer, its
+    brightness, contrast, saturation and hue as one FusedColor layer (utils.augment_fused) and its Gaussian
+    noise as UniformNoise and its RandomErasing as EraseRectangle: same components, same probabilities and
+    strengths, one warp and one colour matrix per image instead of nine Keras layers."""
+    by_layer = {spec["layer"]: spec for spec in policy}
+    geometry = {"layer": "FusedGeometry", "fill_mode": "reflect"}
+    for component, layer, key in (
+        ("rotation", "RandomRotation", "factor"),
+        ("translation", "RandomTranslation", "height_factor"),
+        ("zoom", "RandomZoom", "height_factor"),
+    ):
+        geometry[component] = by_layer[layer][key]
+        geometry[f"{component}_probability"] = by_layer[layer].get("probability", 1.0)
+    colour = {"layer": "FusedColor"}
+    for component, layer in (
+        ("brightness", "RandomBrightness"),
+        ("contrast", "RandomContrast"),
+        ("saturation", "RandomSaturation"),
+        ("hue", "RandomHue"),
+    ):
+        colour[component] = by_layer[layer]["factor"]
+        colour[f"{component}_probability"] = by_layer[layer].get("probability", 1.0)
+    fused_layers = (
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomZoom",
+        "RandomBrightness",
+        "RandomContrast",
+        "RandomSaturation",
+        "RandomHue",
+    )
+    for spec in policy:
+        if spec["layer"] == "RandomFlip" and spec.get("probability", 1.0) == 1.0 and spec["mode"] in ("horizontal", "vertical"):
+            geometry[f"flip_{spec['mode']}"] = 0.5  # RandomFlip flips half of the images
+    flips_fused = [spec for spec in policy if spec["layer"] == "RandomFlip" and f"flip_{spec['mode']}" in geometry]
+    rest = [spec for spec in policy if spec["layer"] not in fused_layers and spec not in flips_fused]
+    # Uniform instead of normal noise of the same standard deviation: three times cheaper to draw.
+    rest = [{**spec, "layer": "UniformNoise"} if spec["layer"] == "GaussianNoise" else spec for spec in rest]
+    # One flat-coloured rectangle instead of RandomErasing's noise-filled one: a tenth of the cost.
+    rest = [
+        {"layer": "EraseRectangle", "scale": spec["scale"], "probability": spec.get("probability", 1.0)}
+        if spec["layer"] == "RandomErasing"
+        else spec
+        for spec in rest
+    ]
+    return [geometry, colour, *rest]
+
+
+# The robust policies computed faster (BENCHMARKS.md, "Augmentation throughput"): the colour components
+# follow Keras' HSV saturation and hue in range and sign but are their linear (RGB matrix) counterparts.
+POLICIES["robust_fused"] = _fused(POLICIES["robust"])
+POLICIES["robust_colour_fused"] = _fused(POLICIES["robust_colour"])
+
+
 # The corruption kinds (utils.corruptions) each policy imitates in training. Everything else is
 # "unseen": accuracy under those kinds estimates how a model does on corruptions nobody planned for.
 # Policies not listed see no corruption kind.
@@ -158,6 +221,8 @@ TRAINED_CORRUPTIONS: dict[str, tuple[str, ...]] = {
 
 
 TRAINED_CORRUPTIONS["robust_colour"] = TRAINED_CORRUPTIONS["robust"]
+TRAINED_CORRUPTIONS["robust_fused"] = TRAINED_CORRUPTIONS["robust"]
+TRAINED_CORRUPTIONS["robust_colour_fused"] = TRAINED_CORRUPTIONS["robust"]
 
 
 def seen_corruptions(policy) -> tuple[str, ...]:
@@ -180,8 +245,10 @@ def _build_layer(spec: dict, seed: int):
     arguments = {key: value for key, value in spec.items() if key not in RESERVED_KEYS}
     if spec["layer"] == "GridMask":
         return _import_keras_cv().layers.GridMask(seed=seed, **arguments)
-    layer_class = getattr(keras.layers, spec["layer"])
-    if spec["layer"] == "GaussianNoise" and isinstance(arguments.get("stddev"), (list, tuple)):
+    if spec["layer"] in FUSED_LAYERS:
+        return FUSED_LAYERS[spec["layer"]](**arguments)  # its draws come from the Augmenter's seeds
+    layer_class = UniformNoise if spec["layer"] == "UniformNoise" else getattr(keras.layers, spec["layer"])
+    if spec["layer"] in ("GaussianNoise", "UniformNoise") and isinstance(arguments.get("stddev"), (list, tuple)):
         low, high = (float(value) for value in arguments["stddev"])
         if not 0.0 <= low <= high:
             raise ValueError(f"stddev range {arguments['stddev']!r} must be [low, high] with 0 <= low <= high")
@@ -267,7 +334,8 @@ class Augmenter:
         images and `select(index, branches)` runs one of several functions."""
         if spec["layer"] == "RandAugment":
             return _rand_augment(layer, images, select), labels
-        if spec["layer"] == "GaussianNoise":
+        if spec["layer"] in ("GaussianNoise", "UniformNoise"):
+            distribution = "uniform" if spec["layer"] == "UniformNoise" else "normal"
             stddev = spec.get("stddev")
             if isinstance(stddev, (list, tuple)):
                 # Each image gets its own strength between the two ends: |z| / (1 + |z|) maps a standard
@@ -276,7 +344,7 @@ class Augmenter:
                 scale = (float(stddev[0]) + (float(stddev[1]) - float(stddev[0])) * draw / (1.0 + draw)) * PIXEL_MAX
             else:
                 scale = layer.stddev * PIXEL_MAX
-            return images + noise(images) * scale, labels
+            return images + noise(images, distribution) * scale, labels
         if spec["layer"] in LABEL_MIXING_LAYERS:
             mixed = layer({"images": images, "labels": labels})
             return mixed["images"], mixed["labels"]
@@ -286,11 +354,26 @@ class Augmenter:
         """Float images (B, H, W, 3) 0-255 and one-hot labels (B, classes) -> augmented NumPy float32 arrays."""
         images = np.array(images, dtype="float32")
         labels = _one_hot(labels, self.num_classes)
-        noise = lambda like: self.random.standard_normal(like.shape, dtype="float32")  # noqa: E731
+
+        def noise(like, distribution="normal"):
+            if distribution == "uniform":
+                return self.random.uniform(-UNIFORM_NOISE_HALF_WIDTH, UNIFORM_NOISE_HALF_WIDTH, like.shape).astype("float32")
+            return self.random.standard_normal(like.shape, dtype="float32")
+
         select = lambda index, branches: branches[int(keras.ops.convert_to_numpy(index))]()  # noqa: E731
+        uniform = lambda shape: self.random.random(shape, dtype="float32")  # noqa: E731
         for spec, layer in zip(self.specs, self.layers):
-            chosen = np.flatnonzero(self.random.random(len(images)) < spec.get("probability", 1.0))
+            wanted = self.random.random(len(images)) < spec.get("probability", 1.0)
+            if spec["layer"] in FUSED_LAYERS:
+                parameters = layer.draw(len(images), uniform, _NUMPY_BACKEND)
+                wanted = np.logical_and(wanted, parameters["active"])
+            chosen = np.flatnonzero(wanted)
             if chosen.size == 0:
+                continue
+            if spec["layer"] in FUSED_LAYERS:
+                subset = {name: keras.ops.convert_to_tensor(_single(np.asarray(value)[chosen])) for name, value in parameters.items()}
+                new_images = layer.transform(keras.ops.convert_to_tensor(images[chosen]), subset, DynamicBackend(keras.backend.backend()))
+                images[chosen] = np.clip(keras.ops.convert_to_numpy(new_images), 0.0, PIXEL_MAX)
                 continue
             arguments = (spec, layer, images[chosen], labels[chosen], noise, select)
             if spec["layer"] in PYTHON_RANDOM_LAYERS:
@@ -312,7 +395,12 @@ class Augmenter:
 
         choice_seed = tf.stack([batch_seed, tf.constant(2 * index, tf.int64)])
         noise_seed = tf.stack([batch_seed, tf.constant(2 * index + 1, tf.int64)])
-        noise = lambda like: tf.random.stateless_normal(tf.shape(like), noise_seed)  # noqa: E731
+
+        def noise(like, distribution="normal"):
+            if distribution == "uniform":
+                return tf.random.stateless_uniform(tf.shape(like), noise_seed, -UNIFORM_NOISE_HALF_WIDTH, UNIFORM_NOISE_HALF_WIDTH)
+            return tf.random.stateless_normal(tf.shape(like), noise_seed)
+
         select = lambda index, branches: tf.switch_case(tf.cast(index, tf.int32), branches)  # noqa: E731
 
         def run(subset_images, subset_labels):
@@ -327,6 +415,8 @@ class Augmenter:
             return tf.clip_by_value(tf.cast(new_images, tf.float32), 0.0, PIXEL_MAX), tf.cast(new_labels, tf.float32)
 
         probability = spec.get("probability", 1.0)
+        if spec["layer"] in FUSED_LAYERS:
+            return self._graph_fused(spec, layer, images, labels, choice_seed, noise_seed)
         if probability >= 1.0:
             return run(images, labels)
         chosen = tf.where(tf.random.stateless_uniform(tf.shape(images)[:1], choice_seed) < probability)
@@ -337,6 +427,48 @@ class Augmenter:
 
         # Some layers (RandAugment, AugMix) fail on an empty batch, so an empty choice skips the layer.
         return tf.cond(tf.size(chosen) > 0, apply, lambda: (images, labels))
+
+    def _graph_fused(self, spec, layer, images, labels, choice_seed, draw_seed):
+        """A fused layer in the graph: draw every image's parameters, transform only those that drew any."""
+        import tensorflow as tf
+
+        backend = DynamicBackend("tensorflow")
+        counter = iter(range(1000))
+        uniform = lambda shape: tf.random.stateless_uniform(shape, tf.stack([draw_seed[0], draw_seed[1] * 1000 + next(counter)]))  # noqa: E731
+        parameters = layer.draw(tf.shape(images)[0], uniform, backend)
+        wanted = tf.random.stateless_uniform(tf.shape(images)[:1], choice_seed) < spec.get("probability", 1.0)
+        chosen = tf.where(tf.logical_and(wanted, parameters["active"]))
+
+        def apply():
+            subset = {name: tf.gather_nd(value, chosen) for name, value in parameters.items()}
+            new_images = tf.clip_by_value(
+                tf.cast(layer.transform(tf.gather_nd(images, chosen), subset, backend), tf.float32), 0.0, PIXEL_MAX
+            )
+            return tf.tensor_scatter_nd_update(images, chosen, new_images)
+
+        return tf.cond(tf.size(chosen) > 0, apply, lambda: images), labels
+
+
+def _single(array: np.ndarray) -> np.ndarray:
+    """Float parameters in float32, as the images are."""
+    return array.astype("float32") if array.dtype.kind == "f" else array
+
+
+class _NumpyOps:
+    """The few array functions `draw` needs, for the eager path's NumPy draws."""
+
+    where = staticmethod(np.where)
+    ones_like = staticmethod(np.ones_like)
+    zeros_like = staticmethod(np.zeros_like)
+    logical_or = staticmethod(np.logical_or)
+    sqrt = staticmethod(np.sqrt)
+
+
+class _NumpyBackend:
+    numpy = _NumpyOps
+
+
+_NUMPY_BACKEND = _NumpyBackend()
 
 
 def _rand_augment(layer, images, select):

@@ -1,0 +1,158 @@
+"""The suite's fused augmentation layers (utils.augment_fused): each component does what its Keras
+counterpart does, on the eager path and inside tf.data, and the fused policies keep their promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils import augment, synthetic
+from utils.augment_fused import LUMA
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PATHS = ["eager", "tf.data"]
+
+
+@pytest.fixture(scope="module")
+def cells():
+    labels = np.arange(16) % 8
+    return synthetic.render_cells(labels, np.random.default_rng(3)).astype("float32"), labels
+
+
+def _apply(layer_spec, images, labels, path, seed=1):
+    policy = [layer_spec]
+    if path == "eager":
+        out, _ = augment.Augmenter(policy, seed=seed)(images, labels)
+        return out
+    batch, _ = next(iter(augment.training_dataset(images.astype("uint8"), labels, len(images), policy, seed=seed, shuffle=False)))
+    return np.asarray(batch)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_flips_alone_are_exact(cells, path):
+    images, labels = cells
+    images = np.rint(images)
+    horizontal = _apply({"layer": "FusedGeometry", "flip_horizontal": 1.0}, images, labels, path)
+    np.testing.assert_allclose(horizontal, images[:, :, ::-1], atol=1e-3)
+    both = _apply({"layer": "FusedGeometry", "flip_horizontal": 1.0, "flip_vertical": 1.0}, images, labels, path)
+    np.testing.assert_allclose(both, images[:, ::-1, ::-1], atol=1e-3)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_quarter_turn_is_a_rot90_and_translation_shifts(cells, path):
+    images, labels = cells
+    turned = _apply({"layer": "FusedGeometry", "rotation": [0.25, 0.25]}, images, labels, path)
+    errors = [np.abs(turned - np.rot90(images, k, axes=(1, 2))).mean() for k in (1, 3)]
+    assert min(errors) < 0.5, f"a quarter turn is no rot90 (mean errors {errors})"
+    shifted = _apply({"layer": "FusedGeometry", "translation": [0.125, 0.125]}, images, labels, path)
+    # +12.5 % of 96 px = 12 px down and right: output (y, x) shows input (y - 12, x - 12).
+    np.testing.assert_allclose(shifted[:, 12:, 12:], images[:, :-12, :-12], atol=1e-2)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_colour_components(cells, path):
+    images, labels = cells
+    brighter = _apply({"layer": "FusedColor", "brightness": [0.1, 0.1]}, images, labels, path)
+    np.testing.assert_allclose(brighter, np.clip(images + 25.5, 0, 255), atol=1e-2)
+    grey = _apply({"layer": "FusedColor", "saturation": [0.0, 0.0]}, images, labels, path)
+    luma = np.tensordot(images, np.asarray(LUMA), axes=([3], [0]))
+    for channel in range(3):
+        np.testing.assert_allclose(grey[..., channel], luma, atol=1e-2)
+    unchanged = _apply({"layer": "FusedColor", "saturation": [0.5, 0.5], "hue": [0.0, 0.0]}, images, labels, path)
+    np.testing.assert_allclose(unchanged, images, atol=1e-2)
+    flat = _apply({"layer": "FusedColor", "contrast": [-1.0, -1.0]}, images, labels, path)
+    np.testing.assert_allclose(flat, np.broadcast_to(images.mean(axis=(1, 2), keepdims=True), images.shape), atol=1e-2)
+    # A hue rotation turns colours about the grey axis: each pixel keeps its channel mean, and the colours change.
+    hue = _apply({"layer": "FusedColor", "hue": [0.5, 0.5]}, images, labels, path)
+    inside = (images.min(axis=-1) > 40) & (images.max(axis=-1) < 215)  # away from clipping
+    np.testing.assert_allclose(hue.mean(axis=-1)[inside], images.mean(axis=-1)[inside], atol=0.05)
+    assert np.abs(hue - images).mean() > 10
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_probabilities_decide_which_images_change(cells, path):
+    images, labels = cells
+    never = _apply({"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.0}, images, labels, path)
+    np.testing.assert_array_equal(never, images)
+    some = _apply({"layer": "FusedGeometry", "rotation": 0.5, "rotation_probability": 0.5}, images, labels, path)
+    changed = np.abs(some - images).reshape(len(images), -1).max(axis=1) > 1e-3
+    assert 0 < changed.sum() < len(images), f"rotation with probability 0.5 changed {changed.sum()} of {len(images)} images"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_uniform_noise_has_the_asked_standard_deviation(cells, path):
+    images, labels = cells
+    grey = np.full_like(images, 128.0)
+    noisy = _apply({"layer": "UniformNoise", "stddev": [0.1, 0.1]}, grey, labels, path)
+    assert abs((noisy - grey).std() - 25.5) < 0.5
+    assert np.abs(noisy - grey).max() <= 25.5 * np.sqrt(3.0) + 1e-3  # bounded: uniform, not normal
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_erase_rectangle_paints_one_flat_rectangle(cells, path):
+    images, labels = cells
+    erased = _apply({"layer": "EraseRectangle", "scale": [0.04, 0.09]}, images, labels, path)
+    for before, after in zip(images, erased):
+        rows, columns = np.nonzero(np.abs(after - before).max(axis=-1) > 1e-3)
+        assert rows.size > 0
+        height, width = rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+        assert 0.2 * 96 - 2 <= height <= 0.3 * 96 + 2 and 0.2 * 96 - 2 <= width <= 0.3 * 96 + 2
+        patch = after[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        assert np.ptp(patch.reshape(-1, 3), axis=0).max() < 1e-3, "the rectangle is not one flat colour"
+
+
+def test_fused_policies_mirror_their_sources():
+    for source, fused in (("robust", "robust_fused"), ("robust_colour", "robust_colour_fused")):
+        source_specs, fused_specs = augment.resolve_policy(source), augment.resolve_policy(fused)
+        assert len(fused_specs) == 5 < len(source_specs) == 12
+        by_layer = {spec["layer"]: spec for spec in source_specs}
+        geometry, colour = fused_specs[0], fused_specs[1]
+        assert geometry["rotation"] == by_layer["RandomRotation"]["factor"]
+        assert geometry["zoom_probability"] == by_layer["RandomZoom"]["probability"]
+        assert geometry["flip_horizontal"] == geometry["flip_vertical"] == 0.5
+        assert colour["brightness"] == by_layer["RandomBrightness"]["factor"]
+        assert colour["saturation_probability"] == by_layer["RandomSaturation"]["probability"]
+        assert augment.seen_corruptions(fused) == augment.seen_corruptions(source)
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ({"layer": "FusedColor", "hue": 0.1, "hue_probability": 1.5}, "hue_probability"),
+        ({"layer": "FusedColor", "saturation": [0.5, 1.5]}, "saturation"),
+        ({"layer": "FusedColor", "sharpness": 0.2}, "sharpness"),
+        ({"layer": "FusedGeometry"}, "at least one"),
+        ({"layer": "FusedGeometry", "rotation": 0.1, "fill_mode": "mirror"}, "fill_mode"),
+        ({"layer": "UniformNoise", "stddev": 2.0}, "stddev"),
+        ({"layer": "EraseRectangle", "scale": [0.3, 0.1]}, "scale"),
+    ],
+)
+def test_bad_fused_specs_fail_in_one_sentence(spec, words):
+    with pytest.raises(ValueError, match="AUGMENTATION") as error:
+        augment.resolve_policy([spec])
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_fused_policy_runs_eagerly_under_torch(tmp_path):
+    """The eager path (PyDataset without TensorFlow, and figure previews) under the torch backend."""
+    script = (
+        "import numpy as np, json\n"
+        "from utils import augment\n"
+        "images = np.random.default_rng(0).uniform(0, 255, (8, 96, 96, 3)).astype('float32')\n"
+        "out, labels = augment.Augmenter('robust_fused', seed=2)(images, np.arange(8))\n"
+        "changed = int((np.abs(out - images).max(axis=(1, 2, 3)) > 0).sum())\n"
+        "summary = {'shape': list(out.shape), 'dtype': str(out.dtype), 'changed': changed}\n"
+        "print(json.dumps({**summary, 'low': float(out.min()), 'high': float(out.max())}))\n"
+    )
+    environment = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["shape"] == [8, 96, 96, 3] and summary["dtype"] == "float32"
+    assert summary["changed"] >= 4 and summary["low"] >= 0.0 and summary["high"] <= 255.0

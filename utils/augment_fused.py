@@ -1,0 +1,296 @@
+"""Fused augmentation layers: several Keras preprocessing steps computed as one operation per image.
+
+On a 2-core machine the augmentation runs on the same cores as training, so every millisecond it takes
+per image is a millisecond of training lost (issue 7: augmented training must keep >= 90 % of plain
+training's speed). Keras' layers each resample the whole image: RandomRotation, RandomTranslation and
+RandomZoom warp it three times, RandomSaturation and RandomHue each convert it to HSV and back. The two
+layers here do the same work once:
+
+- `FusedGeometry`: rotation, translation and zoom, each drawn per image with its own probability,
+  composed into one affine matrix and applied with one warp (bilinear, reflected border), only to the
+  images that drew at least one of them.
+- `FusedColor`: brightness, contrast, saturation and hue, each drawn per image with its own
+  probability, composed into one 3x3 colour matrix and one offset per image (out = A @ pixel + b),
+  so the whole change is one matrix product per pixel. Saturation blends each pixel with its luma and
+  hue rotates colours about the grey axis: the linear counterparts of Keras' HSV operations, which
+  they follow in range and sign but not pixel for pixel. Only the final result is clipped to 0-255.
+
+A spec names the layer and its components, e.g.
+`{"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.3, "hue": 0.1, "hue_probability": 0.3}`.
+Each factor means what it means for the Keras layer of that name (`rotation` as RandomRotation's
+`factor`, a fraction of a full turn; `translation` as RandomTranslation's factors, a fraction of the
+side; `zoom` as RandomZoom's `height_factor`; `brightness`, `contrast`, `saturation`, `hue` as the
+factors of RandomBrightness, RandomContrast, RandomSaturation and RandomHue); a component left out is
+never applied. `utils.augment.Augmenter` draws the parameters (`draw`), picks the images that drew
+something, and calls `transform` on them only, with the backend's ops (TensorFlow inside tf.data).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PIXEL_MAX = 255.0
+# ITU-R BT.601 luma weights, the grey that saturation blends towards (as tf.image.rgb_to_grayscale).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _probability(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _symmetric_range(name: str, value, low_limit: float | None = None) -> tuple[float, float] | None:
+    """A factor as Keras layers take it: a number f means [-f, f], a pair is [low, high]."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(item, (int, float)) for item in value):
+        low, high = float(value[0]), float(value[1])
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        low, high = -float(value), float(value)
+    else:
+        raise ValueError(f"{name} must be a non-negative number f (meaning [-f, f]) or a pair [low, high], got {value!r}")
+    if low > high or (low_limit is not None and low < low_limit):
+        raise ValueError(
+            f"{name} range [{low}, {high}] must have low <= high" + (f" and low >= {low_limit}" if low_limit is not None else "")
+        )
+    return low, high
+
+
+class _FusedLayer:
+    """What the Augmenter needs of a fused layer: `components`, `draw` and `transform`."""
+
+    components: tuple[str, ...] = ()
+
+    def __init__(self, **arguments):
+        unknown = sorted(set(arguments) - set(self.arguments()))
+        if unknown:
+            raise TypeError(f"unknown argument(s) {', '.join(unknown)}; {type(self).__name__} takes {', '.join(self.arguments())}")
+        self.probabilities = {}
+        self.ranges = {}
+        for component in self.components:
+            self.ranges[component] = self._range(component, arguments.get(component))
+            self.probabilities[component] = _probability(f"{component}_probability", arguments.get(f"{component}_probability", 1.0))
+        if all(value is None for value in self.ranges.values()):
+            raise ValueError(f"{type(self).__name__} needs at least one of {', '.join(self.components)}")
+
+    @classmethod
+    def arguments(cls) -> tuple[str, ...]:
+        return tuple(cls.components) + tuple(f"{component}_probability" for component in cls.components) + cls.extra_arguments
+
+    extra_arguments: tuple[str, ...] = ()
+
+    def _range(self, component: str, value):
+        return _symmetric_range(component, value)
+
+    def draw(self, batch_size, uniform, backend) -> dict:
+        """Per-image parameters: for each component, its value where drawn and the identity elsewhere,
+        plus "active" (the images that drew at least one component). `uniform(shape)` gives U[0, 1)."""
+        numpy = backend.numpy
+        parameters, active = {}, None
+        for component in self.components:
+            value_range = self.ranges[component]
+            if value_range is None:
+                continue
+            draws = uniform((batch_size, 2))
+            applied = draws[:, 0] < self.probabilities[component]
+            low, high = value_range
+            value = self._value(component, low + (high - low) * draws[:, 1], backend)
+            parameters[component] = numpy.where(applied, value, self.identity[component] * numpy.ones_like(value))
+            active = applied if active is None else numpy.logical_or(active, applied)
+        parameters["active"] = active
+        return parameters
+
+    def _value(self, component, uniform_value, backend):
+        return uniform_value
+
+
+class FusedGeometry(_FusedLayer):
+    """Flips, rotation, translation and zoom as one affine warp per image (reflected border, bilinear).
+
+    `flip_horizontal` and `flip_vertical` are the probabilities of each flip (RandomFlip's is 0.5), so
+    they take no `_probability` of their own; a flip alone warps exactly (no interpolation)."""
+
+    components = ("rotation", "translation", "zoom")
+    flips = ("flip_horizontal", "flip_vertical")
+    extra_arguments = ("fill_mode", "flip_horizontal", "flip_vertical")
+
+    def __init__(self, fill_mode: str = "reflect", flip_horizontal: float = 0.0, flip_vertical: float = 0.0, **arguments):
+        if fill_mode not in ("reflect", "wrap", "nearest", "constant"):
+            raise ValueError(f"fill_mode must be 'reflect', 'wrap', 'nearest' or 'constant', got {fill_mode!r}")
+        self.fill_mode = fill_mode
+        self.flip_probabilities = {
+            "flip_horizontal": _probability("flip_horizontal", flip_horizontal),
+            "flip_vertical": _probability("flip_vertical", flip_vertical),
+        }
+        if any(self.flip_probabilities.values()) and not any(key in arguments for key in self.components):
+            arguments = {**arguments, "rotation": 0.0, "rotation_probability": 0.0}  # flips alone are a geometry too
+        super().__init__(**arguments)
+
+    def _range(self, component, value):
+        return _symmetric_range(component, value, low_limit=-0.9 if component == "zoom" else None)
+
+    def draw(self, batch_size, uniform, backend) -> dict:
+        numpy = backend.numpy
+        parameters, active = {}, None
+        for component in self.components:
+            value_range = self.ranges[component]
+            if value_range is None:
+                continue
+            draws = uniform((batch_size, 3))
+            applied = draws[:, 0] < self.probabilities[component]
+            low, high = value_range
+            # Translation draws its two axes independently from the same range, as RandomTranslation does.
+            names = ("translation_x", "translation_y") if component == "translation" else (component,)
+            for offset, name in enumerate(names):
+                value = low + (high - low) * draws[:, 1 + offset]
+                parameters[name] = numpy.where(applied, value, numpy.zeros_like(value))
+            active = applied if active is None else numpy.logical_or(active, applied)
+        for name, probability in self.flip_probabilities.items():
+            if probability > 0.0:
+                applied = uniform((batch_size,)) < probability
+                parameters[name] = numpy.where(applied, -1.0, 1.0)
+                active = numpy.logical_or(active, applied)
+        parameters["active"] = active
+        return parameters
+
+    def transform(self, images, parameters, backend):
+        numpy = backend.numpy
+        height, width = images.shape[1], images.shape[2]
+        zeros = numpy.zeros_like(parameters["active"], dtype="float32")
+        angle = parameters.get("rotation", zeros) * (2.0 * math.pi)
+        scale = 1.0 + parameters.get("zoom", zeros)
+        shift_x = parameters.get("translation_x", zeros) * float(width)
+        shift_y = parameters.get("translation_y", zeros) * float(height)
+        flip_x = parameters.get("flip_horizontal", zeros + 1.0)
+        flip_y = parameters.get("flip_vertical", zeros + 1.0)
+        cosine, sine = numpy.cos(angle) * scale, numpy.sin(angle) * scale
+        # Output pixel p reads input pixel R(angle) * scale * F * (p - centre) + centre - shift, where the
+        # diagonal F = (flip_x, flip_y) holds -1 for a flipped axis.
+        a0, a1, b0, b1 = cosine * flip_x, -sine * flip_y, sine * flip_x, cosine * flip_y
+        centre_x, centre_y = (float(width) - 1.0) / 2.0, (float(height) - 1.0) / 2.0
+        transform = numpy.stack(
+            [
+                a0,
+                a1,
+                centre_x - a0 * centre_x - a1 * centre_y - shift_x,
+                b0,
+                b1,
+                centre_y - b0 * centre_x - b1 * centre_y - shift_y,
+                zeros,
+                zeros,
+            ],
+            axis=1,
+        )
+        return backend.image.affine_transform(
+            images, transform, interpolation="bilinear", fill_mode=self.fill_mode, data_format="channels_last"
+        )
+
+
+class FusedColor(_FusedLayer):
+    """Brightness, contrast, saturation and hue as one colour matrix and offset per image."""
+
+    components = ("brightness", "contrast", "saturation", "hue")
+    identity = {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+
+    def _range(self, component, value):
+        if value is None:
+            return None
+        if component == "saturation":
+            # RandomSaturation's factor: f in [low, high] within [0, 1] multiplies saturation by f / (1 - f).
+            low, high = value if isinstance(value, (list, tuple)) else (value, value)
+            if not 0.0 <= float(low) <= float(high) <= 1.0:
+                raise ValueError(f"saturation must be a pair [low, high] within [0, 1], got {value!r}")
+            return float(low), float(high)
+        # Hue, like RandomHue's factor f, shifts by up to f / 2 of a turn, either way.
+        return _symmetric_range(component, value)
+
+    def _value(self, component, uniform_value, backend):
+        if component == "brightness":
+            return uniform_value * PIXEL_MAX
+        if component == "contrast":
+            return 1.0 + uniform_value
+        if component == "saturation":
+            return uniform_value / (1.0 - uniform_value + 1e-7)
+        return uniform_value * math.pi  # hue: f / 2 of a turn is f * pi radians
+
+    def transform(self, images, parameters, backend):
+        numpy = backend.numpy
+        ones = numpy.ones_like(parameters["active"], dtype="float32")
+        delta = parameters.get("brightness", 0.0 * ones)
+        contrast = parameters.get("contrast", ones)
+        saturation = parameters.get("saturation", ones)
+        angle = parameters.get("hue", 0.0 * ones)
+        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        identity = constant(np.eye(3))
+        luma_rows = constant(np.tile(LUMA, (3, 1)))  # each output channel reads the luma
+        # Saturation: s * pixel + (1 - s) * luma.
+        saturate = saturation[:, None, None] * identity + (1.0 - saturation)[:, None, None] * luma_rows
+        # Hue: rotation by `angle` about the grey axis u = (1, 1, 1) / sqrt(3) (Rodrigues' formula).
+        axis = np.full(3, 1.0 / math.sqrt(3.0))
+        cross = constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+        outer = constant(np.outer(axis, axis))
+        cosine, sine = numpy.cos(angle)[:, None, None], numpy.sin(angle)[:, None, None]
+        rotate = cosine * identity + sine * cross + (1.0 - cosine) * outer
+        colour = numpy.matmul(rotate, saturate)  # (B, 3, 3): saturation first, then hue
+        # Brightness adds delta; contrast scales about the (brightened) per-channel mean m + delta:
+        # c * (p + delta - m - delta) + m + delta = c * p + (1 - c) * m + delta; then the colour matrix.
+        mean = numpy.mean(images, axis=(1, 2))  # (B, 3)
+        offset = (1.0 - contrast)[:, None] * mean + delta[:, None]
+        matrix = contrast[:, None, None] * colour
+        bias = numpy.einsum("bij,bj->bi", colour, offset)
+        result = numpy.einsum("bhwj,bij->bhwi", images, matrix) + bias[:, None, None, :]
+        return numpy.clip(result, 0.0, PIXEL_MAX)
+
+
+# Uniform noise on [-sqrt(3), sqrt(3)] has a standard deviation of 1.
+UNIFORM_NOISE_HALF_WIDTH = math.sqrt(3.0)
+
+
+class UniformNoise:
+    """Additive noise of standard deviation `stddev` (a fraction of 255, or a [low, high] range drawn per
+    image, as the suite's GaussianNoise takes it) drawn from a uniform distribution instead of a normal one:
+    TensorFlow draws uniform numbers about 3 times faster than normal ones, and the augmentation runs on
+    the cores that train. The Augmenter applies it (see `utils.augment`); this holds the checked stddev."""
+
+    def __init__(self, stddev=0.1):
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0.0 <= stddev <= 1.0:
+            raise ValueError(f"stddev must be a number from 0 to 1 or a range [low, high] within it, got {stddev!r}")
+        self.stddev = float(stddev)
+
+
+class EraseRectangle:
+    """One rectangle per image painted in one random flat colour: an occluder (debris, a bubble's rim).
+
+    Its sides are drawn as RandomErasing draws them (each side is sqrt(u) of the image's side, u uniform in
+    `scale`), at a uniform position. RandomErasing fills with clipped normal noise drawn for the whole
+    batch, about 0.5 CPU-ms per erased image; a flat colour costs a tenth of that."""
+
+    def __init__(self, scale=(0.02, 0.1)):
+        if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and 0.0 <= float(scale[0]) <= float(scale[1]) <= 1.0):
+            raise ValueError(f"scale must be a pair [low, high] within [0, 1], got {scale!r}")
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def draw(self, batch_size, uniform, backend) -> dict:
+        numpy = backend.numpy
+        draws = uniform((batch_size, 7))
+        low, high = self.scale
+        sides = numpy.sqrt(low + (high - low) * draws[:, 0:2])  # (height, width) as fractions
+        starts = draws[:, 2:4] * (1.0 - sides)
+        return {"sides": sides, "starts": starts, "colour": draws[:, 4:7] * PIXEL_MAX, "active": draws[:, 0] >= 0.0}
+
+    def transform(self, images, parameters, backend):
+        numpy = backend.numpy
+        height, width = images.shape[1], images.shape[2]
+        rows = backend.core.convert_to_tensor(np.arange(height, dtype="float32") / height)[None, :, None]
+        columns = backend.core.convert_to_tensor(np.arange(width, dtype="float32") / width)[None, None, :]
+        starts, sides = parameters["starts"], parameters["sides"]
+        inside_rows = numpy.logical_and(rows >= starts[:, 0, None, None], rows < (starts[:, 0] + sides[:, 0])[:, None, None])
+        inside_columns = numpy.logical_and(columns >= starts[:, 1, None, None], columns < (starts[:, 1] + sides[:, 1])[:, None, None])
+        inside = numpy.logical_and(inside_rows, inside_columns)[..., None]  # (B, H, W, 1)
+        return numpy.where(inside, parameters["colour"][:, None, None, :], images)
+
+
+FUSED_LAYERS = {"FusedGeometry": FusedGeometry, "FusedColor": FusedColor, "EraseRectangle": EraseRectangle}
