@@ -28,8 +28,9 @@ $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (blood-cell suite)" >/dev/null
 	@touch $@
 
-$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
-	$(PIP) install -r requirements-dev.txt
+# The tests also need the optional Ray of requirements-scale.txt (sweeps fanned out with --workers).
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt requirements-scale.txt
+	$(PIP) install -r requirements-dev.txt -r requirements-scale.txt
 	@touch $@
 
 $(PLATFORM_STAMP): requirements-platform.txt

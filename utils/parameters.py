@@ -1,5 +1,6 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, input standardisation, learning-rate schedules and weight averaging.
+views, optimizers, models, input standardisation, learning-rate schedules, weight averaging and
+data-parallel training (DISTRIBUTE, BATCH_SCALING).
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
 notebook calls it on its own values (for hand runs), so a typo stops the run before training with
@@ -88,6 +89,18 @@ def _check_ema_momentum(value, parameter: str):
         raise ValueError(f"{parameter} must be 0 (no weight averaging) or a momentum between 0 and 1 such as 0.999 (got {value!r}).")
 
 
+def _check_distribute(value, parameter: str):
+    from utils import distribute
+
+    distribute.check_mode(value, parameter)
+
+
+def _check_batch_scaling(value, parameter: str):
+    from utils import distribute
+
+    distribute.check_batch_scaling(value, parameter)
+
+
 CHECKS = {
     "STUDY_MODEL": _check_models,
     "FINAL_MODEL": _check_models,
@@ -104,6 +117,8 @@ CHECKS = {
     "FINAL_INPUT_NORM": _check_input_norm,
     "LR_SCHEDULE": _check_schedule,
     "EMA_MOMENTUM": _check_ema_momentum,
+    "DISTRIBUTE": _check_distribute,
+    "BATCH_SCALING": _check_batch_scaling,
 }
 
 

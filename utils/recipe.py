@@ -17,6 +17,7 @@ network trains in one phase.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -147,12 +148,14 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
     ]
 
 
-def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2):
+def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2, distribution=None):
     """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
     augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
-    epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch."""
+    epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
+    `utils.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
     train.set_seeds(seed)
-    model, spec = build(recipe, seed=seed)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model, spec = build(recipe, seed=seed)
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
 
     def make_training_data(batch_size: int):
@@ -168,6 +171,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         label_mode="categorical",
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
+        distribution=distribution,
     )
     history = [entry for record in records for entry in record["history"]]
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()

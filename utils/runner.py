@@ -2,6 +2,7 @@
 
     python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...]
     python -m utils.runner --resume DIR
+    python -m utils.runner ... --workers N | --ray-address ADDRESS   (03 and 04 fanned out over Ray)
 
 Each notebook gets the profile's parameters plus DATA_PATH and OUT_DIR. Bad input is found before
 any notebook runs and reported in one sentence, without a traceback and without creating a run
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from utils import config
+from utils import config, fanout
 from utils.data import DataError, load_dataset, write_json
 
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -231,8 +232,17 @@ class Run:
         self.save()
 
 
-def execute(run: Run, notebooks: list[Path], log=print) -> int:
-    """Executes the pending notebooks of a run in order; returns the process exit code."""
+def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster | None = None) -> int:
+    """Executes the pending notebooks of a run in order; returns the process exit code. With a
+    `cluster` (`--workers`, `--ray-address`), the cells of 03 and 04 first train as Ray tasks."""
+    try:
+        return _execute(run, notebooks, log, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -250,16 +260,23 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
             log(f"[{position}/{total}] {notebook.stem}: already done in {entry['seconds']:.1f} s, skipped")
             continue
         output = run.paths.root / notebook.name
-        log(f"[{position}/{total}] {notebook.stem} ...", end="", flush=True)
+        fanned_out = cluster is not None and notebook.stem in fanout.FANNED_OUT
+        log(f"[{position}/{total}] {notebook.stem} ...", end="\n" if fanned_out else "", flush=True)
         entry.update(status="running", seconds=None)
         run.save()
         started = time.perf_counter()
+        parameters = notebook_parameters(notebook, run.state["parameters"])
         try:
             with kernel_log(run.paths.root / "kernel.log"):
+                if fanned_out:
+                    failed = fanout.run_cells(cluster, run, notebook, parameters, log)
+                    if failed:
+                        raise fanout.CellsFailed(f"cell(s) {', '.join(failed)} failed on Ray after {fanout.RETRIES + 1} tries")
+                    log(f"    {notebook.stem}: every cell has its shard; merging ...", end="", flush=True)
                 papermill.execute_notebook(
                     str(notebook),
                     str(output),
-                    parameters=notebook_parameters(notebook, run.state["parameters"]),
+                    parameters=parameters,
                     cwd=str(config.NOTEBOOKS_DIR),
                     progress_bar=False,
                     kernel_name="python3",
@@ -279,6 +296,12 @@ def execute(run: Run, notebooks: list[Path], log=print) -> int:
             if isinstance(error, PapermillExecutionError):
                 message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
                 where = f"the traceback is in {output}"
+            elif isinstance(error, fanout.CellsFailed):
+                message = f"{notebook.stem}: {error}"
+                where = (
+                    f"each cell's executed notebook is in {run.paths.root / 'shards' / notebook.stem}; the finished cells are kept, "
+                    f"and `python -m utils.runner --resume {run.paths.root}` trains only the missing ones"
+                )
             else:  # The kernel died or could not start.
                 message = f"{notebook.stem} could not run ({type(error).__name__}: {error})"
                 where = f"see {output} and {run.paths.root / 'kernel.log'}"
@@ -311,6 +334,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, by number (01) or name")
     parser.add_argument("--resume", metavar="DIR", help="continue an interrupted or failed run folder")
     parser.add_argument("--backend", choices=BACKENDS + ("auto",), help="Keras backend (default: the profile's)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="train the cells of 03 and 04 as Ray tasks, N at a time on this machine (requirements-scale.txt)",
+    )
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="train the cells of 03 and 04 as tasks on the Ray cluster at ADDRESS")
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     return parser.parse_args(argv)
 
@@ -322,7 +352,10 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         raise RunnerError(f"{config.NOTEBOOKS_DIR}: holds no numbered notebooks (NN_name.ipynb).")
     if arguments.resume:
         if arguments.out or arguments.data or arguments.profile or arguments.backend:
-            raise RunnerError("--resume continues a run with its own profile, data, backend and folder; drop the other options.")
+            raise RunnerError(
+                "--resume continues a run with its own profile, data, backend and folder; drop the other options "
+                "(--only, --workers and --ray-address are allowed)."
+            )
         run = Run.load(Path(arguments.resume).expanduser().resolve())
         if arguments.only:
             # Resuming with --only adds notebooks (for example ones written after the run) to the run.
@@ -359,6 +392,21 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     return run, notebooks
 
 
+def check_fanout(arguments: argparse.Namespace) -> fanout.Cluster | None:
+    """The Ray cluster that `--workers` or `--ray-address` asks for (it connects on first use), or None."""
+    if arguments.workers is None and not arguments.ray_address:
+        return None
+    if arguments.workers is not None and arguments.ray_address:
+        raise RunnerError("--workers starts a local Ray and --ray-address joins an existing cluster; give only one of them.")
+    if arguments.workers is not None and arguments.workers < 1:
+        raise RunnerError(f"--workers must be at least 1 (got {arguments.workers}).")
+    if importlib.util.find_spec("ray") is None:
+        raise RunnerError(
+            f"--workers and --ray-address need Ray, which is not installed in {sys.prefix}; run `pip install -r requirements-scale.txt`."
+        )
+    return fanout.Cluster(arguments.workers, arguments.ray_address)
+
+
 def _interrupt(signal_number, frame):
     raise KeyboardInterrupt
 
@@ -373,11 +421,12 @@ def main(argv: list[str] | None = None) -> int:
             print(notebook.stem)
         return 0
     try:
+        cluster = check_fanout(arguments)
         run, notebooks = prepare(arguments)
     except (RunnerError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return execute(run, notebooks)
+    return execute(run, notebooks, cluster=cluster)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ phases are skipped, the interrupted phase continues at its next epoch with all t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -263,6 +264,7 @@ def train_phases(
     verbose: int = 2,
     resume: bool = True,
     jit_compile="auto",
+    distribution=None,
 ) -> list[dict]:
     """Run `phases` (list of Phase or dicts) on `model`; return one record per phase:
     {"name", "history": [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
@@ -277,10 +279,18 @@ def train_phases(
     yields one-hot or mixed labels). `callbacks` run after the checkpoint is written
     each epoch. With `checkpoint_dir` and resume=True, an interrupted run continues where its
     last checkpoint left it (same model architecture and phases required).
+
+    `distribution` (a `utils.distribute.Distribution`; build the model in its `scope()`) trains
+    data-parallel: each phase's batch size and learning rate scale with the replica count as it
+    says, and each record holds `replicas`. None trains on one device, as before.
     """
     phases = [p if isinstance(p, Phase) else Phase.from_dict(p) for p in phases]
     if not phases:
         raise ValueError("No phases to train.")
+    if distribution is not None:
+        phases = [distribution.scale_phase(phase) for phase in phases]
+    # The strategy's scope (a plain context on one device) covers compiling, restoring and fitting.
+    scope = distribution.scope if distribution is not None else contextlib.nullcontext
     if seed is not None:
         set_seeds(seed)
     num_classes = int(model.output_shape[-1])
@@ -320,11 +330,12 @@ def train_phases(
         history = run_state["history"][index]
         if index < start_phase:
             print(f"Phase {index + 1}/{len(phases)} {phase.name}: already finished ({len(history)} epochs).", flush=True)
-            results.append(_phase_record(phase, history, None))
+            results.append(dict(_phase_record(phase, history, None), replicas=distribution.replicas if distribution else 1))
             continue
         configure_trainable(model, phase)
-        optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+        with scope():
+            optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
+            model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
 
         early_stopping = reduce_lr = None
         phase_callbacks = []
@@ -362,7 +373,8 @@ def train_phases(
         initial_epoch = 0
         finished_before_fit = False
         if resuming:
-            _restore_optimizer(model, store.read_arrays(saved["optimizer"]))
+            with scope():
+                _restore_optimizer(model, store.read_arrays(saved["optimizer"]))
             best = store.read_arrays(saved["best_weights"]) if saved.get("best_weights") else None
             if early_stopping is not None and saved.get("early_stopping"):
                 early_stopping.restore(saved["early_stopping"], best)
@@ -392,13 +404,14 @@ def train_phases(
                 verbose=verbose,
             )
             try:
-                if y_train is not None:
-                    model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
-                elif callable(x_train) and not hasattr(x_train, "__getitem__"):
-                    # The data shuffles itself (fit's own shuffle does not apply to a dataset).
-                    model.fit(x_train(int(phase.batch_size)), shuffle=False, **fit_kwargs)
-                else:
-                    model.fit(x_train, **fit_kwargs)
+                with scope():
+                    if y_train is not None:
+                        model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
+                    elif callable(x_train) and not hasattr(x_train, "__getitem__"):
+                        # The data shuffles itself (fit's own shuffle does not apply to a dataset).
+                        model.fit(x_train(int(phase.batch_size)), shuffle=False, **fit_kwargs)
+                    else:
+                        model.fit(x_train, **fit_kwargs)
             except KeyboardInterrupt:
                 if store is not None:
                     print(f"Interrupted; the last finished epoch is saved in {store.directory}: run again to resume.", flush=True)
@@ -412,6 +425,7 @@ def train_phases(
         checkpoint.set_model(model)
         checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))
         record = _phase_record(phase, history, initial_epoch if resuming else None)
+        record.update(replicas=distribution.replicas if distribution is not None else 1, batch_size=int(phase.batch_size))
         results.append(record)
         best_text = f"best {phase.monitor} {record['best']:.4f} at epoch {record['best_epoch']}" if record["best"] is not None else ""
         print(
