@@ -95,7 +95,8 @@ class Cluster:
         self.ray = ray
         workers, address = self.workers, self.address
         # Workers start the notebook kernels with this interpreter and backend, and can import the tests' helpers.
-        environment = {"PYTHONPATH": str(config.REPO_ROOT), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+        python_path = os.pathsep.join(filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        environment = {"PYTHONPATH": python_path, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
         if "KERAS_BACKEND" in os.environ:
             environment["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
         options = dict(runtime_env={"env_vars": environment}, include_dashboard=False, log_to_driver=False)
