@@ -2,14 +2,16 @@
 
 A policy is data: a name from `POLICIES` (e.g. `AUGMENTATION: robust`) or a list of layer specs such as
 `[{"layer": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1}, {"layer": "MixUp", "alpha": 0.2}]`.
-Each spec names a layer of `LAYERS` (Keras core names plus keras-cv's "GridMask") and its constructor
-arguments; the optional key "probability" (default 1) is the fraction of each batch's images the layer
+Each spec names a layer of `LAYERS` (Keras core names, keras-cv's "GridMask", and the suite's own fused
+layers of `utils.augment_fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle") and its
+constructor arguments; the optional key "probability" (default 1) is the fraction of each batch's images the layer
 is applied to (the others pass through untouched, and the layer only computes on the chosen ones).
 Images are float 0-255 throughout (every layer's value_range is 0-255) and are clipped after each layer.
 "GaussianNoise" takes `stddev` as a fraction of 255 (Keras limits it to [0, 1]; 0.05 is sigma 12.75).
 
 Policies (see `POLICIES`): none, basic (the report's), randaugment, randaugment_cutmix_mixup, gridmask,
-grayscale, augmix, and robust, designed for the corrupted microscope test set: flips, rotations, shifts,
+grayscale, augmix, robust_fused and robust_colour_fused (robust and robust_colour in fused layers, 2.5 times
+cheaper), and robust, designed for the corrupted microscope test set: flips, rotations, shifts,
 zoom, colour, blur, noise and erasing, most on 20-50% of the images. JPEG, pixelation, elastic, weather
 and motion/zoom blur stay out of it on purpose, to measure generalisation to corruptions never trained
 on. CutMix and MixUp mix the one-hot labels (rows still sum to 1).
