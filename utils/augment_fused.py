@@ -94,17 +94,18 @@ class _FusedLayer:
             value_range = self.ranges[component]
             if value_range is None:
                 continue
-            draws = uniform((batch_size, 2))
+            draws = uniform((batch_size, 3))
             applied = draws[:, 0] < self.probabilities[component]
             low, high = value_range
-            value = self._value(component, low + (high - low) * draws[:, 1], backend)
-            parameters[component] = numpy.where(applied, value, self.identity[component] * numpy.ones_like(value))
+            for name, value, identity in self._values(component, low + (high - low) * draws[:, 1:]):
+                parameters[name] = numpy.where(applied, value, identity * numpy.ones_like(value))
             active = applied if active is None else numpy.logical_or(active, applied)
         parameters["active"] = active
         return parameters
 
-    def _value(self, component, uniform_value, backend):
-        return uniform_value
+    def _values(self, component, values):
+        """(parameter name, per-image value, identity value) triples from two uniform draws per image in the range."""
+        raise NotImplementedError
 
 
 class FusedGeometry(_FusedLayer):
@@ -114,7 +115,6 @@ class FusedGeometry(_FusedLayer):
     they take no `_probability` of their own; a flip alone warps exactly (no interpolation)."""
 
     components = ("rotation", "translation", "zoom")
-    flips = ("flip_horizontal", "flip_vertical")
     extra_arguments = ("fill_mode", "flip_horizontal", "flip_vertical")
 
     def __init__(self, fill_mode: str = "reflect", flip_horizontal: float = 0.0, flip_vertical: float = 0.0, **arguments):
@@ -132,28 +132,20 @@ class FusedGeometry(_FusedLayer):
     def _range(self, component, value):
         return _symmetric_range(component, value, low_limit=-0.9 if component == "zoom" else None)
 
+    def _values(self, component, values):
+        if component == "translation":
+            # The two axes are drawn independently from the same range, as RandomTranslation draws them.
+            return [("translation_x", values[:, 0], 0.0), ("translation_y", values[:, 1], 0.0)]
+        return [(component, values[:, 0], 0.0)]
+
     def draw(self, batch_size, uniform, backend) -> dict:
         numpy = backend.numpy
-        parameters, active = {}, None
-        for component in self.components:
-            value_range = self.ranges[component]
-            if value_range is None:
-                continue
-            draws = uniform((batch_size, 3))
-            applied = draws[:, 0] < self.probabilities[component]
-            low, high = value_range
-            # Translation draws its two axes independently from the same range, as RandomTranslation does.
-            names = ("translation_x", "translation_y") if component == "translation" else (component,)
-            for offset, name in enumerate(names):
-                value = low + (high - low) * draws[:, 1 + offset]
-                parameters[name] = numpy.where(applied, value, numpy.zeros_like(value))
-            active = applied if active is None else numpy.logical_or(active, applied)
+        parameters = super().draw(batch_size, uniform, backend)
         for name, probability in self.flip_probabilities.items():
             if probability > 0.0:
                 applied = uniform((batch_size,)) < probability
                 parameters[name] = numpy.where(applied, -1.0, 1.0)
-                active = numpy.logical_or(active, applied)
-        parameters["active"] = active
+                parameters["active"] = numpy.logical_or(parameters["active"], applied)
         return parameters
 
     def transform(self, images, parameters, backend):
@@ -207,14 +199,17 @@ class FusedColor(_FusedLayer):
         # Hue, like RandomHue's factor f, shifts by up to f / 2 of a turn, either way.
         return _symmetric_range(component, value)
 
-    def _value(self, component, uniform_value, backend):
+    def _values(self, component, values):
+        value = values[:, 0]
         if component == "brightness":
-            return uniform_value * PIXEL_MAX
-        if component == "contrast":
-            return 1.0 + uniform_value
-        if component == "saturation":
-            return uniform_value / (1.0 - uniform_value + 1e-7)
-        return uniform_value * math.pi  # hue: f / 2 of a turn is f * pi radians
+            value = value * PIXEL_MAX
+        elif component == "contrast":
+            value = 1.0 + value
+        elif component == "saturation":
+            value = value / (1.0 - value + 1e-7)
+        else:
+            value = value * math.pi  # hue: f / 2 of a turn is f * pi radians
+        return [(component, value, self.identity[component])]
 
     def transform(self, images, parameters, backend):
         numpy = backend.numpy
