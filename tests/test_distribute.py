@@ -45,7 +45,7 @@ def test_torch_says_it_trains_on_one_device_and_records_it(capsys):
     assert distribution.replicas == 1 and distribution.strategy is None
     assert capsys.readouterr().out.strip() == distribute.TORCH_NOTE
     record = distribution.record()
-    assert record["replicas"] == 1 and record["note"] == distribute.TORCH_NOTE
+    assert record["replicas"] == 1 and record["note"] == distribute.TORCH_NOTE and len(record["devices"]) == 1
     assert "no built-in data parallelism" in distribute.TORCH_NOTE
     json.dumps(record)  # Plain values only: it goes into the metrics JSON.
 

@@ -124,7 +124,10 @@ def choose(mode: str = "none", batch_scaling: str = "linear", backend: str | Non
     if mode == "none":
         distribution.note = "DISTRIBUTE none: training runs on one device."
     elif backend == "torch":
+        import torch
+
         distribution.note = TORCH_NOTE
+        distribution.devices = ["cuda:0" if torch.cuda.is_available() else "cpu"]  # Where Keras' torch backend trains.
     elif backend == "tensorflow":
         devices = _tensorflow_devices()
         if len(devices) > 1:
