@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from utils import augment, synthetic
-from utils.augment_fused import LUMA
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
@@ -60,10 +59,9 @@ def test_colour_components(cells, path):
     images, labels = cells
     brighter = _apply({"layer": "FusedColor", "brightness": [0.1, 0.1]}, images, labels, path)
     np.testing.assert_allclose(brighter, np.clip(images + 25.5, 0, 255), atol=1e-2)
+    # Saturation 0 keeps HSV's value: every channel becomes the pixel's largest one.
     grey = _apply({"layer": "FusedColor", "saturation": [0.0, 0.0]}, images, labels, path)
-    luma = np.tensordot(images, np.asarray(LUMA), axes=([3], [0]))
-    for channel in range(3):
-        np.testing.assert_allclose(grey[..., channel], luma, atol=1e-2)
+    np.testing.assert_allclose(grey, np.broadcast_to(images.max(axis=-1, keepdims=True), images.shape), atol=1e-2)
     unchanged = _apply({"layer": "FusedColor", "saturation": [0.5, 0.5], "hue": [0.0, 0.0]}, images, labels, path)
     np.testing.assert_allclose(unchanged, images, atol=1e-2)
     flat = _apply({"layer": "FusedColor", "contrast": [-1.0, -1.0]}, images, labels, path)
@@ -73,6 +71,20 @@ def test_colour_components(cells, path):
     inside = (images.min(axis=-1) > 40) & (images.max(axis=-1) < 215)  # away from clipping
     np.testing.assert_allclose(hue.mean(axis=-1)[inside], images.mean(axis=-1)[inside], atol=0.05)
     assert np.abs(hue - images).mean() > 10
+
+
+@pytest.mark.parametrize("factor", [0.3, 0.75, 0.95])
+def test_saturation_is_hsv_saturation(cells, factor):
+    """FusedColor scales saturation on RGB and must give what HSV gives (as ImageNet-C's saturate computes
+    it with scikit-image: S times f / (1 - f), capped at 1, hue and value kept)."""
+    from skimage import color
+
+    images, labels = cells
+    hsv = color.rgb2hsv(images / 255.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * factor / (1.0 - factor), 0.0, 1.0)
+    expected = color.hsv2rgb(hsv) * 255.0
+    fused = _apply({"layer": "FusedColor", "saturation": [factor, factor]}, images, labels, "eager")
+    np.testing.assert_allclose(fused, expected, atol=0.05)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -10,10 +10,11 @@ layers here do the same work once:
   composed into one affine matrix and applied with one warp (bilinear, reflected border), only to the
   images that drew at least one of them.
 - `FusedColor`: brightness, contrast, saturation and hue, each drawn per image with its own
-  probability, composed into one 3x3 colour matrix and one offset per image (out = A @ pixel + b),
-  so the whole change is one matrix product per pixel. Saturation blends each pixel with its luma and
-  hue rotates colours about the grey axis: the linear counterparts of Keras' HSV operations, which
-  they follow in range and sign but not pixel for pixel. Only the final result is clipped to 0-255.
+  probability, in three elementwise passes instead of four layers and two HSV round trips:
+  brightness and contrast as one scale and offset per channel; saturation scaled as HSV scales it
+  (value and hue kept, so it matches RandomSaturation and ImageNet-C's saturate) straight on RGB;
+  hue as a rotation of the colours about the grey axis (one 3x3 matrix per image), which follows
+  RandomHue's HSV shift in range and sign but not pixel for pixel.
 
 A spec names the layer and its components, e.g.
 `{"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.3, "hue": 0.1, "hue_probability": 0.3}`.
@@ -32,8 +33,6 @@ import math
 import numpy as np
 
 PIXEL_MAX = 255.0
-# ITU-R BT.601 luma weights, the grey that saturation blends towards (as tf.image.rgb_to_grayscale).
-LUMA = (0.299, 0.587, 0.114)
 
 
 def _probability(name: str, value) -> float:
@@ -182,7 +181,7 @@ class FusedGeometry(_FusedLayer):
 
 
 class FusedColor(_FusedLayer):
-    """Brightness, contrast, saturation and hue as one colour matrix and offset per image."""
+    """Brightness, contrast, saturation and hue in three cheap passes (see the module notes)."""
 
     components = ("brightness", "contrast", "saturation", "hue")
     identity = {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
@@ -218,26 +217,26 @@ class FusedColor(_FusedLayer):
         contrast = parameters.get("contrast", ones)
         saturation = parameters.get("saturation", ones)
         angle = parameters.get("hue", 0.0 * ones)
-        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
-        identity = constant(np.eye(3))
-        luma_rows = constant(np.tile(LUMA, (3, 1)))  # each output channel reads the luma
-        # Saturation: s * pixel + (1 - s) * luma.
-        saturate = saturation[:, None, None] * identity + (1.0 - saturation)[:, None, None] * luma_rows
+        # Brightness adds delta; contrast scales about the (brightened) per-channel mean m + delta:
+        # c * (p + delta - m - delta) + m + delta = c * p + (1 - c) * m + delta. Clipped, as Keras clips.
+        mean = numpy.mean(images, axis=(1, 2), keepdims=True)  # (B, 1, 1, 3)
+        offset = (1.0 - contrast)[:, None, None, None] * mean + delta[:, None, None, None]
+        images = numpy.clip(contrast[:, None, None, None] * images + offset, 0.0, PIXEL_MAX)
+        # Saturation as HSV scales it (RandomSaturation, ImageNet-C's saturate): hue and value (the largest
+        # channel V) stay, the saturation S = (V - min) / V is multiplied by s and capped at 1, so each channel
+        # moves from V by the factor k = min(s, 1 / S): c' = V - k * (V - c).
+        largest = numpy.max(images, axis=-1, keepdims=True)
+        spread = largest - numpy.min(images, axis=-1, keepdims=True)
+        factor = numpy.minimum(saturation[:, None, None, None], largest / numpy.maximum(spread, 1e-3))
+        images = largest - factor * (largest - images)
         # Hue: rotation by `angle` about the grey axis u = (1, 1, 1) / sqrt(3) (Rodrigues' formula).
+        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
         axis = np.full(3, 1.0 / math.sqrt(3.0))
         cross = constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
         outer = constant(np.outer(axis, axis))
         cosine, sine = numpy.cos(angle)[:, None, None], numpy.sin(angle)[:, None, None]
-        rotate = cosine * identity + sine * cross + (1.0 - cosine) * outer
-        colour = numpy.matmul(rotate, saturate)  # (B, 3, 3): saturation first, then hue
-        # Brightness adds delta; contrast scales about the (brightened) per-channel mean m + delta:
-        # c * (p + delta - m - delta) + m + delta = c * p + (1 - c) * m + delta; then the colour matrix.
-        mean = numpy.mean(images, axis=(1, 2))  # (B, 3)
-        offset = (1.0 - contrast)[:, None] * mean + delta[:, None]
-        matrix = contrast[:, None, None] * colour
-        bias = numpy.einsum("bij,bj->bi", colour, offset)
-        result = numpy.einsum("bhwj,bij->bhwi", images, matrix) + bias[:, None, None, :]
-        return numpy.clip(result, 0.0, PIXEL_MAX)
+        rotate = cosine * constant(np.eye(3)) + sine * cross + (1.0 - cosine) * outer  # (B, 3, 3)
+        return numpy.clip(numpy.einsum("bhwj,bij->bhwi", images, rotate), 0.0, PIXEL_MAX)
 
 
 # Uniform noise on [-sqrt(3), sqrt(3)] has a standard deviation of 1.
