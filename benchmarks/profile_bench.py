@@ -10,7 +10,7 @@ what the notebooks recorded. The measures:
 - clean_accuracy / clean_accuracy_tta: 05's final model on the whole validation split;
 - corrupted_accuracy(_tta): mean over the corruption suite (every kind and severity, on 05's
   stratified validation subset); seen_/unseen_corrupted_accuracy_tta split it into the kinds the
-  training augmentation imitates and the kinds it never saw (`augment.TRAINED_CORRUPTIONS`);
+  training augmentation imitates and the kinds it never saw (`policies.TRAINED_CORRUPTIONS`);
 - training_minutes (05's fit), run_minutes (01 + 05 + 06 as the runner timed them);
 - submission_images_per_second: the zip's predictions per second with its TTA views, in this
   suite's stack and in the platform's (06's checks);

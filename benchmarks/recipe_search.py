@@ -8,7 +8,7 @@ of `utils.recipe.Recipe` (values are read as JSON when they parse, e.g. widths=[
 The recipe trains on the whole training split, augmented with its policy, then is scored on the
 whole validation split (clean) and on a stratified subset of it under every corruption kind and
 severity of `utils.corruptions`, without TTA and with every TTA view. Corrupted accuracy is split
-into the kinds the policy imitates in training (`augment.seen_corruptions`) and the others.
+into the kinds the policy imitates in training (`policies.seen_corruptions`) and the others.
 
 Prints one JSON line per measure and appends a one-line summary to `--results` (JSON lines), so
 that a series of runs builds the table of BENCHMARKS.md. Everything else (history, per-kind table,
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from utils import augment, data, evaluate, models, recipe, tta
+    from utils import data, evaluate, models, policies, recipe, tta
 
     out = Path(arguments.out) / arguments.name
     if out.exists() and any(out.iterdir()):
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
     )
     table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
-    summary = evaluate.robustness_summary(table, augment.seen_corruptions(chosen.policy))
+    summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
 
     epochs = [row for row in history if row.get("seconds")]
     row = {

@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 import keras, numpy as np
-from utils import augment, recipe, synthetic, train
+from utils import augment, policies, recipe, synthetic, train
 model_name, image_size, batch_size, steps, policy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 labels = np.arange(batch_size * (steps + 1)) % 8
 images = synthetic.render_cells(labels, np.random.default_rng(0))
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[96, 300], help="input sizes the model resizes to")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps after one warm-up step")
-    parser.add_argument("--policy", default="robust", help="augmentation policy of utils.augment.POLICIES")
+    parser.add_argument("--policy", default="robust", help="augmentation policy of utils.policies.POLICIES")
     arguments = parser.parse_args()
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for size in arguments.sizes:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import augment, models, synthetic
+from utils import augment, models, policies, synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIXING_POLICIES = {"randaugment_cutmix_mixup"}
@@ -37,7 +37,7 @@ def _one_batch(policy, images, labels, path):
 
 
 @pytest.mark.parametrize("path", ["eager", "tf.data"])
-@pytest.mark.parametrize("policy", list(augment.POLICIES))
+@pytest.mark.parametrize("policy", list(policies.POLICIES))
 def test_every_policy_keeps_shapes_range_and_label_sums(cells, policy, path):
     images, labels = cells
     one_hot = np.eye(8, dtype="float32")[labels]
@@ -87,7 +87,7 @@ def test_fast_rand_augment_matches_the_keras_layer(cells):
 
 
 def test_robust_policy_leaves_unseen_corruptions_out():
-    layers = {spec["layer"] for spec in augment.POLICIES["robust"]}
+    layers = {spec["layer"] for spec in policies.POLICIES["robust"]}
     assert {"RandomFlip", "RandomRotation", "GaussianNoise", "RandomGaussianBlur", "RandomErasing"} <= layers
     assert not layers & {"RandomElasticTransform", "RandomPosterization", "RandomPerspective", "GridMask"}
 
@@ -129,8 +129,8 @@ def test_gridmask_without_keras_cv_says_so_in_one_sentence(monkeypatch):
 
 
 def test_check_policies_returns_them_unchanged():
-    policies = ["none", "robust", [{"layer": "RandomHue", "factor": 0.1}]]
-    assert augment.check_policies(policies) is policies
+    named = ["none", "robust", [{"layer": "RandomHue", "factor": 0.1}]]
+    assert augment.check_policies(named) is named
 
 
 def test_training_dataset_batches_and_reshuffles_each_epoch():

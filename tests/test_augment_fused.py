@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import augment, synthetic
+from utils import augment, policies, synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
@@ -130,7 +130,7 @@ def test_fused_policies_mirror_their_sources():
         assert geometry["flip_horizontal"] == geometry["flip_vertical"] == 0.5
         assert colour["brightness"] == by_layer["RandomBrightness"]["factor"]
         assert colour["saturation_probability"] == by_layer["RandomSaturation"]["probability"]
-        assert augment.seen_corruptions(fused) == augment.seen_corruptions(source)
+        assert policies.seen_corruptions(fused) == policies.seen_corruptions(source)
 
 
 @pytest.mark.parametrize(

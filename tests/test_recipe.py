@@ -193,15 +193,15 @@ def test_robustness_summary_splits_seen_and_unseen_kinds():
 
 
 def test_seen_corruptions_name_real_kinds_and_leave_some_unseen():
-    from utils import augment
+    from utils import policies
 
-    for policy, kinds in augment.TRAINED_CORRUPTIONS.items():
-        assert policy in augment.POLICIES
+    for policy, kinds in policies.TRAINED_CORRUPTIONS.items():
+        assert policy in policies.POLICIES
         assert set(kinds) <= set(corruptions.CORRUPTIONS), policy
-    unseen = set(corruptions.CORRUPTIONS) - set(augment.seen_corruptions("robust"))
+    unseen = set(corruptions.CORRUPTIONS) - set(policies.seen_corruptions("robust"))
     # Every family but microscopy keeps at least one kind out of the robust policy's training.
     assert {corruptions.FAMILIES[kind] for kind in unseen} >= {"noise", "blur", "weather", "digital"}
-    assert augment.seen_corruptions("none") == () and augment.seen_corruptions([{"layer": "RandomFlip"}]) == ()
+    assert policies.seen_corruptions("none") == () and policies.seen_corruptions([{"layer": "RandomFlip"}]) == ()
 
 
 @pytest.mark.parametrize(

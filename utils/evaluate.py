@@ -204,7 +204,7 @@ def robustness_summary(table, seen_kinds=()) -> dict:
     """{setting: {"clean_accuracy", "corrupted_accuracy" (mean over kinds and severities),
     "seen_corrupted_accuracy", "unseen_corrupted_accuracy", "worst_kind", "worst_kind_accuracy"}}
     from a `robustness` table. `seen_kinds` are the corruption kinds the training augmentation
-    imitates (`augment.seen_corruptions(policy)`); the others are unseen. A mean over no kinds is None."""
+    imitates (`policies.seen_corruptions(policy)`); the others are unseen. A mean over no kinds is None."""
     seen_kinds = set(seen_kinds)
     summary = {}
 
