@@ -3,7 +3,8 @@
 A policy is data: a name from `POLICIES` (e.g. `AUGMENTATION: robust`) or a list of layer specs such as
 `[{"layer": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1}, {"layer": "MixUp", "alpha": 0.2}]`.
 Each spec names a layer of `LAYERS` (Keras core names, keras-cv's "GridMask", and the suite's own fused
-layers of `utils.augment_fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle") and its
+layers of `utils.augment_fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle"; and of
+`utils.augment_optics`: "WideBlur", "IlluminationField") and its
 constructor arguments; the optional key "probability" (default 1) is the fraction of each batch's images the layer
 is applied to (the others pass through untouched, and the layer only computes on the chosen ones).
 Images are float 0-255 throughout (every layer's value_range is 0-255) and are clipped after each layer.
@@ -11,7 +12,8 @@ Images are float 0-255 throughout (every layer's value_range is 0-255) and are c
 
 Policies (see `utils.policies.POLICIES`): none, basic (the report's), randaugment, randaugment_cutmix_mixup, gridmask,
 grayscale, augmix, robust_fused and robust_colour_fused (robust and robust_colour in fused layers, 2.5 times
-cheaper), and robust, designed for the corrupted microscope test set: flips, rotations, shifts,
+cheaper), robust_optics (robust_colour_fused with blur up to sigma 6 and a fog-like illumination field),
+and robust, designed for the corrupted microscope test set: flips, rotations, shifts,
 zoom, colour, blur, noise and erasing, most on 20-50% of the images. JPEG, pixelation, elastic, weather
 and motion/zoom blur stay out of it on purpose, to measure generalisation to corruptions never trained
 on. CutMix and MixUp mix the one-hot labels (rows still sum to 1).
@@ -49,7 +51,9 @@ import keras
 import numpy as np
 from keras.src.utils.backend_utils import DynamicBackend
 
-from utils.augment_fused import FUSED_LAYERS, UNIFORM_NOISE_HALF_WIDTH, UniformNoise
+from utils.augment_fused import FUSED_LAYERS as _FUSED_LAYERS
+from utils.augment_fused import UNIFORM_NOISE_HALF_WIDTH, UniformNoise
+from utils.augment_optics import OPTICS_LAYERS
 from utils.policies import POLICIES
 
 LABEL_MIXING_LAYERS = ("CutMix", "MixUp")
@@ -87,8 +91,13 @@ LAYERS = (
     "FusedColor",
     "UniformNoise",
     "EraseRectangle",
+    # Strong blur and uneven illumination (utils.augment_optics):
+    "WideBlur",
+    "IlluminationField",
 )
 RESERVED_KEYS = ("layer", "probability")
+# Layers drawn and applied per image by the Augmenter (`draw`, then `transform` on the images that drew something).
+FUSED_LAYERS = {**_FUSED_LAYERS, **OPTICS_LAYERS}
 PIXEL_MAX = 255.0
 EXAMPLE = "a list of layers such as [{'layer': 'RandomFlip'}]"
 # Layers that draw with Python's `random` while called (once for good when tf.data traces them): traced

@@ -107,6 +107,16 @@ def _fused(policy: list[dict]) -> list[dict]:
 # follow Keras' HSV saturation and hue in range and sign but are their linear (RGB matrix) counterparts.
 POLICIES["robust_fused"] = _fused(POLICIES["robust"])
 POLICIES["robust_colour_fused"] = _fused(POLICIES["robust_colour"])
+# robust_colour_fused with the optics of a microscope (utils.augment_optics): its blur (sigma 0.4-2 on a quarter
+# of the images) becomes WideBlur (sigma 0.4-6, log-uniform, on 30 %), as wide as ImageNet-C's strongest Gaussian
+# blur; and one image in five gets an uneven grey illumination field, as fog lays one over the image.
+_WITHOUT_BLUR = [spec for spec in POLICIES["robust_colour_fused"] if spec["layer"] != "RandomGaussianBlur"]
+POLICIES["robust_optics"] = [
+    *_WITHOUT_BLUR[:2],  # FusedGeometry, FusedColor
+    {"layer": "WideBlur", "sigma": [0.4, 6.0], "probability": 0.3},
+    {"layer": "IlluminationField", "strength": [0.2, 2.5], "roughness": [1.4, 2.0], "probability": 0.2},
+    *_WITHOUT_BLUR[2:],  # UniformNoise, EraseRectangle
+]
 
 
 # The corruption kinds (utils.corruptions) each policy imitates in training. Everything else is
@@ -139,6 +149,8 @@ TRAINED_CORRUPTIONS: dict[str, tuple[str, ...]] = {
 TRAINED_CORRUPTIONS["robust_colour"] = TRAINED_CORRUPTIONS["robust"]
 TRAINED_CORRUPTIONS["robust_fused"] = TRAINED_CORRUPTIONS["robust"]
 TRAINED_CORRUPTIONS["robust_colour_fused"] = TRAINED_CORRUPTIONS["robust"]
+# The illumination field imitates fog; frost and snow (overlays of ice and flakes) stay unseen.
+TRAINED_CORRUPTIONS["robust_optics"] = (*TRAINED_CORRUPTIONS["robust"], "fog")
 
 
 def seen_corruptions(policy) -> tuple[str, ...]:

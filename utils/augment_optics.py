@@ -1,0 +1,130 @@
+"""Augmentation layers for what a microscope's optics do to an image: strong defocus and uneven light.
+
+The cpu recipe's weakest corruption kinds (BENCHMARKS.md, e5) were fog (0.46: a low-frequency bright
+veil) and strong blur (defocus and Gaussian blur at severities 3-5, 0.15-0.64): ImageNet-C sizes its blur
+for 224-px images, so its severity 5 (Gaussian sigma 6, a defocus disk of radius 10) nearly erases a
+96-px cell, far beyond Keras' RandomGaussianBlur with its fixed small kernel. Both are real in
+microscopy: a cell off the focal plane, uneven illumination across the field. Two layers train for them:
+
+- `WideBlur`: a Gaussian blur with its own sigma per image, drawn log-uniform in `sigma` (so mild blur
+  stays as common as strong blur is possible), as two (H x H) and (W x W) blur matrices per image with
+  a mirrored border: one batched matrix product per axis, whatever the sigma.
+- `IlluminationField`: a grey, low-frequency field added to the image and the result rescaled, as
+  ImageNet-C's fog does: out = (image + a * 255 * F) / (1 + a), where F is a fractal field in [0, 1]
+  (bilinearly upsampled random grids of 2 to 33 points, the finer ones weaker by `roughness` per octave,
+  like the plasma fractal of fog) and a the field's strength, drawn per image in `strength`.
+
+Both follow the fused layers' protocol of `utils.augment_fused` (`draw`, then `transform` on the images
+that drew something), with the backend's ops, so they run inside tf.data and eagerly under every backend.
+A spec: `{"layer": "WideBlur", "sigma": [0.4, 6.0], "probability": 0.3}`,
+`{"layer": "IlluminationField", "strength": [0.2, 2.5], "roughness": [1.4, 2.0], "probability": 0.2}`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PIXEL_MAX = 255.0
+# The field's octaves: random grids of 2, 3, 5, 9, 17 and 33 points per side, each upsampled bilinearly.
+FIELD_GRID_SIDES = (2, 3, 5, 9, 17, 33)
+
+
+def _positive_range(name: str, value, minimum: float) -> tuple[float, float]:
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
+        and minimum <= float(value[0]) <= float(value[1])
+    ):
+        return float(value[0]), float(value[1])
+    raise ValueError(f"{name} must be a pair [low, high] with {minimum} <= low <= high, got {value!r}")
+
+
+def blur_matrices(sigmas, size: int, numpy, constant):
+    """(B, size, size) matrices M with (M @ row) the row blurred by a Gaussian of each image's sigma, mirrored
+    at both ends (pixel -1 reads pixel 0, pixel size reads pixel size - 1) and each row summing to 1."""
+    output = constant(np.arange(size, dtype="float32"))[:, None]  # i
+    source = constant(np.arange(size, dtype="float32"))[None, :]  # j
+    variance = 2.0 * (sigmas * sigmas)[:, None, None]
+    weights = 0.0
+    # Output pixel i reads source j directly, and through the mirror at each end (one reflection each is
+    # enough while 3 sigma < size).
+    for distance in (output - source, output + source + 1.0, 2.0 * size - 1.0 - output - source):
+        weights = weights + numpy.exp(-(distance * distance)[None] / variance)
+    return weights / numpy.sum(weights, axis=2, keepdims=True)
+
+
+def interpolation_matrix(size: int, points: int) -> np.ndarray:
+    """(size, points): bilinear interpolation of `points` evenly spaced values onto `size` pixels."""
+    positions = np.linspace(0.0, points - 1.0, size)
+    lower = np.minimum(np.floor(positions).astype(int), points - 2)
+    fraction = positions - lower
+    matrix = np.zeros((size, points), dtype="float32")
+    matrix[np.arange(size), lower] = 1.0 - fraction
+    matrix[np.arange(size), lower + 1] = fraction
+    return matrix
+
+
+class WideBlur:
+    """A Gaussian blur with a sigma (in pixels) drawn per image, log-uniform in `sigma` (see the module notes)."""
+
+    def __init__(self, sigma=(0.4, 6.0)):
+        self.sigma = _positive_range("sigma", sigma, minimum=0.05)
+
+    def draw(self, batch_size, uniform, backend) -> dict:
+        draws = uniform((batch_size,))
+        return {"sigma_draw": draws, "active": draws >= 0.0}
+
+    def transform(self, images, parameters, backend):
+        numpy = backend.numpy
+        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        low, high = self.sigma
+        sigmas = low * numpy.exp(parameters["sigma_draw"] * math.log(high / low))
+        height, width = images.shape[1], images.shape[2]
+        rows = blur_matrices(sigmas, height, numpy, constant)
+        columns = blur_matrices(sigmas, width, numpy, constant) if width != height else rows
+        images = numpy.einsum("bij,bjwc->biwc", rows, images)
+        return numpy.einsum("bkw,bhwc->bhkc", columns, images)
+
+
+class IlluminationField:
+    """A grey, low-frequency fractal field added and the image rescaled, as fog does (see the module notes)."""
+
+    def __init__(self, strength=(0.2, 2.5), roughness=(1.4, 2.0)):
+        self.strength = _positive_range("strength", strength, minimum=0.0)
+        self.roughness = _positive_range("roughness", roughness, minimum=1.0)
+
+    def draw(self, batch_size, uniform, backend) -> dict:
+        parameters = {"strength_draw": uniform((batch_size,)), "roughness_draw": uniform((batch_size,))}
+        for side in FIELD_GRID_SIDES:
+            parameters[f"grid_{side}"] = uniform((batch_size, side, side))
+        parameters["active"] = parameters["strength_draw"] >= 0.0
+        return parameters
+
+    def field(self, parameters, height: int, width: int, backend):
+        """(B, H, W, 1) fields in [0, 1]."""
+        numpy = backend.numpy
+        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        low, high = self.roughness
+        roughness = low + (high - low) * parameters["roughness_draw"]
+        field, amplitude = 0.0, 1.0 + 0.0 * roughness
+        for side in FIELD_GRID_SIDES:
+            along_rows = constant(interpolation_matrix(height, side))
+            along_columns = constant(interpolation_matrix(width, side))
+            upsampled = numpy.einsum("hi,bij,wj->bhw", along_rows, parameters[f"grid_{side}"], along_columns)
+            field = field + amplitude[:, None, None] * upsampled
+            amplitude = amplitude / roughness
+        lowest = numpy.min(field, axis=(1, 2), keepdims=True)
+        highest = numpy.max(field, axis=(1, 2), keepdims=True)
+        return ((field - lowest) / numpy.maximum(highest - lowest, 1e-6))[..., None]
+
+    def transform(self, images, parameters, backend):
+        low, high = self.strength
+        strength = (low + (high - low) * parameters["strength_draw"])[:, None, None, None]
+        field = self.field(parameters, images.shape[1], images.shape[2], backend)
+        return (images + strength * PIXEL_MAX * field) / (1.0 + strength)
+
+
+OPTICS_LAYERS = {"WideBlur": WideBlur, "IlluminationField": IlluminationField}
