@@ -11,8 +11,8 @@ microscopy: a cell off the focal plane, uneven illumination across the field. Tw
   a mirrored border: one batched matrix product per axis, whatever the sigma.
 - `IlluminationField`: a grey, low-frequency field added to the image and the result rescaled, as
   ImageNet-C's fog does: out = (image + a * 255 * F) / (1 + a), where F is a fractal field in [0, 1]
-  (bilinearly upsampled random grids of 2 to 33 points, the finer ones weaker by `roughness` per octave,
-  like the plasma fractal of fog) and a the field's strength, drawn per image in `strength`.
+  (random grids of 2 to 33 points, the finer ones weaker by `roughness` per octave, summed on the finest
+  grid and upsampled bilinearly to the image, like the plasma fractal of fog) and a the field's strength, drawn per image in `strength`.
 
 Both follow the fused layers' protocol of `utils.augment_fused` (`draw`, then `transform` on the images
 that drew something), with the backend's ops, so they run inside tf.data and eagerly under every backend.
@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 PIXEL_MAX = 255.0
-# The field's octaves: random grids of 2, 3, 5, 9, 17 and 33 points per side, each upsampled bilinearly.
+# The field's octaves: random grids of 2, 3, 5, 9, 17 and 33 points per side.
 FIELD_GRID_SIDES = (2, 3, 5, 9, 17, 33)
 
 
@@ -109,13 +109,17 @@ class IlluminationField:
         constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
         low, high = self.roughness
         roughness = low + (high - low) * parameters["roughness_draw"]
+        # The octaves are summed on the finest grid, then upsampled to the image once: one (H x W) product per
+        # image instead of one per octave.
+        finest = FIELD_GRID_SIDES[-1]
         field, amplitude = 0.0, 1.0 + 0.0 * roughness
         for side in FIELD_GRID_SIDES:
-            along_rows = constant(interpolation_matrix(height, side))
-            along_columns = constant(interpolation_matrix(width, side))
-            upsampled = numpy.einsum("hi,bij,wj->bhw", along_rows, parameters[f"grid_{side}"], along_columns)
+            onto_finest = constant(interpolation_matrix(finest, side))
+            upsampled = numpy.einsum("hi,bij,wj->bhw", onto_finest, parameters[f"grid_{side}"], onto_finest)
             field = field + amplitude[:, None, None] * upsampled
             amplitude = amplitude / roughness
+        along_rows, along_columns = constant(interpolation_matrix(height, finest)), constant(interpolation_matrix(width, finest))
+        field = numpy.einsum("hi,bij,wj->bhw", along_rows, field, along_columns)
         lowest = numpy.min(field, axis=(1, 2), keepdims=True)
         highest = numpy.max(field, axis=(1, 2), keepdims=True)
         return ((field - lowest) / numpy.maximum(highest - lowest, 1e-6))[..., None]
