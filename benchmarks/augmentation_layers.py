@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", nargs="*", default=["robust", "robust_fused"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=60, help="timed batches per layer")
+    parser.add_argument(
+        "--every-image", action="store_true", help="apply each layer to every image (probability 1): its cost per image it touches"
+    )
     arguments = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO_ROOT))
@@ -49,6 +52,8 @@ def main(argv=None) -> int:
     for policy in arguments.policies:
         total = 0.0
         for spec in augment.resolve_policy(policy, "--policies"):
+            if arguments.every_image:
+                spec = {**spec, "probability": 1.0}
             augmenter = augment.Augmenter([spec], seed=0)
             step = tf.function(lambda batch, targets, seed, augmenter=augmenter: augmenter.apply_graph(batch, targets, seed))
             for warm_up in range(3):
