@@ -66,3 +66,29 @@ def fresh_keras_session():
 
     keras.backend.clear_session()
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def cells():
+    """Sixteen drawn cells (float 0-255) and their labels, for the augmentation layers' tests."""
+    from utils import synthetic
+
+    labels = np.arange(16) % 8
+    return synthetic.render_cells(labels, np.random.default_rng(3)).astype("float32"), labels
+
+
+def apply_layer(layer_spec, images, labels, path, seed=1):
+    """One augmentation layer on a batch, by the eager Augmenter ("eager") or in the tf.data pipeline ("tf.data")."""
+    from utils import augment
+
+    if path == "eager":
+        out, _ = augment.Augmenter([layer_spec], seed=seed)(images, labels)
+        return out
+    batch, _ = next(iter(augment.training_dataset(images.astype("uint8"), labels, len(images), [layer_spec], seed=seed, shuffle=False)))
+    return np.asarray(batch)
+
+
+@pytest.fixture
+def apply():
+    """`apply_layer`, for the tests of the augmentation layers."""
+    return apply_layer

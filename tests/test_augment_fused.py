@@ -12,69 +12,54 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import augment, policies, synthetic
+from utils import augment, policies
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
 
 
-@pytest.fixture(scope="module")
-def cells():
-    labels = np.arange(16) % 8
-    return synthetic.render_cells(labels, np.random.default_rng(3)).astype("float32"), labels
-
-
-def _apply(layer_spec, images, labels, path, seed=1):
-    policy = [layer_spec]
-    if path == "eager":
-        out, _ = augment.Augmenter(policy, seed=seed)(images, labels)
-        return out
-    batch, _ = next(iter(augment.training_dataset(images.astype("uint8"), labels, len(images), policy, seed=seed, shuffle=False)))
-    return np.asarray(batch)
-
-
 @pytest.mark.parametrize("path", PATHS)
-def test_flips_alone_are_exact(cells, path):
+def test_flips_alone_are_exact(cells, path, apply):
     images, labels = cells
     images = np.rint(images)
-    horizontal = _apply({"layer": "FusedGeometry", "flip_horizontal": 1.0}, images, labels, path)
+    horizontal = apply({"layer": "FusedGeometry", "flip_horizontal": 1.0}, images, labels, path)
     np.testing.assert_allclose(horizontal, images[:, :, ::-1], atol=1e-3)
-    both = _apply({"layer": "FusedGeometry", "flip_horizontal": 1.0, "flip_vertical": 1.0}, images, labels, path)
+    both = apply({"layer": "FusedGeometry", "flip_horizontal": 1.0, "flip_vertical": 1.0}, images, labels, path)
     np.testing.assert_allclose(both, images[:, ::-1, ::-1], atol=1e-3)
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_quarter_turn_is_a_rot90_and_translation_shifts(cells, path):
+def test_quarter_turn_is_a_rot90_and_translation_shifts(cells, path, apply):
     images, labels = cells
-    turned = _apply({"layer": "FusedGeometry", "rotation": [0.25, 0.25]}, images, labels, path)
+    turned = apply({"layer": "FusedGeometry", "rotation": [0.25, 0.25]}, images, labels, path)
     errors = [np.abs(turned - np.rot90(images, k, axes=(1, 2))).mean() for k in (1, 3)]
     assert min(errors) < 0.5, f"a quarter turn is no rot90 (mean errors {errors})"
-    shifted = _apply({"layer": "FusedGeometry", "translation": [0.125, 0.125]}, images, labels, path)
+    shifted = apply({"layer": "FusedGeometry", "translation": [0.125, 0.125]}, images, labels, path)
     # +12.5 % of 96 px = 12 px down and right: output (y, x) shows input (y - 12, x - 12).
     np.testing.assert_allclose(shifted[:, 12:, 12:], images[:, :-12, :-12], atol=1e-2)
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_colour_components(cells, path):
+def test_colour_components(cells, path, apply):
     images, labels = cells
-    brighter = _apply({"layer": "FusedColor", "brightness": [0.1, 0.1]}, images, labels, path)
+    brighter = apply({"layer": "FusedColor", "brightness": [0.1, 0.1]}, images, labels, path)
     np.testing.assert_allclose(brighter, np.clip(images + 25.5, 0, 255), atol=1e-2)
     # Saturation 0 keeps HSV's value: every channel becomes the pixel's largest one.
-    grey = _apply({"layer": "FusedColor", "saturation": [0.0, 0.0]}, images, labels, path)
+    grey = apply({"layer": "FusedColor", "saturation": [0.0, 0.0]}, images, labels, path)
     np.testing.assert_allclose(grey, np.broadcast_to(images.max(axis=-1, keepdims=True), images.shape), atol=1e-2)
-    unchanged = _apply({"layer": "FusedColor", "saturation": [0.5, 0.5], "hue": [0.0, 0.0]}, images, labels, path)
+    unchanged = apply({"layer": "FusedColor", "saturation": [0.5, 0.5], "hue": [0.0, 0.0]}, images, labels, path)
     np.testing.assert_allclose(unchanged, images, atol=1e-2)
-    flat = _apply({"layer": "FusedColor", "contrast": [-1.0, -1.0]}, images, labels, path)
+    flat = apply({"layer": "FusedColor", "contrast": [-1.0, -1.0]}, images, labels, path)
     np.testing.assert_allclose(flat, np.broadcast_to(images.mean(axis=(1, 2), keepdims=True), images.shape), atol=1e-2)
     # A hue rotation turns colours about the grey axis: each pixel keeps its channel mean, and the colours change.
-    hue = _apply({"layer": "FusedColor", "hue": [0.5, 0.5]}, images, labels, path)
+    hue = apply({"layer": "FusedColor", "hue": [0.5, 0.5]}, images, labels, path)
     inside = (images.min(axis=-1) > 40) & (images.max(axis=-1) < 215)  # away from clipping
     np.testing.assert_allclose(hue.mean(axis=-1)[inside], images.mean(axis=-1)[inside], atol=0.05)
     assert np.abs(hue - images).mean() > 10
 
 
 @pytest.mark.parametrize("factor", [0.3, 0.75, 0.95])
-def test_saturation_is_hsv_saturation(cells, factor):
+def test_saturation_is_hsv_saturation(cells, factor, apply):
     """FusedColor scales saturation on RGB and must give what HSV gives (as ImageNet-C's saturate computes
     it with scikit-image: S times f / (1 - f), capped at 1, hue and value kept)."""
     from skimage import color
@@ -83,33 +68,33 @@ def test_saturation_is_hsv_saturation(cells, factor):
     hsv = color.rgb2hsv(images / 255.0)
     hsv[..., 1] = np.clip(hsv[..., 1] * factor / (1.0 - factor), 0.0, 1.0)
     expected = color.hsv2rgb(hsv) * 255.0
-    fused = _apply({"layer": "FusedColor", "saturation": [factor, factor]}, images, labels, "eager")
+    fused = apply({"layer": "FusedColor", "saturation": [factor, factor]}, images, labels, "eager")
     np.testing.assert_allclose(fused, expected, atol=0.05)
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_probabilities_decide_which_images_change(cells, path):
+def test_probabilities_decide_which_images_change(cells, path, apply):
     images, labels = cells
-    never = _apply({"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.0}, images, labels, path)
+    never = apply({"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.0}, images, labels, path)
     np.testing.assert_array_equal(never, images)
-    some = _apply({"layer": "FusedGeometry", "rotation": 0.5, "rotation_probability": 0.5}, images, labels, path)
+    some = apply({"layer": "FusedGeometry", "rotation": 0.5, "rotation_probability": 0.5}, images, labels, path)
     changed = np.abs(some - images).reshape(len(images), -1).max(axis=1) > 1e-3
     assert 0 < changed.sum() < len(images), f"rotation with probability 0.5 changed {changed.sum()} of {len(images)} images"
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_uniform_noise_has_the_asked_standard_deviation(cells, path):
+def test_uniform_noise_has_the_asked_standard_deviation(cells, path, apply):
     images, labels = cells
     grey = np.full_like(images, 128.0)
-    noisy = _apply({"layer": "UniformNoise", "stddev": [0.1, 0.1]}, grey, labels, path)
+    noisy = apply({"layer": "UniformNoise", "stddev": [0.1, 0.1]}, grey, labels, path)
     assert abs((noisy - grey).std() - 25.5) < 0.5
     assert np.abs(noisy - grey).max() <= 25.5 * np.sqrt(3.0) + 1e-3  # bounded: uniform, not normal
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_erase_rectangle_paints_one_flat_rectangle(cells, path):
+def test_erase_rectangle_paints_one_flat_rectangle(cells, path, apply):
     images, labels = cells
-    erased = _apply({"layer": "EraseRectangle", "scale": [0.04, 0.09]}, images, labels, path)
+    erased = apply({"layer": "EraseRectangle", "scale": [0.04, 0.09]}, images, labels, path)
     for before, after in zip(images, erased):
         rows, columns = np.nonzero(np.abs(after - before).max(axis=-1) > 1e-3)
         assert rows.size > 0

@@ -13,32 +13,18 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from utils import augment, augment_optics, policies, synthetic
+from utils import augment, augment_optics, policies
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
 
 
-@pytest.fixture(scope="module")
-def cells():
-    labels = np.arange(16) % 8
-    return synthetic.render_cells(labels, np.random.default_rng(5)).astype("float32"), labels
-
-
-def _apply(layer_spec, images, labels, path, seed=1):
-    if path == "eager":
-        out, _ = augment.Augmenter([layer_spec], seed=seed)(images, labels)
-        return out
-    batch, _ = next(iter(augment.training_dataset(images.astype("uint8"), labels, len(images), [layer_spec], seed=seed, shuffle=False)))
-    return np.asarray(batch)
-
-
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("sigma", [0.7, 2.5, 6.0])
-def test_wide_blur_is_a_gaussian_blur_of_the_drawn_sigma(cells, path, sigma):
+def test_wide_blur_is_a_gaussian_blur_of_the_drawn_sigma(cells, path, sigma, apply):
     images, labels = cells
     images = np.rint(images)
-    blurred = _apply({"layer": "WideBlur", "sigma": [sigma, sigma]}, images, labels, path)
+    blurred = apply({"layer": "WideBlur", "sigma": [sigma, sigma]}, images, labels, path)
     expected = np.stack([gaussian_filter(image, sigma=(sigma, sigma, 0), mode="reflect", truncate=8.0) for image in images])
     np.testing.assert_allclose(blurred, expected, atol=0.05)
 
@@ -53,11 +39,11 @@ def test_wide_blur_draws_sigmas_log_uniform_in_its_range():
     assert abs((sigmas < 2.0).mean() - 0.5) < 0.03
 
 
-def test_wide_blur_keeps_a_flat_image_and_its_mean(cells):
+def test_wide_blur_keeps_a_flat_image_and_its_mean(cells, apply):
     images, labels = cells
     flat = np.full_like(images, 140.0)
-    np.testing.assert_allclose(_apply({"layer": "WideBlur", "sigma": [5.0, 5.0]}, flat, labels, "eager"), flat, atol=1e-3)
-    blurred = _apply({"layer": "WideBlur", "sigma": [4.0, 4.0]}, images, labels, "eager")
+    np.testing.assert_allclose(apply({"layer": "WideBlur", "sigma": [5.0, 5.0]}, flat, labels, "eager"), flat, atol=1e-3)
+    blurred = apply({"layer": "WideBlur", "sigma": [4.0, 4.0]}, images, labels, "eager")
     np.testing.assert_allclose(blurred.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.5)
     # Blur removes detail: the mean difference between neighbouring pixels falls.
     detail = lambda array: np.abs(np.diff(array, axis=2)).mean()  # noqa: E731
@@ -83,9 +69,9 @@ def test_illumination_field_is_smooth_grey_and_in_range():
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_illumination_field_blends_like_fog(cells, path):
+def test_illumination_field_blends_like_fog(cells, path, apply):
     images, labels = cells
-    fogged = _apply({"layer": "IlluminationField", "strength": [1.5, 1.5]}, images, labels, path)
+    fogged = apply({"layer": "IlluminationField", "strength": [1.5, 1.5]}, images, labels, path)
     # out = (image + 1.5 * 255 * F) / 2.5 with F in [0, 1]: out - image / 2.5 lies in [0, 1.5 * 255 / 2.5], is the
     # same in all three channels (grey), and spans most of that range.
     veil = fogged - images / 2.5

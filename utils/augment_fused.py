@@ -35,6 +35,11 @@ import numpy as np
 PIXEL_MAX = 255.0
 
 
+def float_constant(backend, array):
+    """A float32 tensor of the backend (a TensorFlow tensor inside tf.data) holding a NumPy constant."""
+    return backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))
+
+
 def _probability(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
@@ -230,7 +235,7 @@ class FusedColor(_FusedLayer):
         factor = numpy.minimum(saturation[:, None, None, None], largest / numpy.maximum(spread, 1e-3))
         images = largest - factor * (largest - images)
         # Hue: rotation by `angle` about the grey axis u = (1, 1, 1) / sqrt(3) (Rodrigues' formula).
-        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        constant = lambda array: float_constant(backend, array)  # noqa: E731
         axis = np.full(3, 1.0 / math.sqrt(3.0))
         cross = constant([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
         outer = constant(np.outer(axis, axis))

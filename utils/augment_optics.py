@@ -12,7 +12,8 @@ microscopy: a cell off the focal plane, uneven illumination across the field. Tw
 - `IlluminationField`: a grey, low-frequency field added to the image and the result rescaled, as
   ImageNet-C's fog does: out = (image + a * 255 * F) / (1 + a), where F is a fractal field in [0, 1]
   (random grids of 2 to 33 points, the finer ones weaker by `roughness` per octave, summed on the finest
-  grid and upsampled bilinearly to the image, like the plasma fractal of fog) and a the field's strength, drawn per image in `strength`.
+  grid and upsampled bilinearly to the image, like the plasma fractal of fog) and a the field's strength,
+  drawn per image in `strength`.
 
 Both follow the fused layers' protocol of `utils.augment_fused` (`draw`, then `transform` on the images
 that drew something), with the backend's ops, so they run inside tf.data and eagerly under every backend.
@@ -26,7 +27,8 @@ import math
 
 import numpy as np
 
-PIXEL_MAX = 255.0
+from utils.augment_fused import PIXEL_MAX, float_constant
+
 # The field's octaves: random grids of 2, 3, 5, 9, 17 and 33 points per side.
 FIELD_GRID_SIDES = (2, 3, 5, 9, 17, 33)
 
@@ -79,7 +81,7 @@ class WideBlur:
 
     def transform(self, images, parameters, backend):
         numpy = backend.numpy
-        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        constant = lambda array: float_constant(backend, array)  # noqa: E731
         low, high = self.sigma
         sigmas = low * numpy.exp(parameters["sigma_draw"] * math.log(high / low))
         height, width = images.shape[1], images.shape[2]
@@ -106,7 +108,7 @@ class IlluminationField:
     def field(self, parameters, height: int, width: int, backend):
         """(B, H, W, 1) fields in [0, 1]."""
         numpy = backend.numpy
-        constant = lambda array: backend.core.convert_to_tensor(np.asarray(array, dtype="float32"))  # noqa: E731
+        constant = lambda array: float_constant(backend, array)  # noqa: E731
         low, high = self.roughness
         roughness = low + (high - low) * parameters["roughness_draw"]
         # The octaves are summed on the finest grid, then upsampled to the image once: one (H x W) product per
