@@ -39,6 +39,36 @@ def test_quarter_turn_is_a_rot90_and_translation_shifts(cells, path, apply):
     np.testing.assert_allclose(shifted[:, 12:, 12:], images[:, :-12, :-12], atol=1e-2)
 
 
+@pytest.mark.parametrize("warped", [[0, 3, 5, 6, 9, 12], [], list(range(16))])
+def test_flip_only_images_skip_the_warp_with_the_same_result(cells, warped):
+    """Images that only flip are mirrored by reversing rows or columns; the result equals warping every image."""
+    import tensorflow as tf
+    from keras.src.utils.backend_utils import DynamicBackend
+
+    from utils.augment_fused import FusedGeometry
+
+    images = np.rint(cells[0])
+    layer = FusedGeometry(rotation=0.5, translation=0.125, zoom=[-0.15, 0.15], flip_horizontal=0.5, flip_vertical=0.5)
+    draws = np.random.default_rng(5)
+    parameters = layer.draw(len(images), lambda shape: draws.random(shape, dtype="float32"), augment._NUMPY_BACKEND)
+    warp = np.isin(np.arange(len(images)), warped)
+    for name in ("rotation", "translation_x", "translation_y", "zoom"):
+        parameters[name] = np.where(warp, parameters[name], 0.0).astype("float32")
+    parameters["flip_horizontal"] = np.where(np.arange(len(images)) % 2 == 0, -1.0, 1.0)
+    parameters["flip_vertical"] = np.where(np.arange(len(images)) % 3 == 0, -1.0, 1.0)
+    parameters["warp"], parameters["active"] = warp, np.ones(len(images), dtype=bool)
+    backend = DynamicBackend("tensorflow")
+    tensors = {name: tf.constant(value.astype("float32") if value.dtype.kind == "f" else value) for name, value in parameters.items()}
+    split = tf.function(lambda batch: layer.transform(batch, tensors, backend))(tf.constant(images)).numpy()
+    everything = layer._warp(tf.constant(images), tensors, backend).numpy()
+    np.testing.assert_allclose(split, everything, atol=1e-3)
+    flips_only = ~warp
+    expected = np.where((np.arange(len(images)) % 2 == 0)[:, None, None, None], images[:, :, ::-1], images)
+    expected = np.where((np.arange(len(images)) % 3 == 0)[:, None, None, None], expected[:, ::-1], expected)
+    np.testing.assert_array_equal(split[flips_only], expected[flips_only])
+    assert np.abs(split[warp] - images[warp]).max(initial=0.0) > 1.0 or not warp.any()
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_colour_components(cells, path, apply):
     images, labels = cells
@@ -89,6 +119,22 @@ def test_uniform_noise_has_the_asked_standard_deviation(cells, path, apply):
     noisy = apply({"layer": "UniformNoise", "stddev": [0.1, 0.1]}, grey, labels, path)
     assert abs((noisy - grey).std() - 25.5) < 0.5
     assert np.abs(noisy - grey).max() <= 25.5 * np.sqrt(3.0) + 1e-3  # bounded: uniform, not normal
+
+
+def test_byte_noise_is_uniform_centred_unit_and_seeded():
+    import tensorflow as tf
+
+    shape = tf.constant([7, 96, 96, 3])
+    first = augment._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
+    again = augment._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
+    other = augment._uniform_byte_noise(tf, shape, tf.constant([3, 5], tf.int64)).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).mean() > 0.5
+    assert first.shape == (7, 96, 96, 3)
+    assert abs(first.mean()) < 0.01 and abs(first.std() - 1.0) < 0.01
+    assert np.unique(first).size == 256  # every byte level occurs; none more
+    counts = np.unique(first, return_counts=True)[1]
+    assert counts.min() > 0.8 * counts.mean(), "the 256 levels are not equally likely"
 
 
 @pytest.mark.parametrize("path", PATHS)
