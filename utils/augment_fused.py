@@ -294,7 +294,8 @@ class UniformNoise:
     image, as the suite's GaussianNoise takes it) drawn from a uniform distribution instead of a normal one:
     TensorFlow draws uniform numbers about 3 times faster than normal ones, and the augmentation runs on
     the cores that train. Inside tf.data the noise is drawn as random bytes (256 levels, four per random
-    word), 3 times cheaper again than float uniform numbers. The Augmenter applies it (see `utils.augment`); this holds the checked stddev."""
+    word), 3 times cheaper again than float uniform numbers. The Augmenter applies it (see `utils.augment`);
+    this holds the checked stddev."""
 
     def __init__(self, stddev=0.1):
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0.0 <= stddev <= 1.0:

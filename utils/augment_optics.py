@@ -90,7 +90,8 @@ class WideBlur:
         # Two batched matrix products, along the rows and (transposed) along the columns: 1.6 times cheaper in
         # TensorFlow than the same contractions written as einsums (BENCHMARKS.md, "Augmentation throughput").
         batch, channels = backend.core.shape(images)[0], images.shape[3]
-        images = numpy.reshape(numpy.matmul(rows, numpy.reshape(images, (batch, height, width * channels))), (batch, height, width, channels))
+        images = numpy.matmul(rows, numpy.reshape(images, (batch, height, width * channels)))
+        images = numpy.reshape(images, (batch, height, width, channels))
         images = numpy.reshape(numpy.transpose(images, (0, 2, 1, 3)), (batch, width, height * channels))
         images = numpy.reshape(numpy.matmul(columns, images), (batch, width, height, channels))
         return numpy.transpose(images, (0, 2, 1, 3))
