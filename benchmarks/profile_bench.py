@@ -11,6 +11,8 @@ what the notebooks recorded. The measures:
 - corrupted_accuracy(_tta): mean over the corruption suite (every kind and severity, on 05's
   stratified validation subset); seen_/unseen_corrupted_accuracy_tta split it into the kinds the
   training augmentation imitates and the kinds it never saw (`policies.TRAINED_CORRUPTIONS`);
+- shipped_setting and *_shipped: the setting 05 recommends and 06 ships (no TTA, all views, or the
+  flips and rotations alone) and its four accuracies: the numbers the submission should score;
 - training_minutes (05's fit), run_minutes (01 + 05 + 06 as the runner timed them);
 - submission_images_per_second: the zip's predictions per second with its TTA views, in this
   suite's stack and in the platform's (06's checks);
@@ -76,6 +78,12 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         rows.append((f"corrupted_accuracy{suffix}", scores.get("corrupted_accuracy"), "fraction"))
         rows.append((f"seen_corrupted_accuracy{suffix}", scores.get("seen_corrupted_accuracy"), "fraction"))
         rows.append((f"unseen_corrupted_accuracy{suffix}", scores.get("unseen_corrupted_accuracy"), "fraction"))
+    # What the zip ships: 05's recommended setting (no TTA, all views or the flips and rotations alone).
+    shipped = read("05_finetune_tta").get("submission", {}).get("setting")
+    rows.append(("shipped_setting", shipped, "name"))
+    if shipped in robustness:
+        for key in ("clean_accuracy", "corrupted_accuracy", "seen_corrupted_accuracy", "unseen_corrupted_accuracy"):
+            rows.append((f"{key}_shipped", robustness[shipped].get(key), "fraction"))
     rows.append(("corruption_images", final.get("corruption_images"), "images"))
     training = final.get("training_seconds")
     rows.append(("training_minutes", None if training is None else round(training / 60, 2), "minutes"))

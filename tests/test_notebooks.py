@@ -280,13 +280,16 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
     assert final["policy"] == str(study["best_recipe"]["policy"])
     robustness = pd.read_csv(out_dir / "tables" / "05_robustness.csv")
-    assert set(robustness["setting"]) == {"no TTA", "TTA"}
+    # The smoke views mix flips and rotations with a central crop, so the flips and rotations get their own setting.
+    assert set(robustness["setting"]) == {"no TTA", "TTA", "TTA, flips and rotations"}
+    assert set(final["robustness"]) == set(robustness["setting"])
+    assert metrics["submission"]["setting"] in set(robustness["setting"]) | {"ensemble"}
     expected_kinds = set(parameters["CORRUPTIONS"])
     assert set(robustness["kind"]) == expected_kinds | {"clean"}
     assert set(robustness[robustness["kind"] != "clean"]["severity"]) == set(parameters["CORRUPTION_SEVERITIES"])
     assert (robustness["images"] == parameters["CORRUPTION_IMAGES"]).all()
     summary = pd.read_csv(out_dir / "tables" / "05_summary.csv")
-    assert len(summary) == 3 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
+    assert len(summary) == 4 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
     for name in (
         "05_learning_curves.png",
         "05_tta_views.png",

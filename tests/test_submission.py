@@ -165,13 +165,29 @@ def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
     members = [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
     views = ["identity", "flip_horizontal"]
     single = {"no TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.60}, "TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.62}}
-    assert submission.recommend(single, views, members) == {"members": ["05_finetune_tta:final"], "tta_views": views}
+    assert submission.recommend(single, views, members) == {"members": ["05_finetune_tta:final"], "tta_views": views, "setting": "TTA"}
     worse_with_views = {**single, "TTA": {"clean_accuracy": 0.88, "corrupted_accuracy": 0.60}}
     assert submission.recommend(worse_with_views, views, members)["tta_views"] == ["identity"]
     better_ensemble = {"clean_accuracy": 0.92, "corrupted_accuracy": 0.65}
     assert submission.recommend(single, views, members, better_ensemble)["members"] == ["05_finetune_tta:final", "02_baseline_cnn:baseline"]
     worse_ensemble = {"clean_accuracy": 0.85, "corrupted_accuracy": 0.60}
     assert submission.recommend(single, views, members, worse_ensemble)["members"] == ["05_finetune_tta:final"]
+
+
+def test_recommend_picks_the_best_of_several_view_settings():
+    members = [("05_finetune_tta", "final")]
+    view_sets = {"no TTA": ["identity"], "TTA": ["identity", "flip_horizontal", "central_crop"], "flips": ["identity", "flip_horizontal"]}
+    single = {
+        "no TTA": {"clean_accuracy": 0.96, "corrupted_accuracy": 0.85},
+        "TTA": {"clean_accuracy": 0.95, "corrupted_accuracy": 0.88},
+        "flips": {"clean_accuracy": 0.97, "corrupted_accuracy": 0.88},
+    }
+    chosen = submission.recommend(single, view_sets, members)
+    assert chosen == {"members": ["05_finetune_tta:final"], "tta_views": ["identity", "flip_horizontal"], "setting": "flips"}
+    single["TTA"] = {"clean_accuracy": 0.97, "corrupted_accuracy": 0.90}
+    assert submission.recommend(single, view_sets, members)["setting"] == "TTA"
+    with pytest.raises(ValueError, match="flips"):
+        submission.recommend(single, {"no TTA": ["identity"], "TTA": ["identity"]}, members)
 
 
 def test_available_members_keeps_what_the_run_holds(tiny_run):

@@ -48,6 +48,22 @@ def test_flips_and_rotations_are_the_geometry_they_claim():
     assert np.array_equal(tta.rotate_270(tta.rotate_90(images)), images)
     assert np.array_equal(tta.rotate_90(tta.rotate_90(images)), tta.rotate_180(images))
     assert np.array_equal(tta.rotate_180(images), tta.flip_vertical(tta.flip_horizontal(images)))
+    # The transposes mirror about the diagonals: pixel (row, column) goes to (column, row), or to (95 - column, 95 - row).
+    assert np.array_equal(tta.transpose(images)[:, 10, 3], images[:, 3, 10])
+    assert np.array_equal(tta.transpose_anti(images)[:, 10, 3], images[:, 95 - 3, 95 - 10])
+    assert np.array_equal(tta.transpose(images), tta.flip_vertical(tta.rotate_90(images)))
+    assert np.array_equal(tta.transpose_anti(images), tta.flip_horizontal(tta.rotate_90(images)))
+
+
+def test_geometric_views_are_the_eight_distinct_symmetries_of_the_square():
+    images = random_images(count=2)
+    viewed = [np.ascontiguousarray(tta.VIEWS[name](images)) for name in tta.GEOMETRIC_VIEWS]
+    assert len({view.tobytes() for view in viewed}) == 8
+    # Closed under composition: any two of them make a third.
+    for first in tta.GEOMETRIC_VIEWS:
+        for second in tta.GEOMETRIC_VIEWS:
+            composed = np.ascontiguousarray(tta.VIEWS[second](tta.VIEWS[first](images))).tobytes()
+            assert any(composed == view.tobytes() for view in viewed), (first, second)
 
 
 def test_shift_moves_pixels_right_and_down_and_repeats_the_edge():

@@ -3,7 +3,9 @@
 A view maps a batch of images (N, H, W, 3), float32 0-255, to a batch of the same shape. The
 prediction is the mean of the model's probabilities over the views and the ensemble members.
 "identity" is always safe; the report's views were flips, saturation, central crop and shift, and
-cells have no orientation, so the rotations by 90, 180 and 270 degrees are views too.
+cells have no orientation, so the rotations by 90, 180 and 270 degrees and the two transposes (a
+mirror about either diagonal) are views too. Those eight (`GEOMETRIC_VIEWS`, the symmetries of the
+square) only move pixels: none loses or changes one.
 
 The zip runs on the platform's NumPy 1.26 and the suite on NumPy 2.x: only operations that exist,
 with the same results, in both are used here (slicing, `np.rot90`, `np.pad`, arithmetic), and no
@@ -45,6 +47,16 @@ def rotate_180(images: np.ndarray) -> np.ndarray:
 
 def rotate_270(images: np.ndarray) -> np.ndarray:
     return np.rot90(images, k=3, axes=(1, 2))
+
+
+def transpose(images: np.ndarray) -> np.ndarray:
+    """The mirror image about the main diagonal (rows become columns)."""
+    return np.swapaxes(images, 1, 2)
+
+
+def transpose_anti(images: np.ndarray) -> np.ndarray:
+    """The mirror image about the other diagonal."""
+    return np.swapaxes(images[:, ::-1, ::-1, :], 1, 2)
 
 
 def saturation(images: np.ndarray) -> np.ndarray:
@@ -99,10 +111,15 @@ VIEWS = {
     "rotate_90": rotate_90,
     "rotate_180": rotate_180,
     "rotate_270": rotate_270,
+    "transpose": transpose,
+    "transpose_anti": transpose_anti,
     "saturation": saturation,
     "central_crop": central_crop,
     "shift": shift,
 }
+# The views that only move pixels (the eight symmetries of a square). For a model trained on flipped and
+# rotated cells, their average is TTA without the photometric and framing views' losses (05 measures both).
+GEOMETRIC_VIEWS = ("identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "transpose", "transpose_anti")
 
 
 def _predict(model, batch: np.ndarray) -> np.ndarray:
