@@ -9,6 +9,11 @@ timed by the process's CPU time. CPU time, unlike wall time, hardly changes when
 machine, so this is the number to compare layers by. Prints one JSON line per layer and one per policy
 (the sum). On 2 cores, plain training of the cpu profile's ResNet takes about 5.8 CPU-ms per image: a
 policy must cost less than about 0.65 CPU-ms per image to keep 90 % of the training speed.
+
+With `--whole`, each policy also runs whole, twice: in one `tf.function` ("graph") and as training
+runs it, through `augment.training_dataset` on 2,048 cells with a sequential map ("tf.data"); the
+second costs about a quarter more than the first for the same operations (BENCHMARKS.md,
+"Augmentation throughput").
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--every-image", action="store_true", help="apply each layer to every image (probability 1): its cost per image it touches"
     )
+    parser.add_argument("--whole", action="store_true", help="also time each whole policy in one tf.function and through tf.data")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO_ROOT))
@@ -78,7 +84,35 @@ def main(argv=None) -> int:
             json.dumps({"policy": policy, "layers": "all", "cpu_ms_per_image": round(total, 3), "batch_size": arguments.batch_size}),
             flush=True,
         )
+        if arguments.whole:
+            for where, milliseconds in whole_policy(policy, images, one_hot, arguments, augment, synthetic).items():
+                print(json.dumps({"policy": policy, "layers": f"whole, {where}", "cpu_ms_per_image": round(milliseconds, 3)}), flush=True)
     return 0
+
+
+def whole_policy(policy, images, one_hot, arguments, augment, synthetic) -> dict:
+    """CPU-ms per image of the whole policy in one tf.function and through the training pipeline."""
+    import numpy as np
+    import tensorflow as tf
+
+    augmenter = augment.Augmenter(policy, seed=0)
+    step = tf.function(lambda batch, targets, seed: augmenter.apply_graph(batch, targets, seed))
+    for warm_up in range(3):
+        step(images, one_hot, tf.constant(warm_up, tf.int64))
+    started = cpu_seconds()
+    for repeat in range(arguments.repeats):
+        step(images, one_hot, tf.constant(repeat, tf.int64))
+    graph = 1000 * (cpu_seconds() - started) / arguments.repeats / arguments.batch_size
+    count = 2048
+    labels = np.arange(count) % 8
+    cells = np.tile(np.asarray(images, dtype="uint8"), (-(-count // arguments.batch_size), 1, 1, 1))[:count]
+    dataset = augment.training_dataset(cells, labels, arguments.batch_size, policy, seed=0, deterministic=True)
+    for _ in dataset.take(4):
+        pass
+    started = cpu_seconds()
+    for _ in dataset:
+        pass
+    return {"graph": graph, "tf.data": 1000 * (cpu_seconds() - started) / count}
 
 
 if __name__ == "__main__":
