@@ -8,9 +8,11 @@ layers here do the same work once:
 
 - `FusedGeometry`: rotation, translation and zoom, each drawn per image with its own probability,
   composed into one affine matrix and applied with one warp (bilinear, reflected border), only to the
-  images that drew at least one of them.
+  images that drew a rotation, translation or zoom; an image that only flips is mirrored exactly by
+  reversing its rows or columns, a tenth of a warp's cost.
 - `FusedColor`: brightness, contrast, saturation and hue, each drawn per image with its own
-  probability, in three elementwise passes instead of four layers and two HSV round trips:
+  probability, on each channel's (B, H, W) plane (TensorFlow broadcasts mismatched shapes slowly),
+  instead of four layers and two HSV round trips:
   brightness and contrast as one scale and offset per channel; saturation scaled as HSV scales it
   (value and hue kept, so it matches RandomSaturation and ImageNet-C's saturate) straight on RGB;
   hue as a rotation of the colours about the grey axis (one 3x3 matrix per image), which follows
