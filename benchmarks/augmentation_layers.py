@@ -60,14 +60,7 @@ def main(argv=None) -> int:
         for spec in augment.resolve_policy(policy, "--policies"):
             if arguments.every_image:
                 spec = {**spec, "probability": 1.0}
-            augmenter = augment.Augmenter([spec], seed=0)
-            step = tf.function(lambda batch, targets, seed, augmenter=augmenter: augmenter.apply_graph(batch, targets, seed))
-            for warm_up in range(3):
-                step(images, one_hot, tf.constant(warm_up, tf.int64))
-            started = cpu_seconds()
-            for repeat in range(arguments.repeats):
-                step(images, one_hot, tf.constant(repeat, tf.int64))
-            milliseconds = 1000 * (cpu_seconds() - started) / arguments.repeats / arguments.batch_size
+            milliseconds = graph_milliseconds(augment.Augmenter([spec], seed=0), images, one_hot, arguments.repeats)
             total += milliseconds
             print(
                 json.dumps(
@@ -85,24 +78,29 @@ def main(argv=None) -> int:
             flush=True,
         )
         if arguments.whole:
-            for where, milliseconds in whole_policy(policy, images, one_hot, arguments, augment, synthetic).items():
+            for where, milliseconds in whole_policy(policy, images, one_hot, arguments, augment).items():
                 print(json.dumps({"policy": policy, "layers": f"whole, {where}", "cpu_ms_per_image": round(milliseconds, 3)}), flush=True)
     return 0
 
 
-def whole_policy(policy, images, one_hot, arguments, augment, synthetic) -> dict:
-    """CPU-ms per image of the whole policy in one tf.function and through the training pipeline."""
-    import numpy as np
+def graph_milliseconds(augmenter, images, one_hot, repeats: int) -> float:
+    """CPU-ms per image of `augmenter.apply_graph` in one tf.function, after three warm-up batches."""
     import tensorflow as tf
 
-    augmenter = augment.Augmenter(policy, seed=0)
     step = tf.function(lambda batch, targets, seed: augmenter.apply_graph(batch, targets, seed))
     for warm_up in range(3):
         step(images, one_hot, tf.constant(warm_up, tf.int64))
     started = cpu_seconds()
-    for repeat in range(arguments.repeats):
+    for repeat in range(repeats):
         step(images, one_hot, tf.constant(repeat, tf.int64))
-    graph = 1000 * (cpu_seconds() - started) / arguments.repeats / arguments.batch_size
+    return 1000 * (cpu_seconds() - started) / repeats / int(images.shape[0])
+
+
+def whole_policy(policy, images, one_hot, arguments, augment) -> dict:
+    """CPU-ms per image of the whole policy in one tf.function and through the training pipeline."""
+    import numpy as np
+
+    graph = graph_milliseconds(augment.Augmenter(policy, seed=0), images, one_hot, arguments.repeats)
     count = 2048
     labels = np.arange(count) % 8
     cells = np.tile(np.asarray(images, dtype="uint8"), (-(-count // arguments.batch_size), 1, 1, 1))[:count]

@@ -67,7 +67,8 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
             raise SystemExit(f"{path} is missing: the run did not finish {name}; run 01, 05 and 06 first.")
         return json.loads(path.read_text())
 
-    final = read("05_finetune_tta")["models"]["final"]
+    finetune = read("05_finetune_tta")
+    final = finetune["models"]["final"]
     robustness = final.get("robustness", {})
     rows = [
         ("clean_accuracy", final["val_accuracy"], "fraction"),
@@ -79,7 +80,7 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         rows.append((f"seen_corrupted_accuracy{suffix}", scores.get("seen_corrupted_accuracy"), "fraction"))
         rows.append((f"unseen_corrupted_accuracy{suffix}", scores.get("unseen_corrupted_accuracy"), "fraction"))
     # What the zip ships: 05's recommended setting (no TTA, all views or the flips and rotations alone).
-    shipped = read("05_finetune_tta").get("submission", {}).get("setting")
+    shipped = finetune.get("submission", {}).get("setting")
     rows.append(("shipped_setting", shipped, "name"))
     if shipped in robustness:
         for key in ("clean_accuracy", "corrupted_accuracy", "seen_corrupted_accuracy", "unseen_corrupted_accuracy"):

@@ -163,9 +163,10 @@ def test_efficientnetv2s_with_the_report_head_crosses_keras_versions(tmp_path):
 
 def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
     members = [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
-    views = ["identity", "flip_horizontal"]
+    views = {"no TTA": ["identity"], "TTA": ["identity", "flip_horizontal"]}
     single = {"no TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.60}, "TTA": {"clean_accuracy": 0.90, "corrupted_accuracy": 0.62}}
-    assert submission.recommend(single, views, members) == {"members": ["05_finetune_tta:final"], "tta_views": views, "setting": "TTA"}
+    expected = {"members": ["05_finetune_tta:final"], "tta_views": views["TTA"], "setting": "TTA"}
+    assert submission.recommend(single, views, members) == expected
     worse_with_views = {**single, "TTA": {"clean_accuracy": 0.88, "corrupted_accuracy": 0.60}}
     assert submission.recommend(worse_with_views, views, members)["tta_views"] == ["identity"]
     better_ensemble = {"clean_accuracy": 0.92, "corrupted_accuracy": 0.65}

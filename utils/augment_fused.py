@@ -162,16 +162,13 @@ class FusedGeometry(_FusedLayer):
         A flip alone by the warp costs as much as a rotation (0.3 CPU-ms per image); reversing the image's
         rows or columns costs a tenth of that. About one image in five only flips (BENCHMARKS.md)."""
         numpy = backend.numpy
-        if "warp" not in parameters:
-            return self._warp(images, parameters, backend)
         warp = parameters["warp"]
-        groups = []
-        for chosen in (warp, numpy.logical_not(warp)):
+        updates = []
+        for chosen, transform in ((warp, self._warp), (numpy.logical_not(warp), self._flip)):
             indices = numpy.where(chosen)[0]
             subset = {name: numpy.take(value, indices, axis=0) for name, value in parameters.items()}
-            transform = self._warp if chosen is warp else self._flip
-            groups.append((indices, transform(numpy.take(images, indices, axis=0), subset, backend)))
-        for indices, new_images in groups:
+            updates.append((indices, transform(numpy.take(images, indices, axis=0), subset, backend)))
+        for indices, new_images in updates:
             images = backend.core.scatter_update(images, indices[:, None], new_images)
         return images
 

@@ -66,29 +66,25 @@ def available_members(run_dir: str | os.PathLike, first: tuple[str, str], reques
     return members, missing
 
 
-def recommend(single: dict, views, members: list[tuple[str, str]], ensemble: dict | None = None) -> dict:
+def recommend(single: dict, view_sets: dict, members: list[tuple[str, str]], ensemble: dict | None = None) -> dict:
     """What 06 should ship, from 05's robustness summaries of the single model, one per setting
-    ({"no TTA": {...}, "TTA": {...}, ...}), and the ensemble's with all views: the setting with the highest
-    mean of clean and corrupted accuracy (a tie goes to the later setting), and the ensemble when it scores
-    higher than every setting of the single model.
-
-    `views` is either the views of the "TTA" setting (a list; "no TTA" is the identity alone) or a dict
-    {setting: views} naming the views of every setting in `single`. The result names the chosen setting."""
+    ({"no TTA": {...}, "TTA": {...}, ...}, with each setting's views in `view_sets`), and the ensemble's
+    with the "TTA" setting's views: the setting with the highest mean of clean and corrupted accuracy (a
+    tie goes to the later setting), and the ensemble when it scores higher than every setting of the
+    single model. The result names the chosen setting."""
 
     def combined(scores: dict) -> float:
         return (scores["clean_accuracy"] + scores["corrupted_accuracy"]) / 2
 
-    view_sets = dict(views) if isinstance(views, dict) else {"no TTA": ["identity"], "TTA": list(views)}
     missing = [setting for setting in single if setting not in view_sets]
     if missing:
-        raise ValueError(f"recommend: no views are given for the setting(s) {missing}; pass views as {{setting: views}}.")
+        raise ValueError(f"recommend: view_sets gives no views for the setting(s) {missing}.")
     best = None
     for setting, scores in single.items():
         if best is None or combined(scores) >= combined(single[best]):
             best = setting
     if ensemble is not None and combined(ensemble) > combined(single[best]):
-        all_views = view_sets.get("TTA", view_sets[best])
-        return {"members": [f"{n}:{m}" for n, m in members], "tta_views": list(all_views), "setting": "ensemble"}
+        return {"members": [f"{n}:{m}" for n, m in members], "tta_views": list(view_sets["TTA"]), "setting": "ensemble"}
     return {"members": [f"{members[0][0]}:{members[0][1]}"], "tta_views": list(view_sets[best]), "setting": best}
 
 
