@@ -421,12 +421,24 @@ def _tf_dataset(images, labels, batch_size, augmenter, shuffle, seed, determinis
         indices = indices.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
+    def load(batch_indices):
+        return tf.cast(tf.gather(image_tensor, batch_indices), tf.float32), tf.gather(label_tensor, batch_indices)
+
+    # The augmentation runs as a tf.function called from the pipeline (`tf.py_function`), not traced into
+    # the map function itself: the same operations cost about a quarter more CPU time when tf.data runs
+    # them as part of its own function (measured layer by layer: every layer, not one kind of operation;
+    # BENCHMARKS.md, "Augmentation throughput"). The gather stays inside, so only indices cross into Python.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64)])
+    def load_and_augment_graph(batch_indices, batch_seed):
+        return augmenter.apply_graph(*load(batch_indices), batch_seed)
+
     def load_and_augment(batch_indices, batch_seed):
-        batch_images = tf.cast(tf.gather(image_tensor, batch_indices), tf.float32)
-        batch_labels = tf.gather(label_tensor, batch_indices)
         if not augmenter.specs:
-            return batch_images, batch_labels
-        return augmenter.apply_graph(batch_images, batch_labels, batch_seed)
+            return load(batch_indices)
+        batch_images, batch_labels = tf.py_function(load_and_augment_graph, [batch_indices, batch_seed], Tout=[tf.float32, tf.float32])
+        batch_images.set_shape([None, *images.shape[1:]])
+        batch_labels.set_shape([None, labels.shape[1]])
+        return batch_images, batch_labels
 
     batches = tf.data.Dataset.zip(indices.batch(int(batch_size)), batch_seeds)
     parallel = max(1, min(os.cpu_count() or 1, 8))
