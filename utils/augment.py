@@ -4,7 +4,7 @@ A policy is data: a name from `POLICIES` (e.g. `AUGMENTATION: robust`) or a list
 `[{"layer": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1}, {"layer": "MixUp", "alpha": 0.2}]`.
 Each spec names a layer of `LAYERS` (Keras core names, keras-cv's "GridMask", and the suite's own fused
 layers of `utils.augment_fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle"; and of
-`utils.augment_optics`: "WideBlur", "IlluminationField") and its
+`utils.augment_optics`: "WideBlur", "IlluminationField"; and of `utils.augment_codec`: "JpegCompression") and its
 constructor arguments; the optional key "probability" (default 1) is the fraction of each batch's images the layer
 is applied to (the others pass through untouched, and the layer only computes on the chosen ones).
 Images are float 0-255 throughout (every layer's value_range is 0-255) and are clipped after each layer.
@@ -51,6 +51,7 @@ import keras
 import numpy as np
 from keras.src.utils.backend_utils import DynamicBackend
 
+from utils.augment_codec import CODEC_LAYERS
 from utils.augment_fused import FUSED_LAYERS as _FUSED_LAYERS
 from utils.augment_fused import UNIFORM_NOISE_HALF_WIDTH, UniformNoise
 from utils.augment_optics import OPTICS_LAYERS
@@ -94,10 +95,12 @@ LAYERS = (
     # Strong blur and uneven illumination (utils.augment_optics):
     "WideBlur",
     "IlluminationField",
+    # JPEG compression as matrix products (utils.augment_codec):
+    "JpegCompression",
 )
 RESERVED_KEYS = ("layer", "probability")
 # Layers drawn and applied per image by the Augmenter (`draw`, then `transform` on the images that drew something).
-FUSED_LAYERS = {**_FUSED_LAYERS, **OPTICS_LAYERS}
+FUSED_LAYERS = {**_FUSED_LAYERS, **OPTICS_LAYERS, **CODEC_LAYERS}
 PIXEL_MAX = 255.0
 EXAMPLE = "a list of layers such as [{'layer': 'RandomFlip'}]"
 # Layers that draw with Python's `random` while called (once for good when tf.data traces them): traced

@@ -117,6 +117,13 @@ POLICIES["robust_optics"] = [
     {"layer": "IlluminationField", "strength": [0.2, 2.5], "roughness": [1.4, 2.0], "probability": 0.2},
     *_WITHOUT_BLUR[2:],  # UniformNoise, EraseRectangle
 ]
+# robust_optics with JPEG compression (utils.augment_codec) on one image in five, at qualities 5-50: ImageNet-C's
+# severities use 25 down to 7.
+POLICIES["robust_codec"] = [
+    *POLICIES["robust_optics"][:4],  # FusedGeometry, FusedColor, WideBlur, IlluminationField
+    {"layer": "JpegCompression", "quality": [5, 50], "probability": 0.2},
+    *POLICIES["robust_optics"][4:],  # UniformNoise, EraseRectangle: noise after compression, as a sensor adds it
+]
 
 
 # The corruption kinds (utils.corruptions) each policy imitates in training. Everything else is
@@ -151,6 +158,7 @@ TRAINED_CORRUPTIONS["robust_fused"] = TRAINED_CORRUPTIONS["robust"]
 TRAINED_CORRUPTIONS["robust_colour_fused"] = TRAINED_CORRUPTIONS["robust"]
 # The illumination field imitates fog; frost and snow (overlays of ice and flakes) stay unseen.
 TRAINED_CORRUPTIONS["robust_optics"] = (*TRAINED_CORRUPTIONS["robust"], "fog")
+TRAINED_CORRUPTIONS["robust_codec"] = (*TRAINED_CORRUPTIONS["robust_optics"], "jpeg_compression")
 
 
 def seen_corruptions(policy) -> tuple[str, ...]:
