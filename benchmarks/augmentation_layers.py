@@ -11,9 +11,10 @@ machine, so this is the number to compare layers by. Prints one JSON line per la
 policy must cost less than about 0.65 CPU-ms per image to keep 90 % of the training speed.
 
 With `--whole`, each policy also runs whole, twice: in one `tf.function` ("graph") and as training
-runs it, through `augment.training_dataset` on 2,048 cells with a sequential map ("tf.data"); the
-second costs about a quarter more than the first for the same operations (BENCHMARKS.md,
-"Augmentation throughput").
+runs it, through `augment.training_dataset` on 2,048 cells with a sequential map ("tf.data"). The
+pipeline calls the policy's `tf.function` from the map (`tf.py_function`), so the two should differ by
+the gather and the call only; traced into the map function itself, the same operations cost about a
+quarter more (BENCHMARKS.md, "Augmentation throughput").
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ on. CutMix and MixUp mix the one-hot labels (rows still sum to 1).
 
 Pipeline (`training_dataset`): when TensorFlow is importable, a tf.data pipeline shuffles indices each
 epoch, batches them, gathers and augments whole batches in a parallel `map` (one call per core, up to 8)
-and prefetches, so the augmentation runs beside the training step; Keras preprocessing layers run inside
+and prefetches, so the augmentation runs beside the training step. The map calls the policy as a
+`tf.function` through `tf.py_function`: traced into tf.data's own map function, the same operations cost
+about a quarter more CPU time (BENCHMARKS.md, "Augmentation throughput"); Keras preprocessing layers run inside
 tf.data under every backend, and `model.fit` accepts a tf.data.Dataset under tensorflow, torch and jax
 (pass shuffle=False to `fit`: the data set shuffles itself). Without TensorFlow, a
 `keras.utils.PyDataset` applies the layers eagerly per batch in worker threads.
