@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +96,18 @@ def apply_layer(layer_spec, images, labels, path, seed=1):
 def apply():
     """`apply_layer`, for the tests of the augmentation layers."""
     return apply_layer
+
+
+def summary_under_torch(script: str) -> dict:
+    """Runs `script` in a fresh Python under the torch backend (from the repository's root) and returns the JSON
+    object its last line prints; fails the test with the script's error output if it fails."""
+    environment = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def under_torch():
+    """`summary_under_torch`, for the tests of the eager augmentation path under the torch backend."""
+    return summary_under_torch

@@ -4,11 +4,6 @@ the eager path and in tf.data, and the robust_codec policy adds it to robust_opt
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,7 +13,6 @@ from PIL import Image
 
 from utils import augment, augment_codec, policies
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
 
 
@@ -105,7 +99,7 @@ def test_bad_codec_specs_fail_in_one_sentence(spec):
     assert "quality" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_codec_policy_runs_eagerly_under_torch():
+def test_codec_policy_runs_eagerly_under_torch(under_torch):
     """The eager path under the torch backend (as PyDataset uses it): seeded, in range, images changed."""
     script = (
         "import numpy as np, json\n"
@@ -117,9 +111,6 @@ def test_codec_policy_runs_eagerly_under_torch():
         "print(json.dumps({'same': bool(np.array_equal(first, again)), 'change': float(np.abs(first - images).mean()),\n"
         "                  'low': float(first.min()), 'high': float(first.max())}))\n"
     )
-    environment = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = under_torch(script)
     assert summary["same"] and summary["change"] > 5.0
     assert summary["low"] >= 0.0 and summary["high"] <= 255.0

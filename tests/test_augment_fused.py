@@ -3,18 +3,11 @@ counterpart does, on the eager path and inside tf.data, and the fused policies k
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from utils import augment, policies
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
 
 
@@ -182,7 +175,7 @@ def test_bad_fused_specs_fail_in_one_sentence(spec, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
-def test_fused_policy_runs_eagerly_under_torch(tmp_path):
+def test_fused_policy_runs_eagerly_under_torch(tmp_path, under_torch):
     """The eager path (PyDataset without TensorFlow, and figure previews) under the torch backend."""
     script = (
         "import numpy as np, json\n"
@@ -193,9 +186,6 @@ def test_fused_policy_runs_eagerly_under_torch(tmp_path):
         "summary = {'shape': list(out.shape), 'dtype': str(out.dtype), 'changed': changed}\n"
         "print(json.dumps({**summary, 'low': float(out.min()), 'high': float(out.max())}))\n"
     )
-    environment = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = under_torch(script)
     assert summary["shape"] == [8, 96, 96, 3] and summary["dtype"] == "float32"
     assert summary["changed"] >= 4 and summary["low"] >= 0.0 and summary["high"] <= 255.0

@@ -3,19 +3,12 @@ IlluminationField lays a smooth grey field over the image as fog does, on the ea
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
 from utils import augment, augment_optics, policies
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["eager", "tf.data"]
 
 
@@ -106,7 +99,7 @@ def test_bad_optics_specs_fail_in_one_sentence(spec, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
-def test_optics_policy_is_seeded_and_runs_eagerly_under_torch():
+def test_optics_policy_is_seeded_and_runs_eagerly_under_torch(under_torch):
     """Same seed, same pixels; and the eager path under the torch backend (as PyDataset uses it)."""
     script = (
         "import numpy as np, json\n"
@@ -118,9 +111,6 @@ def test_optics_policy_is_seeded_and_runs_eagerly_under_torch():
         "print(json.dumps({'same': bool(np.array_equal(first, again)), 'changed': changed, 'dtype': str(first.dtype),\n"
         "                  'low': float(first.min()), 'high': float(first.max())}))\n"
     )
-    environment = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = under_torch(script)
     assert summary["same"] and summary["changed"] >= 6 and summary["dtype"] == "float32"
     assert summary["low"] >= 0.0 and summary["high"] <= 255.0
