@@ -13,10 +13,10 @@ Images are float 0-255 throughout (every layer's value_range is 0-255) and are c
 Policies (see `utils.policies.POLICIES`): none, basic (the report's), randaugment, randaugment_cutmix_mixup, gridmask,
 grayscale, augmix, robust_fused and robust_colour_fused (robust and robust_colour in fused layers, 2.5 times
 cheaper), robust_optics (robust_colour_fused with blur up to sigma 6 and a fog-like illumination field),
-and robust, designed for the corrupted microscope test set: flips, rotations, shifts,
-zoom, colour, blur, noise and erasing, most on 20-50% of the images. JPEG, pixelation, elastic, weather
-and motion/zoom blur stay out of it on purpose, to measure generalisation to corruptions never trained
-on. CutMix and MixUp mix the one-hot labels (rows still sum to 1).
+robust_codec (robust_optics with JPEG compression on one image in five), and robust, designed for the
+corrupted microscope test set: flips, rotations, shifts, zoom, colour, blur, noise and erasing, most on
+20-50% of the images. JPEG, pixelation, elastic, weather and motion/zoom blur stay out of it on purpose,
+to measure generalisation to corruptions never trained on. CutMix and MixUp mix the one-hot labels (rows still sum to 1).
 
 Pipeline (`training_dataset`): when TensorFlow is importable, a tf.data pipeline shuffles indices each
 epoch, batches them, gathers and augments whole batches in a parallel `map` (one call per core, up to 8)
