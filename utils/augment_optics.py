@@ -33,15 +33,18 @@ from utils.augment_fused import PIXEL_MAX, float_constant
 FIELD_GRID_SIDES = (2, 3, 5, 9, 17, 33)
 
 
-def _positive_range(name: str, value, minimum: float) -> tuple[float, float]:
+def positive_range(name: str, value, minimum: float, maximum: float | None = None) -> tuple[float, float]:
+    """A layer's [low, high] argument as floats, or a one-sentence ValueError naming it and its limits."""
     if (
         isinstance(value, (list, tuple))
         and len(value) == 2
         and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
         and minimum <= float(value[0]) <= float(value[1])
+        and (maximum is None or float(value[1]) <= maximum)
     ):
         return float(value[0]), float(value[1])
-    raise ValueError(f"{name} must be a pair [low, high] with {minimum} <= low <= high, got {value!r}")
+    upper = f" <= {maximum:g}" if maximum is not None else ""
+    raise ValueError(f"{name} must be a pair [low, high] with {minimum:g} <= low <= high{upper}, got {value!r}")
 
 
 def blur_matrices(sigmas, size: int, numpy, constant):
@@ -73,7 +76,7 @@ class WideBlur:
     """A Gaussian blur with a sigma (in pixels) drawn per image, log-uniform in `sigma` (see the module notes)."""
 
     def __init__(self, sigma=(0.4, 6.0)):
-        self.sigma = _positive_range("sigma", sigma, minimum=0.05)
+        self.sigma = positive_range("sigma", sigma, minimum=0.05)
 
     def draw(self, batch_size, uniform, backend) -> dict:
         draws = uniform((batch_size,))
@@ -101,8 +104,8 @@ class IlluminationField:
     """A grey, low-frequency fractal field added and the image rescaled, as fog does (see the module notes)."""
 
     def __init__(self, strength=(0.2, 2.5), roughness=(1.4, 2.0)):
-        self.strength = _positive_range("strength", strength, minimum=0.0)
-        self.roughness = _positive_range("roughness", roughness, minimum=1.0)
+        self.strength = positive_range("strength", strength, minimum=0.0)
+        self.roughness = positive_range("roughness", roughness, minimum=1.0)
 
     def draw(self, batch_size, uniform, backend) -> dict:
         parameters = {"strength_draw": uniform((batch_size,)), "roughness_draw": uniform((batch_size,))}
