@@ -237,6 +237,7 @@ BAD_PARAMETERS = {
     "FINAL_INPUT_NORM": ("per_pixel", "per_pixel"),
     "LR_SCHEDULE": ("one_cycle", "one_cycle"),
     "EMA_MOMENTUM": (1.5, "1.5"),
+    "FINAL_WEIGHT_DECAY": (-0.5, "-0.5"),
 }
 
 

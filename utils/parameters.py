@@ -1,5 +1,5 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, input standardisation, learning-rate schedules, weight averaging and
+views, optimizers, models, input standardisation, learning-rate schedules, weight decay, weight averaging and
 data-parallel training (DISTRIBUTE, BATCH_SCALING).
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
@@ -89,6 +89,11 @@ def _check_ema_momentum(value, parameter: str):
         raise ValueError(f"{parameter} must be 0 (no weight averaging) or a momentum between 0 and 1 such as 0.999 (got {value!r}).")
 
 
+def _check_weight_decay(value, parameter: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == -1 or 0 <= value < 1):
+        raise ValueError(f"{parameter} must be -1 (the optimizer's default) or a decay from 0 to below 1 such as 0.05 (got {value!r}).")
+
+
 def _check_distribute(value, parameter: str):
     from utils import distribute
 
@@ -117,6 +122,7 @@ CHECKS = {
     "FINAL_INPUT_NORM": _check_input_norm,
     "LR_SCHEDULE": _check_schedule,
     "EMA_MOMENTUM": _check_ema_momentum,
+    "FINAL_WEIGHT_DECAY": _check_weight_decay,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
 }
