@@ -73,6 +73,8 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
     rows = [
         ("clean_accuracy", final["val_accuracy"], "fraction"),
         ("clean_accuracy_tta", final.get("tta_val_accuracy"), "fraction"),
+        # Accuracy on as many clean training images: close to clean_accuracy and below 0.99 means underfitting.
+        ("clean_train_accuracy", final.get("clean_train_accuracy"), "fraction"),
     ]
     for setting, suffix in (("no TTA", ""), ("TTA", "_tta")):
         scores = robustness.get(setting, {})

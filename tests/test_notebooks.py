@@ -272,6 +272,10 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-4
     assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-4
     assert final["epochs_run"] <= parameters["FINAL_EPOCHS"]
+    # How well it fits clean training cells, on as many of them as the validation split holds.
+    validation_images = len(json.loads((out_dir / "split.json").read_text())["validation"])
+    assert 0 <= final["clean_train_accuracy"] <= 1 and final["clean_train_images"] == min(validation_images, final["train_images"])
+    assert final["fit_reading"].startswith("Clean training accuracy")
     # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
     assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
     assert final["spec"]["input_norm"] == parameters["FINAL_INPUT_NORM"]

@@ -59,6 +59,31 @@ def test_robustness_scores_every_kind_severity_and_view_set():
     assert summary["no TTA"]["worst_kind"] in kinds
 
 
+def test_training_fit_reads_the_gap_between_clean_training_and_validation_accuracy():
+    split = tiny_split(6)
+    model = FakeModel()
+    predicted_train = model(split.x_train).argmax(axis=1)
+    predicted_validation = model(split.x_validation).argmax(axis=1)
+    # Labels that the model gets all right on both sets: it fits.
+    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, predicted_validation)
+    assert fits["clean_train_accuracy"] == 1.0 and fits["clean_train_images"] == len(split.x_train) and abs(fits["fit_gap"]) < 1e-12
+    assert "fits the training cells" in fits["fit_reading"]
+    # Right on training, a quarter wrong on validation: it overfits.
+    wrong_validation = predicted_validation.copy()
+    wrong_validation[::4] = (wrong_validation[::4] + 1) % 8
+    overfits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, wrong_validation)
+    assert overfits["fit_gap"] == pytest.approx(1.0 - (wrong_validation == predicted_validation).mean())
+    assert "overfits" in overfits["fit_reading"]
+    # The same quarter wrong on both: it underfits. A subset of 16 training images is stratified by label.
+    wrong_train = predicted_train.copy()
+    wrong_train[::4] = (wrong_train[::4] + 1) % 8
+    underfits = evaluate.training_fit(model, split.x_train, wrong_train, split.x_validation, wrong_validation, max_images=16, seed=1)
+    indices = evaluate.validation_subset(wrong_train, 16, seed=1)
+    assert underfits["clean_train_images"] == 16
+    assert underfits["clean_train_accuracy"] == pytest.approx((predicted_train[indices] == wrong_train[indices]).mean())
+    assert "underfits" in underfits["fit_reading"] and "(16 images)" in underfits["fit_reading"]
+
+
 def test_robustness_rejects_unknown_kinds_and_severities():
     split = tiny_split(1)
     with pytest.raises(ValueError, match="CORRUPTIONS"):

@@ -154,6 +154,33 @@ def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(chosen).astype(np.int64))
 
 
+def training_fit(model, x_train, y_train, x_validation, y_validation, max_images: int = 0, seed: int = 0, batch_size: int = 64) -> dict:
+    """How well a model fits the clean training images (no augmentation) against the validation split:
+    accuracy on a stratified, seeded subset of `max_images` training images (all when 0) and a sentence
+    that reads the gap. Nearly equal accuracies below 0.99 mean the model underfits (more capacity or a
+    milder policy is the lever, not more regularisation); a training accuracy well above validation means
+    it overfits."""
+    indices = validation_subset(y_train, max_images, seed)
+    train_predictions = predict_probabilities(model, np.asarray(x_train)[indices], batch_size).argmax(axis=1)
+    train_accuracy = float((train_predictions == np.asarray(y_train)[indices]).mean())
+    validation_predictions = predict_probabilities(model, x_validation, batch_size).argmax(axis=1)
+    validation_accuracy = float((validation_predictions == np.asarray(y_validation)).mean())
+    gap = train_accuracy - validation_accuracy
+    if gap > 0.02:
+        reading = "the model overfits: it knows the training cells better than new ones, so regularisation or more data is the lever"
+    elif train_accuracy < 0.99:
+        reading = "the model underfits: it does not fit even the clean training cells, so capacity or a milder policy is the lever"
+    else:
+        reading = "the model fits the training cells and generalises to new ones"
+    return {
+        "clean_train_accuracy": train_accuracy,
+        "clean_train_images": int(len(indices)),
+        "fit_gap": gap,
+        "fit_reading": f"Clean training accuracy {train_accuracy:.4f} ({len(indices)} images) against validation "
+        f"{validation_accuracy:.4f}: {reading}.",
+    }
+
+
 def robustness(
     ensemble, images, labels, kinds, severities, view_sets: dict | None = None, seed: int = 0, batch_size: int = 64, progress: bool = True
 ):
