@@ -91,6 +91,10 @@ def main(argv=None) -> int:
     clean_plain = float((per_view["identity"].argmax(axis=1) == split.y_validation).mean()) if "identity" in per_view else None
     clean_tta = float(((sum(per_view.values()) / len(views)).argmax(axis=1) == split.y_validation).mean())
 
+    fit = evaluate.training_fit(
+        model, split.x_train, split.y_train, split.x_validation, split.y_validation, len(split.y_validation), arguments.seed
+    )
+    print(fit["fit_reading"], flush=True)
     indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
     x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
     table = evaluate.robustness(
@@ -111,6 +115,7 @@ def main(argv=None) -> int:
         "training_minutes": round(training_minutes, 2),
         "clean_accuracy": clean_plain,
         "clean_accuracy_tta": clean_tta,
+        "clean_train_accuracy": fit["clean_train_accuracy"],
         "corrupted_accuracy": summary["no TTA"]["corrupted_accuracy"],
         "corrupted_accuracy_tta": summary["TTA"]["corrupted_accuracy"],
         "seen_corrupted_accuracy_tta": summary["TTA"]["seen_corrupted_accuracy"],
