@@ -96,6 +96,30 @@ def test_saturation_is_hsv_saturation(cells, factor, apply):
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shift", [0.1, 0.5, -0.2])
+def test_value_is_imagenet_c_brightness(cells, shift, path, apply):
+    """`value` must give what ImageNet-C's brightness computes with scikit-image: V + shift, clipped to
+    [0, 1], hue and saturation kept. Unlike an added brightness, per-channel standardisation cannot undo it."""
+    from skimage import color
+
+    images, labels = cells
+    hsv = color.rgb2hsv(images / 255.0)
+    hsv[..., 2] = np.clip(hsv[..., 2] + shift, 0.0, 1.0)
+    expected = color.hsv2rgb(hsv) * 255.0
+    fused = apply({"layer": "FusedColor", "value": [shift, shift]}, images, labels, path)
+    np.testing.assert_allclose(fused, expected, atol=0.05)
+
+    def standardised(batch):
+        return (batch - batch.mean(axis=(1, 2), keepdims=True)) / batch.std(axis=(1, 2), keepdims=True)
+
+    dim = np.round(images * 0.8)  # whole grey levels (the tf.data path takes bytes); adding 0.1 of 255 clips nothing
+    added = apply({"layer": "FusedColor", "brightness": [0.1, 0.1]}, dim, labels, path)
+    assert np.abs(standardised(added) - standardised(dim)).max() < 1e-3
+    shifted = apply({"layer": "FusedColor", "value": [shift, shift]}, dim, labels, path)
+    assert np.abs(standardised(shifted) - standardised(dim)).mean() > 0.02
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_probabilities_decide_which_images_change(cells, path, apply):
     images, labels = cells
     never = apply({"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.0}, images, labels, path)
@@ -155,6 +179,14 @@ def test_fused_policies_mirror_their_sources():
         assert colour["brightness"] == by_layer["RandomBrightness"]["factor"]
         assert colour["saturation_probability"] == by_layer["RandomSaturation"]["probability"]
         assert policies.seen_corruptions(fused) == policies.seen_corruptions(source)
+
+
+def test_exposure_policy_is_robust_optics_with_the_value_shift():
+    exposure, optics = augment.resolve_policy("robust_exposure"), augment.resolve_policy("robust_optics")
+    assert [spec["layer"] for spec in exposure] == [spec["layer"] for spec in optics]
+    assert exposure[1] == {**optics[1], "value": [0.0, 0.5], "value_probability": 0.25}
+    assert exposure[0] == optics[0] and exposure[2:] == optics[2:]
+    assert policies.seen_corruptions("robust_exposure") == policies.seen_corruptions("robust_optics")
 
 
 @pytest.mark.parametrize(

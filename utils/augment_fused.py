@@ -16,14 +16,18 @@ layers here do the same work once:
   brightness and contrast as one scale and offset per channel; saturation scaled as HSV scales it
   (value and hue kept, so it matches RandomSaturation and ImageNet-C's saturate) straight on RGB;
   hue as a rotation of the colours about the grey axis (one 3x3 matrix per image), which follows
-  RandomHue's HSV shift in range and sign but not pixel for pixel.
+  RandomHue's HSV shift in range and sign but not pixel for pixel; and `value`, ImageNet-C's
+  brightness (HSV's value plus a shift, capped, hue and saturation kept: each pixel scaled by its
+  new value over its old one), which per-channel input standardisation cannot undo as it undoes an
+  added brightness.
 
 A spec names the layer and its components, e.g.
 `{"layer": "FusedColor", "brightness": 0.3, "brightness_probability": 0.3, "hue": 0.1, "hue_probability": 0.3}`.
 Each factor means what it means for the Keras layer of that name (`rotation` as RandomRotation's
 `factor`, a fraction of a full turn; `translation` as RandomTranslation's factors, a fraction of the
 side; `zoom` as RandomZoom's `height_factor`; `brightness`, `contrast`, `saturation`, `hue` as the
-factors of RandomBrightness, RandomContrast, RandomSaturation and RandomHue); a component left out is
+factors of RandomBrightness, RandomContrast, RandomSaturation and RandomHue; `value` as a fraction of
+255 like `brightness`); a component left out is
 never applied. `utils.augment.Augmenter` draws the parameters (`draw`), picks the images that drew
 something, and calls `transform` on them only, with the backend's ops (TensorFlow inside tf.data).
 """
@@ -218,10 +222,11 @@ class FusedGeometry(_FusedLayer):
 
 
 class FusedColor(_FusedLayer):
-    """Brightness, contrast, saturation and hue in three cheap passes (see the module notes)."""
+    """Brightness, contrast, saturation and hue in three cheap passes (see the module notes), and the
+    brightness of ImageNet-C and scikit-image's HSV (`value`: V + v, hue and saturation kept)."""
 
-    components = ("brightness", "contrast", "saturation", "hue")
-    identity = {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+    components = ("brightness", "contrast", "saturation", "hue", "value")
+    identity = {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, "value": 0.0}
 
     def _range(self, component, value):
         if value is None:
@@ -237,7 +242,7 @@ class FusedColor(_FusedLayer):
 
     def _values(self, component, values):
         value = values[:, 0]
-        if component == "brightness":
+        if component in ("brightness", "value"):
             value = value * PIXEL_MAX
         elif component == "contrast":
             value = 1.0 + value
@@ -266,6 +271,15 @@ class FusedColor(_FusedLayer):
             numpy.clip(contrast * plane + ((1.0 - contrast) * numpy.mean(plane, axis=(1, 2), keepdims=True) + delta), 0.0, PIXEL_MAX)
             for plane in channels
         ]
+        if "value" in parameters:
+            # ImageNet-C's brightness adds v to HSV's value V (the largest channel), capped at 255, and keeps hue
+            # and saturation: every channel moves towards the new value as c' = V' - (V' / V) * (V - c), which
+            # scales a pixel by V' / V and turns a black one (V = 0) into grey V'. Per-channel standardisation
+            # cannot undo it: a dark nucleus brightens by more than the background.
+            largest = numpy.maximum(numpy.maximum(channels[0], channels[1]), channels[2])
+            new_largest = numpy.clip(largest + parameters["value"][:, None, None], 0.0, PIXEL_MAX)
+            gain = new_largest / numpy.maximum(largest, 1e-3)
+            channels = [new_largest - gain * (largest - plane) for plane in channels]
         # Saturation as HSV scales it (RandomSaturation, ImageNet-C's saturate): hue and value (the largest
         # channel V) stay, the saturation S = (V - min) / V is multiplied by s and capped at 1, so each channel
         # moves from V by the factor k = min(s, 1 / S): c' = V - k * (V - c).
