@@ -157,9 +157,9 @@ def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
 def training_fit(model, x_train, y_train, x_validation, y_validation, max_images: int = 0, seed: int = 0, batch_size: int = 64) -> dict:
     """How well a model fits the clean training images (no augmentation) against the validation split:
     accuracy on a stratified, seeded subset of `max_images` training images (all when 0) and a sentence
-    that reads the gap. Nearly equal accuracies below 0.99 mean the model underfits (more capacity or a
-    milder policy is the lever, not more regularisation); a training accuracy well above validation means
-    it overfits."""
+    that reads the gap. Nearly equal accuracies below 0.99 mean the model underfits (more regularisation
+    will not help; on the cpu recipe neither did more parameters or a milder policy: BENCHMARKS.md); a
+    training accuracy well above validation means it overfits."""
     indices = validation_subset(y_train, max_images, seed)
     train_predictions = predict_probabilities(model, np.asarray(x_train)[indices], batch_size).argmax(axis=1)
     train_accuracy = float((train_predictions == np.asarray(y_train)[indices]).mean())
@@ -169,7 +169,7 @@ def training_fit(model, x_train, y_train, x_validation, y_validation, max_images
     if gap > 0.02:
         reading = "the model overfits: it knows the training cells better than new ones, so regularisation or more data is the lever"
     elif train_accuracy < 0.99:
-        reading = "the model underfits: it does not fit even the clean training cells, so capacity or a milder policy is the lever"
+        reading = "the model underfits: it does not fit even the clean training cells, so more regularisation is not the lever"
     else:
         reading = "the model fits the training cells and generalises to new ones"
     return {
