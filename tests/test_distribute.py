@@ -20,6 +20,18 @@ def test_linear_scaling_multiplies_batch_size_and_learning_rate_by_the_replica_c
     assert distribution.scale_learning_rate(1e-3) == pytest.approx(4e-3)
     phase = distribution.scale_phase(train.Phase("train", 3, batch_size=16, learning_rate=0.01))
     assert (phase.batch_size, phase.learning_rate, phase.epochs) == (64, pytest.approx(0.04), 3)
+    assert phase.ema_momentum is None
+
+
+def test_linear_scaling_keeps_the_weight_average_horizon_in_images():
+    # Four replicas take a quarter of the steps per epoch, so the momentum per step must shrink for the
+    # average to forget old weights after as many images as on one device.
+    distribution = distribute.Distribution(mode="auto", replicas=4, batch_scaling="linear")
+    phase = distribution.scale_phase(train.Phase("train", 3, batch_size=1, learning_rate=0.01, ema_momentum=0.999))
+    assert phase.ema_momentum == pytest.approx(0.999**4)
+    assert 0.0 < phase.ema_momentum < 0.999
+    unscaled = distribute.Distribution(mode="auto", replicas=4, batch_scaling="none")
+    assert unscaled.scale_ema_momentum(0.999) == 0.999
 
 
 def test_no_scaling_keeps_the_profile_values_and_one_replica_changes_nothing():
