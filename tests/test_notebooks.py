@@ -276,6 +276,11 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     validation_images = len(json.loads((out_dir / "split.json").read_text())["validation"])
     assert 0 <= final["clean_train_accuracy"] <= 1 and final["clean_train_images"] == min(validation_images, final["train_images"])
     assert final["fit_reading"].startswith("Clean training accuracy")
+    # The misses it names add up to the training cells it gets wrong, and the index list stays out of the metrics.
+    missed = round((1 - final["clean_train_accuracy"]) * final["clean_train_images"])
+    named = sum(pair["images"] for pair in final["train_confusions"])
+    assert named == missed if len(final["train_confusions"]) < 10 else 0 < named <= missed
+    assert "train_missed" not in final
     # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
     assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
     assert final["spec"]["input_norm"] == parameters["FINAL_INPUT_NORM"]
@@ -296,6 +301,7 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert len(summary) == 4 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
     for name in (
         "05_learning_curves.png",
+        "05_missed_training_cells.png",
         "05_tta_views.png",
         "05_confusion_matrix.png",
         "05_robustness_no_tta.png",

@@ -82,6 +82,33 @@ def test_training_fit_reads_the_gap_between_clean_training_and_validation_accura
     assert underfits["clean_train_images"] == 16
     assert underfits["clean_train_accuracy"] == pytest.approx((predicted_train[indices] == wrong_train[indices]).mean())
     assert "underfits" in underfits["fit_reading"] and "(16 images)" in underfits["fit_reading"]
+    missed = [index for index in indices if predicted_train[index] != wrong_train[index]]
+    assert [index for index, _ in underfits["train_missed"]] == missed
+    assert all(guess == predicted_train[index] for index, guess in underfits["train_missed"])
+
+
+def test_training_fit_names_the_most_frequent_misses():
+    split = tiny_split(6)
+    model = FakeModel()
+    predicted_train = model(split.x_train).argmax(axis=1)
+    labels = predicted_train.copy()
+    # Three cells the model calls `first` are labelled first + 3, one it calls `second` is labelled second + 5.
+    classes, counts = np.unique(predicted_train, return_counts=True)
+    first, second = classes[np.argsort(-counts, kind="stable")[:2]]
+    called_first, called_second = np.flatnonzero(predicted_train == first)[:3], np.flatnonzero(predicted_train == second)[:1]
+    assert len(called_first) == 3 and len(called_second) == 1
+    labels[called_first], labels[called_second] = (first + 3) % 8, (second + 5) % 8
+    names = [f"class{index}" for index in range(8)]
+    fit = evaluate.training_fit(model, split.x_train, labels, split.x_validation, split.y_validation, class_names=names)
+    first_pair = {"label": f"class{(first + 3) % 8}", "predicted": f"class{first}", "images": 3}
+    second_pair = {"label": f"class{(second + 5) % 8}", "predicted": f"class{second}", "images": 1}
+    assert fit["train_confusions"] == [first_pair, second_pair]
+    assert sorted(index for index, _ in fit["train_missed"]) == sorted([*called_first, *called_second])
+    expected = f"class{(first + 3) % 8} as class{first} (3), class{(second + 5) % 8} as class{second} (1)"
+    assert expected in fit["fit_reading"] and "(of 4)" in fit["fit_reading"]
+    # A model that fits every cell names no misses.
+    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, split.y_validation)
+    assert fits["train_confusions"] == [] and fits["train_missed"] == [] and "misses" not in fits["fit_reading"]
 
 
 def test_robustness_rejects_unknown_kinds_and_severities():
