@@ -21,8 +21,8 @@ One device, or `DISTRIBUTE: none`, is the single-device training exactly: no str
 
 - `linear`: every replica keeps the profile's batch size, so the global batch size and the learning
   rate are both multiplied by the replica count (the linear scaling rule of Goyal et al., 2017), and
-  a weight average's momentum m becomes m ** replicas: each step then sees as many more images as
-  there are replicas, so the average keeps its horizon in images (with 0.999 unscaled and four
+  a weight average's momentum m becomes m ** replicas: each step then sees `replicas` times as many
+  images, so the average keeps its horizon in images (with 0.999 unscaled and four
   replicas, the averaged weights that validation sees would still be two-thirds the initial ones
   after five epochs of the cpu profile's data: validation accuracy stays at chance meanwhile);
 - `none`: the global batch size and the learning rate stay as the profile says; each replica gets

@@ -163,11 +163,11 @@ def training_fit(
     will not help; on the cpu recipe neither did more parameters or a milder policy: BENCHMARKS.md); a
     training accuracy well above validation means it overfits.
 
-    Also returns the training cells it gets wrong (`train_missed`: [index into `x_train`, predicted class]
-    pairs) and their
-    most frequent (label, prediction) pairs (`train_confusions`, named by `class_names` when given), which
-    the sentence names: misses that gather in one pair of neighbouring classes point at cells between the
-    two (on the shared data, band neutrophils and immature granulocytes), not at a lack of capacity."""
+    Also returns the training cells it gets wrong (`train_missed`: [index into `x_train`, predicted
+    class] pairs) and their most frequent (label, prediction) pairs (`train_confusions`, named by
+    `class_names` when given), which the sentence names: misses that gather in one pair of neighbouring
+    classes point at cells between the two (on the shared data, band neutrophils and immature
+    granulocytes), not at a lack of capacity."""
     y_train = np.asarray(y_train)
     indices = validation_subset(y_train, max_images, seed)
     train_predictions = predict_probabilities(model, np.asarray(x_train)[indices], batch_size).argmax(axis=1)
