@@ -15,6 +15,11 @@ runs it, through `augment.training_dataset` on 2,048 cells with a sequential map
 pipeline calls the policy's `tf.function` from the map (`tf.py_function`), so the two should differ by
 the gather and the call only; traced into the map function itself, the same operations cost about a
 quarter more (BENCHMARKS.md, "Augmentation throughput").
+
+With `--eager`, the layers run instead as the PyDataset pipeline runs them without TensorFlow: called
+eagerly on NumPy batches (`Augmenter.__call__`) under the Keras backend that KERAS_BACKEND names, e.g.
+
+    KERAS_BACKEND=torch python benchmarks/augmentation_layers.py --eager --policies robust_optics --batch-size 128
 """
 
 from __future__ import annotations
@@ -43,25 +48,37 @@ def main(argv=None) -> int:
         "--every-image", action="store_true", help="apply each layer to every image (probability 1): its cost per image it touches"
     )
     parser.add_argument("--whole", action="store_true", help="also time each whole policy in one tf.function and through tf.data")
+    parser.add_argument("--eager", action="store_true", help="time the eager path (NumPy batches) under KERAS_BACKEND instead of the graph")
     arguments = parser.parse_args(argv)
+    if arguments.eager and arguments.whole:
+        parser.error("--whole times the tf.data graph; leave it out with --eager (the eager sum is the whole policy).")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO_ROOT))
     import numpy as np
-    import tensorflow as tf
 
     from utils import augment, synthetic
 
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
     labels = np.arange(arguments.batch_size) % 8
-    images = tf.constant(synthetic.render_cells(labels, np.random.default_rng(0)).astype("float32"))
-    one_hot = tf.constant(np.eye(8, dtype="float32")[labels])
+    images = synthetic.render_cells(labels, np.random.default_rng(0)).astype("float32")
+    one_hot = np.eye(8, dtype="float32")[labels]
+    if arguments.eager:
+        import keras
+
+        print(json.dumps({"path": "eager", "backend": keras.backend.backend()}), flush=True)
+        timer = eager_milliseconds
+    else:
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        images, one_hot = tf.constant(images), tf.constant(one_hot)
+        timer = graph_milliseconds
     for policy in arguments.policies:
         total = 0.0
         for spec in augment.resolve_policy(policy, "--policies"):
             if arguments.every_image:
                 spec = {**spec, "probability": 1.0}
-            milliseconds = graph_milliseconds(augment.Augmenter([spec], seed=0), images, one_hot, arguments.repeats)
+            milliseconds = timer(augment.Augmenter([spec], seed=0), images, one_hot, arguments.repeats)
             total += milliseconds
             print(
                 json.dumps(
@@ -95,6 +112,15 @@ def graph_milliseconds(augmenter, images, one_hot, repeats: int) -> float:
     for repeat in range(repeats):
         step(images, one_hot, tf.constant(repeat, tf.int64))
     return 1000 * (cpu_seconds() - started) / repeats / int(images.shape[0])
+
+
+def eager_milliseconds(augmenter, images, one_hot, repeats: int) -> float:
+    """CPU-ms per image of calling `augmenter` on a NumPy batch (the PyDataset path), after one warm-up batch."""
+    augmenter(images, one_hot)
+    started = cpu_seconds()
+    for _ in range(repeats):
+        augmenter(images, one_hot)
+    return 1000 * (cpu_seconds() - started) / repeats / len(images)
 
 
 def whole_policy(policy, images, one_hot, arguments, augment) -> dict:

@@ -224,8 +224,8 @@ def test_fused_policy_runs_eagerly_under_torch(tmp_path, under_torch):
 
 
 def test_torch_warp_matches_keras_affine_transform(under_torch):
-    """Under torch, FusedGeometry warps with grid_sample (Keras' own affine_transform there costs about 60
-    CPU-ms per image); it must give Keras' pixels for every fill mode it takes over, borders included."""
+    """Under torch, FusedGeometry warps with grid_sample (Keras' own affine_transform there is more than ten
+    times slower); it must give Keras' pixels for every fill mode it takes over, borders included."""
     script = (
         "import numpy as np, json, keras\n"
         "from utils import augment_fused\n"

@@ -230,9 +230,9 @@ TORCH_PADDING = {"reflect": "reflection", "nearest": "border", "constant": "zero
 
 def torch_affine_bilinear(images, transform, fill_mode: str = "reflect"):
     """`keras.ops.image.affine_transform` (bilinear, channels last) for torch tensors, through torch's
-    `affine_grid` and `grid_sample`. Keras' own implementation under torch took about 60 CPU-ms per
-    96x96 image, 150 times TensorFlow's, and made an augmented epoch slower on a GPU than on 2 CPU cores
-    (BENCHMARKS.md, "A GPU try"); this takes well under one.
+    `affine_grid` and `grid_sample`. Keras' own implementation under torch is built of many small
+    operations: about 2 ms per 96x96 image on an idle 2-core machine and tens of ms when other work
+    shares the cores, against 0.15 ms here (BENCHMARKS.md, "A GPU try").
 
     `transform` holds Keras' 8 numbers per image: output pixel (x, y) reads input pixel
     (a0 x + a1 y + a2, b0 x + b1 y + b2). grid_sample wants the same map in coordinates normalised to
