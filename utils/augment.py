@@ -469,10 +469,13 @@ def training_dataset(
     *,
     deterministic: bool = False,
     pipeline: str = "auto",
+    consistency_view: str | None = None,
 ):
     """Shuffled, augmented batches of (float32 images 0-255, float32 one-hot labels) for `model.fit(x=...)`.
 
-    One pass is one epoch (the last batch may be smaller); the order changes every epoch. `pipeline`:
+    One pass is one epoch (the last batch may be smaller); the order changes every epoch. With
+    `consistency_view` ("geometry" or "policy", see `utils.consistency`), each batch holds every one of its
+    `batch_size` images twice in neighbouring rows, for a `consistency.ConsistencyLoss`. `pipeline`:
     "auto" (tf.data when TensorFlow is importable, else PyDataset), "tf.data" or "pydataset".
     `deterministic=True` maps batches one at a time (still beside the training step), so the whole
     stream repeats for a seed; the default maps several batches in parallel (see the module notes).
@@ -489,7 +492,12 @@ def training_dataset(
         raise ValueError(f"pipeline must be 'auto', 'tf.data' or 'pydataset', got {pipeline!r}.")
     if images.dtype not in (np.uint8, np.float32):
         images = images.astype("float32")
-    augmenter = Augmenter(policy, seed=seed, num_classes=num_classes)
+    if consistency_view is None:
+        augmenter = Augmenter(policy, seed=seed, num_classes=num_classes)
+    else:
+        from utils.consistency import PairedAugmenter
+
+        augmenter = PairedAugmenter(policy, consistency_view, seed=seed, num_classes=num_classes)
     use_tf = pipeline == "tf.data" or (pipeline == "auto" and importlib.util.find_spec("tensorflow") is not None)
     if use_tf:
         return _tf_dataset(images, labels, batch_size, augmenter, shuffle, int(seed), deterministic)

@@ -13,6 +13,11 @@ with the report's head. With ImageNet weights the report's two phases run (head 
 backbone at batch `head_batch_size`, then fine-tuning with the first `frozen_layers` (or the first
 `frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
 network trains in one phase.
+
+`consistency_weight` > 0 trains on two views of every image (the first as `consistency_view` says: "geometry",
+the policy's flips, rotation, shift and zoom only, or "policy", a second draw of the whole policy) with a
+Jensen-Shannon consistency term of that weight (`utils.consistency`). `batch_size` still counts images, so a
+step holds twice as many rows and costs about twice the time.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils import augment, finetune, models, train
+from utils import augment, consistency, finetune, models, train
 
 # Models of the suite's own that always train from scratch, in one phase.
 SCRATCH_MODELS = ("baseline", "resnet")
@@ -58,6 +63,8 @@ class Recipe:
     schedule: str = "plateau"
     warmup_epochs: int = 0
     ema_momentum: float | None = None
+    consistency_weight: float = 0.0
+    consistency_view: str = "geometry"
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -67,6 +74,12 @@ class Recipe:
         train.make_optimizer(self.optimizer)
         if self.input_norm not in models.INPUT_NORMS:
             raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
+        weight = self.consistency_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"consistency_weight must be a number, 0 or more (0 trains without it), not {weight!r}.")
+        consistency.check_first_view(self.consistency_view)
+        if weight:
+            consistency.PairedAugmenter(self.policy, self.consistency_view)  # one sentence for a policy or view that cannot pair
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
@@ -158,8 +171,12 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         model, spec = build(recipe, seed=seed)
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
 
+    consistency_view = recipe.consistency_view if recipe.consistency_weight else None
+
     def make_training_data(batch_size: int):
-        return augment.training_dataset(split.x_train, split.y_train, batch_size, recipe.policy, seed=seed)
+        return augment.training_dataset(
+            split.x_train, split.y_train, batch_size, recipe.policy, seed=seed, consistency_view=consistency_view
+        )
 
     records = train.train_phases(
         model,
@@ -172,6 +189,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
         distribution=distribution,
+        consistency_weight=recipe.consistency_weight,
     )
     history = [entry for record in records for entry in record["history"]]
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
