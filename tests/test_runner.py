@@ -238,6 +238,8 @@ BAD_PARAMETERS = {
     "LR_SCHEDULE": ("one_cycle", "one_cycle"),
     "EMA_MOMENTUM": (1.5, "1.5"),
     "FINAL_WEIGHT_DECAY": (-0.5, "-0.5"),
+    "CONSISTENCY_WEIGHT": (-2, "-2"),
+    "CONSISTENCY_VIEW": ("clean", "clean"),
 }
 
 

@@ -94,6 +94,18 @@ def _check_weight_decay(value, parameter: str):
         raise ValueError(f"{parameter} must be -1 (the optimizer's default) or a decay from 0 to below 1 such as 0.05 (got {value!r}).")
 
 
+def _check_consistency_weight(value, parameter: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{parameter} must be 0 (no consistency loss) or a positive weight such as 8 (got {value!r}).")
+
+
+def _check_consistency_view(value, parameter: str):
+    from utils import consistency
+
+    if value not in consistency.FIRST_VIEWS:
+        raise ValueError(f"{parameter} must be one of {', '.join(consistency.FIRST_VIEWS)} (got {value!r}).")
+
+
 def _check_distribute(value, parameter: str):
     from utils import distribute
 
@@ -123,6 +135,8 @@ CHECKS = {
     "LR_SCHEDULE": _check_schedule,
     "EMA_MOMENTUM": _check_ema_momentum,
     "FINAL_WEIGHT_DECAY": _check_weight_decay,
+    "CONSISTENCY_WEIGHT": _check_consistency_weight,
+    "CONSISTENCY_VIEW": _check_consistency_view,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
 }
