@@ -475,7 +475,7 @@ def training_dataset(
 
     One pass is one epoch (the last batch may be smaller); the order changes every epoch. With
     `consistency_view` ("geometry" or "policy", see `utils.consistency`), each batch holds every one of its
-    `batch_size` images twice in neighbouring rows, for a `consistency.ConsistencyLoss`. `pipeline`:
+    `batch_size` images twice in neighbouring rows, for a `consistency.ConsistencyTrainer`. `pipeline`:
     "auto" (tf.data when TensorFlow is importable, else PyDataset), "tf.data" or "pydataset".
     `deterministic=True` maps batches one at a time (still beside the training step), so the whole
     stream repeats for a seed; the default maps several batches in parallel (see the module notes).

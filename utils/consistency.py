@@ -2,12 +2,14 @@
 
 Each training batch holds every image twice, in neighbouring rows: a first view (by default only the policy's
 geometry: flips, rotation, shift, zoom, so nearly the clean cell) and a second view drawn with the whole policy
-(noise, blur, colour, ...). The loss is the cross-entropy of both views plus `weight` times the Jensen-Shannon
+(noise, blur, colour, ...). The training loss is the cross-entropy of both views plus `weight` times the Jensen-Shannon
 divergence between their predicted class distributions, which pulls the prediction for a corrupted cell towards
 the prediction for the same cell uncorrupted.
 
     dataset = augment.training_dataset(x, y, 32, "robust_exposure", consistency_view="geometry")  # 64 rows a batch
-    model.compile(loss=ConsistencyLoss(weight=8.0, label_smoothing=0.1), ...)
+    trainer = ConsistencyTrainer(model, weight=8.0)  # shares model's layers
+    trainer.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), ...)
+    trainer.fit(dataset, ...)  # trains model; save model, not the trainer
 
 `Recipe(consistency_weight=8.0)` does both (`utils.recipe`). A step then computes twice the rows of a plain step,
 so at the same minutes it runs half the epochs. The pairs are neighbouring rows, so a data-parallel split of an
@@ -96,30 +98,29 @@ def jensen_shannon(p, q):
     return 0.5 * (ops.sum(p * (ops.log(p) - ops.log(mixture)), axis=-1) + ops.sum(q * (ops.log(q) - ops.log(mixture)), axis=-1))
 
 
-@keras.saving.register_keras_serializable(package="blood_cells")
-class ConsistencyLoss(keras.losses.Loss):
-    """Categorical cross-entropy (with label smoothing) of every row plus `weight` times the mean
-    Jensen-Shannon divergence between rows 2i and 2i + 1, the two views of one image.
+def pair_divergence(probabilities):
+    """Mean Jensen-Shannon divergence between rows 2i and 2i + 1 (the two views of image i) of a batch of class
+    distributions; an odd last row is left out, and a batch of one row gives 0."""
+    pairs = ops.shape(probabilities)[0] // 2
+    paired = ops.reshape(probabilities[: 2 * pairs], (-1, 2, probabilities.shape[-1]))
+    total = ops.sum(jensen_shannon(paired[:, 0], paired[:, 1]))
+    return total / ops.cast(ops.maximum(pairs, 1), probabilities.dtype)
 
-    The divergence counts only in batches whose neighbouring rows all carry the same label, as a
-    `PairedAugmenter` makes them; a validation batch (unpaired images) gets the cross-entropy alone, so
-    `val_loss` stays comparable with a plain recipe's."""
 
-    def __init__(self, weight: float = 8.0, label_smoothing: float = 0.0, name: str = "consistency", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if weight < 0:
-            raise ValueError(f"The consistency weight must be 0 or more (got {weight}).")
-        self.weight, self.label_smoothing = float(weight), float(label_smoothing)
+class ConsistencyTrainer(keras.Model):
+    """`model`'s own layers (so training it trains `model`) with `weight` times `pair_divergence` of each training
+    batch's predictions added to the compiled loss. Validation and evaluation (`training=False`) get the compiled
+    loss alone, so `val_loss` stays comparable with a plain recipe's. Train this; save and ship `model`, which needs
+    no custom code."""
 
-    def call(self, y_true, y_pred):
-        cross_entropy = keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
-        classes = y_pred.shape[-1]
-        pairs = ops.shape(y_pred)[0] // 2
-        predicted = ops.reshape(y_pred[: 2 * pairs], (-1, 2, classes))
-        labels = ops.reshape(ops.cast(y_true, y_pred.dtype)[: 2 * pairs], (-1, 2, classes))
-        paired = ops.cast(ops.all(ops.equal(labels[:, 0], labels[:, 1])), y_pred.dtype)
-        divergence = ops.sum(jensen_shannon(predicted[:, 0], predicted[:, 1])) / ops.cast(ops.maximum(pairs, 1), y_pred.dtype)
-        return cross_entropy + self.weight * paired * divergence
+    def __init__(self, model, weight: float):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"The consistency weight must be a number, 0 or more (got {weight!r}).")
+        super().__init__(model.inputs, model.outputs, name=f"{model.name}_consistency")
+        self.consistency_weight = float(weight)
 
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight, "label_smoothing": self.label_smoothing}
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        if training:
+            loss = loss + self.consistency_weight * pair_divergence(y_pred)
+        return loss

@@ -178,8 +178,13 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
             split.x_train, split.y_train, batch_size, recipe.policy, seed=seed, consistency_view=consistency_view
         )
 
+    trainer = model
+    if recipe.consistency_weight:
+        # The trainer shares the model's layers: training it trains the model, which is what is returned and saved.
+        with distribution.scope() if distribution is not None else contextlib.nullcontext():
+            trainer = consistency.ConsistencyTrainer(model, recipe.consistency_weight)
     records = train.train_phases(
-        model,
+        trainer,
         make_training_data,
         (split.x_validation, split.y_validation),
         phases(recipe, model),
@@ -189,7 +194,6 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
         distribution=distribution,
-        consistency_weight=recipe.consistency_weight,
     )
     history = [entry for record in records for entry in record["history"]]
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from utils import consistency, finetune
+from utils import finetune
 from utils import models as M
 from utils.checkpoints import (  # noqa: F401  (CHECKPOINT_FILE and current_learning_rate are part of this module's API)
     CHECKPOINT_FILE,
@@ -265,7 +265,6 @@ def train_phases(
     resume: bool = True,
     jit_compile="auto",
     distribution=None,
-    consistency_weight: float = 0.0,
 ) -> list[dict]:
     """Run `phases` (list of Phase or dicts) on `model`; return one record per phase:
     {"name", "history": [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
@@ -284,10 +283,6 @@ def train_phases(
     `distribution` (a `utils.distribute.Distribution`; build the model in its `scope()`) trains
     data-parallel: each phase's batch size and learning rate scale with the replica count as it
     says, and each record holds `replicas`. None trains on one device, as before.
-
-    `consistency_weight` > 0 trains with `consistency.ConsistencyLoss` (cross-entropy plus that weight
-    times the Jensen-Shannon divergence between the two views of each image): train_data must then
-    yield each image twice in neighbouring rows (`augment.training_dataset(..., consistency_view=...)`).
     """
     phases = [p if isinstance(p, Phase) else Phase.from_dict(p) for p in phases]
     if not phases:
@@ -300,11 +295,7 @@ def train_phases(
         set_seeds(seed)
     num_classes = int(model.output_shape[-1])
     x_train, y_train = _split(train_data)
-    if consistency_weight:
-        label_mode = "categorical"  # the divergence compares class distributions row by row
     y_train, loss, label_mode = _labels_and_loss(y_train, num_classes, label_mode, label_smoothing)
-    if consistency_weight:
-        loss = consistency.ConsistencyLoss(consistency_weight, label_smoothing)
     if validation_data is not None:
         x_val, y_val = _split(validation_data)
         y_val, _, _ = _labels_and_loss(y_val, num_classes, label_mode, label_smoothing)
