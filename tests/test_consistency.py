@@ -137,19 +137,10 @@ def test_train_recipe_with_consistency_trains_the_plain_model_on_pairs(tmp_path,
         return dataset
 
     monkeypatch.setattr(augment, "training_dataset", recording_dataset)
-    tiny = recipe.Recipe(
-        model="resnet",
-        widths=[8, 16],
-        blocks=[1, 1],
-        input_norm="per_channel",
-        policy="robust_exposure",
-        epochs=2,
-        batch_size=8,
-        patience=None,
-        reduce_lr_patience=None,
-        label_smoothing=0.1,
-        consistency_weight=8.0,
-    )
+    # A two-stage ResNet, two epochs of 4 batches of 8 images (16 rows each), no early stopping.
+    network = dict(model="resnet", widths=[8, 16], blocks=[1, 1], input_norm="per_channel")
+    tiny = recipe.Recipe(**network, policy="robust_exposure", epochs=2, batch_size=8, patience=None, reduce_lr_patience=None)
+    tiny = tiny.replace(label_smoothing=0.1, consistency_weight=8.0)
     model, spec, history, _ = recipe.train_recipe(tiny, split, checkpoint_dir=tmp_path / "checkpoint", seed=0, verbose=0)
     batch_images, batch_labels = (np.asarray(part) for part in batches[0])
     assert batch_images.shape[0] == 16 and np.array_equal(batch_labels[0::2], batch_labels[1::2])
