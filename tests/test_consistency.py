@@ -108,14 +108,14 @@ def test_trainer_adds_the_divergence_to_training_loss_only(fresh_keras_session):
     assert divergence > 0.001
     assert abs(history["loss"][0] - (cross_entropy + 8.0 * divergence)) < 1e-4
     assert abs(history["val_loss"][0] - cross_entropy) < 1e-5
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ValueError, match="positive weight"):
         consistency.ConsistencyTrainer(model, weight=-1.0)
 
 
 def test_recipe_checks_the_consistency_settings():
     with pytest.raises(ValueError, match="CutMix"):
         recipe.Recipe(policy="randaugment_cutmix_mixup", consistency_weight=8.0)
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ValueError, match="positive weight"):
         recipe.Recipe(policy="robust_exposure", consistency_weight=-1)
     with pytest.raises(ValueError, match="consistency_view"):
         recipe.Recipe(policy="robust_exposure", consistency_weight=8.0, consistency_view="both")

@@ -31,10 +31,36 @@ GEOMETRIC_LAYERS = ("FusedGeometry", "RandomFlip", "RandomRotation", "RandomTran
 _FIRST_VIEW_SEED_MASK = 0x5DEECE66D
 
 
-def check_first_view(first_view: str) -> str:
+def check_weight(weight, parameter: str = "consistency_weight") -> float:
+    """The weight as a float; ValueError naming `parameter` unless it is a number of 0 or more (0: no consistency loss)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ValueError(f"{parameter} must be 0 (no consistency loss) or a positive weight such as 8 (got {weight!r}).")
+    return float(weight)
+
+
+def check_first_view(first_view: str, parameter: str = "consistency_view") -> str:
     if first_view not in FIRST_VIEWS:
-        raise ValueError(f"consistency_view must be one of {', '.join(FIRST_VIEWS)} (got {first_view!r}).")
+        raise ValueError(f"{parameter} must be one of {', '.join(FIRST_VIEWS)} (got {first_view!r}).")
     return first_view
+
+
+def check_policy(policy) -> list[dict]:
+    """The policy's layer specs; ValueError when its two views could not be compared (no layers, or mixed labels)."""
+    from utils import augment
+
+    specs = augment.resolve_policy(policy)
+    if not specs:
+        raise ValueError(
+            "A consistency loss compares two augmented views of each image, so it needs a policy that changes images "
+            "(got one with no layers); choose a policy such as 'robust_exposure', or set the consistency weight to 0."
+        )
+    mixing = [spec["layer"] for spec in specs if spec["layer"] in augment.LABEL_MIXING_LAYERS]
+    if mixing:
+        raise ValueError(
+            f"The policy mixes labels ({', '.join(mixing)}), so the two views of an image would carry different labels; "
+            "choose a policy without CutMix and MixUp for a consistency loss, or set the consistency weight to 0."
+        )
+    return specs
 
 
 def _interleave(first, second, stack, reshape):
@@ -52,20 +78,8 @@ class PairedAugmenter:
         from utils import augment
 
         check_first_view(first_view)
-        specs = augment.resolve_policy(policy)
-        if not specs:
-            raise ValueError(
-                "A consistency loss compares two augmented views of each image, so it needs a policy that changes images "
-                "(got one with no layers); choose a policy such as 'robust_exposure', or set the consistency weight to 0."
-            )
-        mixing = [spec["layer"] for spec in specs if spec["layer"] in augment.LABEL_MIXING_LAYERS]
-        if mixing:
-            raise ValueError(
-                f"The policy mixes labels ({', '.join(mixing)}), so the two views of an image would carry different labels; "
-                "choose a policy without CutMix and MixUp for a consistency loss, or set the consistency weight to 0."
-            )
+        specs = check_policy(policy)
         first_specs = specs if first_view == "policy" else [spec for spec in specs if spec["layer"] in GEOMETRIC_LAYERS]
-        self.first_view = first_view
         self.first = augment.Augmenter(first_specs, seed=int(seed) + 7919, num_classes=num_classes)
         self.second = augment.Augmenter(specs, seed=seed, num_classes=num_classes)
         self.specs = self.second.specs
@@ -114,10 +128,9 @@ class ConsistencyTrainer(keras.Model):
     no custom code."""
 
     def __init__(self, model, weight: float):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"The consistency weight must be a number, 0 or more (got {weight!r}).")
+        weight = check_weight(weight)
         super().__init__(model.inputs, model.outputs, name=f"{model.name}_consistency")
-        self.consistency_weight = float(weight)
+        self.consistency_weight = weight
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)

@@ -95,15 +95,15 @@ def _check_weight_decay(value, parameter: str):
 
 
 def _check_consistency_weight(value, parameter: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{parameter} must be 0 (no consistency loss) or a positive weight such as 8 (got {value!r}).")
+    from utils import consistency
+
+    consistency.check_weight(value, parameter)
 
 
 def _check_consistency_view(value, parameter: str):
     from utils import consistency
 
-    if value not in consistency.FIRST_VIEWS:
-        raise ValueError(f"{parameter} must be one of {', '.join(consistency.FIRST_VIEWS)} (got {value!r}).")
+    consistency.check_first_view(value, parameter)
 
 
 def _check_distribute(value, parameter: str):

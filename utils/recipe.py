@@ -74,12 +74,9 @@ class Recipe:
         train.make_optimizer(self.optimizer)
         if self.input_norm not in models.INPUT_NORMS:
             raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
-        weight = self.consistency_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"consistency_weight must be a number, 0 or more (0 trains without it), not {weight!r}.")
         consistency.check_first_view(self.consistency_view)
-        if weight:
-            consistency.PairedAugmenter(self.policy, self.consistency_view)  # one sentence for a policy or view that cannot pair
+        if consistency.check_weight(self.consistency_weight):
+            consistency.check_policy(self.policy)
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
