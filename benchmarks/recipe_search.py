@@ -55,6 +55,12 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="run folder with 01's clean.npz and split.json")
     parser.add_argument("--name", required=True, help="name of this try (a folder under --out)")
     parser.add_argument("--set", nargs="*", default=[], help="Recipe fields, key=value")
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="score the model saved in DIR (model.json and model.weights.h5, as this script writes them, with its "
+        "history.json when there) instead of training one: for models trained elsewhere, such as on a GPU; takes no --set",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--corruption-images", type=int, default=256)
     parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
@@ -72,16 +78,27 @@ def main(argv=None) -> int:
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} already holds a try; choose another --name or remove it.")
     out.mkdir(parents=True, exist_ok=True)
-    settings = parse_settings(arguments.set)
+    if arguments.model and arguments.set:
+        raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set.")
+    if arguments.model:
+        saved = Path(arguments.model)
+        settings = models.load_spec(saved, "model").get("recipe") or {}
+        history_path = saved / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.exists() else []
+    else:
+        settings = parse_settings(arguments.set)
     chosen = recipe.Recipe(**settings)
     split = data.load_training_split(arguments.run, 0, arguments.seed)
     print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
 
-    started = time.perf_counter()
-    model, spec, history, _ = recipe.train_recipe(chosen, split, checkpoint_dir=out / "checkpoint", seed=arguments.seed)
-    training_minutes = (time.perf_counter() - started) / 60
-    models.save_model(model, spec, out, "model")
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    if arguments.model:
+        model, training_minutes = models.load_model(saved, "model"), None
+    else:
+        started = time.perf_counter()
+        model, spec, history, _ = recipe.train_recipe(chosen, split, checkpoint_dir=out / "checkpoint", seed=arguments.seed)
+        training_minutes = round((time.perf_counter() - started) / 60, 2)
+        models.save_model(model, spec, out, "model")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
 
     views = tta.check_views(arguments.views)
     timing = time.perf_counter()
@@ -112,7 +129,7 @@ def main(argv=None) -> int:
         "parameters": int(model.count_params()),
         "epochs_run": len(history),
         "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
-        "training_minutes": round(training_minutes, 2),
+        "training_minutes": training_minutes,
         "clean_accuracy": clean_plain,
         "clean_accuracy_tta": clean_tta,
         "clean_train_accuracy": fit["clean_train_accuracy"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -12,6 +14,8 @@ import pytest
 
 from utils import finetune
 from utils import models as M
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
@@ -168,6 +172,38 @@ def test_save_load_round_trip_compact_resnet(tmp_path):
     np.testing.assert_allclose(M.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="one entry per stage"):
         M.build_compact_resnet(widths=(8, 16), blocks=(1,))
+
+
+def test_resnet_shortcut_subsamples_then_convolves_as_a_strided_projection_would():
+    model = M.build_compact_resnet(widths=(8, 16), blocks=(1, 1), seed=0)
+    # Odd and even sizes: the subsampled map keeps ceil(n / 2) pixels per side, as the strided convolution did.
+    for size in (48, 7):
+        features = np.random.default_rng(size).normal(size=(2, size, size, 8)).astype("float32")
+        strided = keras.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+        strided.build(features.shape)
+        kernel = model.get_layer("stage2_block1_shortcut").get_weights()[0]
+        strided.set_weights([kernel])
+        subsampled = model.get_layer("stage2_block1_shortcut")(model.get_layer("stage2_block1_subsample")(features))
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(subsampled), keras.ops.convert_to_numpy(strided(features)), rtol=1e-5, atol=1e-5
+        )
+    assert model.get_layer("stage2_block1_shortcut").strides == (1, 1)
+
+
+def test_the_smallest_resnet_trains_where_oneDNN_strided_projection_crashed():
+    # Training widths 8 -> 16 with a strided 1x1 projection aborted the process on an AMD EPYC machine
+    # ("free(): invalid size"); a subprocess keeps such an abort from taking the test session with it.
+    script = (
+        "import numpy as np\n"
+        "from utils import models\n"
+        "model = models.build_compact_resnet(widths=(8, 16), blocks=(1, 1), seed=0)\n"
+        "model.compile('adam', 'categorical_crossentropy')\n"
+        "x = np.random.default_rng(0).uniform(0, 255, (8, 96, 96, 3)).astype('float32')\n"
+        "model.fit(x, np.eye(8, dtype='float32'), epochs=2, batch_size=8, verbose=0)\n"
+        "print('trained')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
 
 
 def test_spec_rejects_unknown_kind_and_backbone():

@@ -240,7 +240,14 @@ def build_compact_resnet(
             y = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
             y = keras.layers.BatchNormalization(momentum=bn_momentum, gamma_initializer="zeros", name=f"{name}_bn2")(y)
             if stride != 1 or shortcut.shape[-1] != int(width):
-                shortcut = keras.layers.Conv2D(int(width), 1, strides=stride, use_bias=False, name=f"{name}_shortcut")(shortcut)
+                if stride != 1:
+                    # A 1x1 convolution with stride 2 reads every second pixel of every second row; taking
+                    # those pixels first (a 1x1 pooling window) and convolving with stride 1 gives the same
+                    # numbers. TensorFlow's oneDNN kernel for the strided form corrupted memory in training
+                    # on an AMD EPYC machine for some small widths (8 -> 16 channels at 48 px: "free():
+                    # invalid size"); the subsampled form trains there.
+                    shortcut = keras.layers.MaxPooling2D(pool_size=1, strides=stride, name=f"{name}_subsample")(shortcut)
+                shortcut = keras.layers.Conv2D(int(width), 1, use_bias=False, name=f"{name}_shortcut")(shortcut)
                 shortcut = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_shortcut_bn")(shortcut)
             x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
             x = keras.layers.Activation("relu", name=f"{name}_relu2")(x)
