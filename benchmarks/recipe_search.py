@@ -61,6 +61,14 @@ def main(argv=None) -> int:
         help="score the model saved in DIR (model.json and model.weights.h5, as this script writes them, with its "
         "history.json when there) instead of training one: for models trained elsewhere, such as on a GPU; takes no --set",
     )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=0,
+        help="train as many epochs as fit this many minutes (at most the recipe's epochs), timed by one throwaway "
+        "epoch first: for a lent GPU's short lease",
+    )
+    parser.add_argument("--clean-only", action="store_true", help="score clean accuracy and fit only, without the corruption suite")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--corruption-images", type=int, default=256)
     parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
@@ -78,8 +86,8 @@ def main(argv=None) -> int:
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} already holds a try; choose another --name or remove it.")
     out.mkdir(parents=True, exist_ok=True)
-    if arguments.model and arguments.set:
-        raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set.")
+    if arguments.model and (arguments.set or arguments.budget_minutes):
+        raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set and --budget-minutes.")
     if arguments.model:
         saved = Path(arguments.model)
         settings = models.load_spec(saved, "model").get("recipe") or {}
@@ -91,6 +99,16 @@ def main(argv=None) -> int:
     split = data.load_training_split(arguments.run, 0, arguments.seed)
     print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
 
+    probe_seconds = None
+    if arguments.budget_minutes > 0 and not arguments.model:
+        started = time.perf_counter()
+        recipe.train_recipe(chosen.replace(epochs=1, warmup_epochs=0), split, seed=arguments.seed + 1, verbose=0)
+        probe_seconds = time.perf_counter() - started
+        # 5 % for the validation passes and the schedule's callbacks that the probe epoch shares unevenly.
+        fitting = max(1, int(arguments.budget_minutes * 60 / (probe_seconds * 1.05)))
+        chosen = chosen.replace(epochs=min(chosen.epochs, fitting), warmup_epochs=min(chosen.warmup_epochs, max(0, fitting - 1)))
+        settings["epochs"] = chosen.epochs
+        print(f"One epoch took {probe_seconds:.1f} s, so {chosen.epochs} epochs fit {arguments.budget_minutes:g} minutes.", flush=True)
     if arguments.model:
         model, training_minutes = models.load_model(saved, "model"), None
     else:
@@ -112,13 +130,15 @@ def main(argv=None) -> int:
         model, split.x_train, split.y_train, split.x_validation, split.y_validation, len(split.y_validation), arguments.seed
     )
     print(fit["fit_reading"], flush=True)
-    indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
-    x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
-    table = evaluate.robustness(
-        [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
-    )
-    table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
-    summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
+    summary = {setting: {} for setting in ("no TTA", "TTA")}
+    if not arguments.clean_only:
+        indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
+        x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
+        table = evaluate.robustness(
+            [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
+        )
+        table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
+        summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
 
     epochs = [row for row in history if row.get("seconds")]
     row = {
@@ -133,12 +153,13 @@ def main(argv=None) -> int:
         "clean_accuracy": clean_plain,
         "clean_accuracy_tta": clean_tta,
         "clean_train_accuracy": fit["clean_train_accuracy"],
-        "corrupted_accuracy": summary["no TTA"]["corrupted_accuracy"],
-        "corrupted_accuracy_tta": summary["TTA"]["corrupted_accuracy"],
-        "seen_corrupted_accuracy_tta": summary["TTA"]["seen_corrupted_accuracy"],
-        "unseen_corrupted_accuracy_tta": summary["TTA"]["unseen_corrupted_accuracy"],
-        "worst_kind_tta": summary["TTA"]["worst_kind"],
-        "worst_kind_accuracy_tta": summary["TTA"]["worst_kind_accuracy"],
+        "probe_epoch_seconds": round(probe_seconds, 1) if probe_seconds else None,
+        "corrupted_accuracy": summary["no TTA"].get("corrupted_accuracy"),
+        "corrupted_accuracy_tta": summary["TTA"].get("corrupted_accuracy"),
+        "seen_corrupted_accuracy_tta": summary["TTA"].get("seen_corrupted_accuracy"),
+        "unseen_corrupted_accuracy_tta": summary["TTA"].get("unseen_corrupted_accuracy"),
+        "worst_kind_tta": summary["TTA"].get("worst_kind"),
+        "worst_kind_accuracy_tta": summary["TTA"].get("worst_kind_accuracy"),
         "inference_images_per_second_tta": round(images_per_second, 1),
         "peak_memory_gib": round(peak_memory_gib(), 2),
     }
@@ -147,8 +168,9 @@ def main(argv=None) -> int:
     results = Path(arguments.results) if arguments.results else Path(arguments.out) / "results.jsonl"
     with results.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
-    per_kind = table[table["kind"] != "clean"].pivot_table(index="kind", columns="setting", values="accuracy").sort_values("TTA")
-    print(per_kind.round(3).to_string(), flush=True)
+    if not arguments.clean_only:
+        per_kind = table[table["kind"] != "clean"].pivot_table(index="kind", columns="setting", values="accuracy").sort_values("TTA")
+        print(per_kind.round(3).to_string(), flush=True)
     return 0
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -213,3 +214,16 @@ def test_gaussian_noise_with_a_stddev_range_gives_each_image_its_own_strength():
         assert strengths.max() - strengths.min() > 0.1
     with pytest.raises(ValueError, match=r"stddev range \[0.3, 0.1\]"):
         augment.resolve_policy([{"layer": "GaussianNoise", "stddev": [0.3, 0.1]}])
+
+
+def test_the_eager_path_keeps_the_batch_a_tensor_from_the_first_layer_to_the_last(monkeypatch):
+    # On a GPU each conversion to NumPy is a copy from the device and a wait; the batch crosses once, at the end.
+    conversions = []
+    convert = keras.ops.convert_to_numpy
+    monkeypatch.setattr(keras.ops, "convert_to_numpy", lambda value: conversions.append(tuple(np.shape(value))) or convert(value))
+    images = np.random.default_rng(0).uniform(0, 255, (16, 96, 96, 3)).astype("float32")
+    augmenter = augment.Augmenter("robust_exposure", seed=3)
+    out, labels = augmenter(images, np.arange(16) % 8)
+    assert conversions == [(16, 96, 96, 3)]
+    assert out.dtype == np.float32 and out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.array_equal(out, images) and np.array_equal(labels, np.eye(8, dtype="float32")[np.arange(16) % 8])

@@ -63,3 +63,45 @@ def test_a_saved_model_scores_as_it_did_when_trained(tiny_run, tmp_path, capsys)
 def test_a_saved_model_takes_no_recipe_settings(tiny_run, tmp_path):
     with pytest.raises(SystemExit, match="leave out --set"):
         recipe_search.main(["--run", str(tiny_run), "--name", "x", "--out", str(tmp_path), "--model", str(tmp_path), "--set", "epochs=2"])
+
+
+def test_a_budget_sets_the_epochs_and_clean_only_skips_the_corruptions(tiny_run, tmp_path, capsys):
+    recipe = ["model=resnet", "widths=[8,16]", "blocks=[1,1]", "epochs=50", "warmup_epochs=1", "batch_size=8", "patience=null"]
+    arguments = ["--run", str(tiny_run), "--name", "budget", "--out", str(tmp_path), "--budget-minutes", "0.0001", "--clean-only"]
+    assert recipe_search.main([*arguments, "--set", *recipe, "--views", "identity"]) == 0
+    output = capsys.readouterr().out
+    measured = measures(output)
+    # A probe epoch takes far longer than 6 ms, so one epoch is all that fits (and the warm-up gives way).
+    assert "so 1 epochs fit" in output and measured["epochs_run"] == 1 and measured["settings"]["epochs"] == 1
+    assert measured["probe_epoch_seconds"] > 0 and measured["clean_accuracy"] is not None
+    assert measured["corrupted_accuracy_tta"] is None and not (tmp_path / "budget" / "robustness.csv").exists()
+
+
+def test_device_data_rebuilds_the_run_folder_pixel_for_pixel(valid_folder, tmp_path):
+    import device_data
+
+    # JPEG and PNG files of 120 x 100 px, which 01 crops and resizes: unpack must read them the same way.
+    folder = valid_folder
+    dataset = data.load_image_folder(folder)
+    kept = np.array([0, 2, 3, 5, 6, 8, 9, 11, 12, 13, 15])  # as if 01 had dropped some outliers
+    run = tmp_path / "run"
+    run.mkdir()
+    data.save_npz(run / "clean.npz", images=dataset.images[kept], labels=dataset.labels[kept], source_index=kept)
+    (run / "split.json").write_text(json.dumps({"train": list(range(8)), "validation": list(range(8, 11))}))
+    (run / "run.json").write_text(json.dumps({"data_path": str(folder)}))
+
+    parts = device_data.pack(run, tmp_path / "packed", part_mib=0.05)
+    assert len(parts) > 1
+    rebuilt = device_data.unpack(tmp_path / "packed", tmp_path / "there")
+    images, labels = data.load_clean(rebuilt)
+    assert np.array_equal(images, dataset.images[kept]) and np.array_equal(labels, dataset.labels[kept])
+    assert data.load_split(rebuilt) == data.load_split(run)
+
+    with pytest.raises(SystemExit, match="not empty"):
+        device_data.pack(run, tmp_path / "packed")
+    parts[-1].unlink()
+    with pytest.raises(SystemExit, match="carry every part"):
+        device_data.unpack(tmp_path / "packed", tmp_path / "again")
+    (run / "run.json").write_text(json.dumps({"data_path": str(tmp_path / "nowhere")}))
+    with pytest.raises(SystemExit, match="not an image folder"):
+        device_data.pack(run, tmp_path / "packed2")

@@ -232,38 +232,53 @@ class Augmenter:
         return layer(images, training=True), labels
 
     def __call__(self, images, labels):
-        """Float images (B, H, W, 3) 0-255 and one-hot labels (B, classes) -> augmented NumPy float32 arrays."""
-        images = np.array(images, dtype="float32")
+        """Float images (B, H, W, 3) 0-255 and one-hot labels (B, classes) -> augmented NumPy float32 arrays.
+
+        The batch stays a tensor of the backend (on its device: a GPU under torch or JAX) from the first layer to
+        the last: each layer takes the rows it augments with `take`, and puts them back with `scatter_update`,
+        clipped to 0-255. Only the per-image parameters and the choice of rows are drawn with NumPy; noise images
+        are drawn on the device. (Moving each layer's rows to NumPy and back made a GPU wait on the CPU:
+        BENCHMARKS.md, "A second GPU try".)"""
+        ops = keras.ops
+        batch = ops.convert_to_tensor(np.asarray(images, dtype="float32"))
         labels = _one_hot(labels, self.num_classes)
+        count = len(labels)
+        if batch.shape[0] != count:
+            raise ValueError(f"Got {batch.shape[0]} images but {count} labels.")
 
         def noise(like, distribution="normal"):
+            seed = int(self.random.integers(2**31))
             if distribution == "uniform":
-                return self.random.uniform(-UNIFORM_NOISE_HALF_WIDTH, UNIFORM_NOISE_HALF_WIDTH, like.shape).astype("float32")
-            return self.random.standard_normal(like.shape, dtype="float32")
+                return keras.random.uniform(ops.shape(like), -UNIFORM_NOISE_HALF_WIDTH, UNIFORM_NOISE_HALF_WIDTH, seed=seed)
+            return keras.random.normal(ops.shape(like), seed=seed)
 
-        select = lambda index, branches: branches[int(keras.ops.convert_to_numpy(index))]()  # noqa: E731
+        select = lambda index, branches: branches[int(ops.convert_to_numpy(index))]()  # noqa: E731
         uniform = lambda shape: self.random.random(shape, dtype="float32")  # noqa: E731
         for spec, layer in zip(self.specs, self.layers):
-            wanted = self.random.random(len(images)) < spec.get("probability", 1.0)
+            wanted = self.random.random(count) < spec.get("probability", 1.0)
             if spec["layer"] in FUSED_LAYERS:
-                parameters = layer.draw(len(images), uniform, _NUMPY_BACKEND)
+                parameters = layer.draw(count, uniform, _NUMPY_BACKEND)
                 wanted = np.logical_and(wanted, parameters["active"])
             chosen = np.flatnonzero(wanted)
             if chosen.size == 0:
                 continue
+            every_row = chosen.size == count
+            rows = ops.convert_to_tensor(chosen.astype("int32"))
+            subset = batch if every_row else ops.take(batch, rows, axis=0)
             if spec["layer"] in FUSED_LAYERS:
-                subset = {name: keras.ops.convert_to_tensor(_single(np.asarray(value)[chosen])) for name, value in parameters.items()}
-                new_images = layer.transform(keras.ops.convert_to_tensor(images[chosen]), subset, DynamicBackend(keras.backend.backend()))
-                images[chosen] = np.clip(keras.ops.convert_to_numpy(new_images), 0.0, PIXEL_MAX)
-                continue
-            arguments = (spec, layer, images[chosen], labels[chosen], noise, select)
-            if spec["layer"] in PYTHON_RANDOM_LAYERS:
-                new_images, new_labels = _with_python_seed(int(self.random.integers(2**31)), self._run_layer, *arguments)
+                drawn = {name: ops.convert_to_tensor(_single(np.asarray(value)[chosen])) for name, value in parameters.items()}
+                new_images = layer.transform(subset, drawn, DynamicBackend(keras.backend.backend()))
             else:
-                new_images, new_labels = self._run_layer(*arguments)
-            images[chosen] = np.clip(keras.ops.convert_to_numpy(new_images), 0.0, PIXEL_MAX)
-            labels[chosen] = keras.ops.convert_to_numpy(new_labels)
-        return images, labels
+                arguments = (spec, layer, subset, labels[chosen], noise, select)
+                if spec["layer"] in PYTHON_RANDOM_LAYERS:
+                    new_images, new_labels = _with_python_seed(int(self.random.integers(2**31)), self._run_layer, *arguments)
+                else:
+                    new_images, new_labels = self._run_layer(*arguments)
+            new_images = ops.clip(ops.cast(new_images, "float32"), 0.0, PIXEL_MAX)
+            batch = new_images if every_row else ops.scatter_update(batch, ops.expand_dims(rows, 1), new_images)
+            if spec["layer"] in LABEL_MIXING_LAYERS:
+                labels[chosen] = ops.convert_to_numpy(new_labels)
+        return ops.convert_to_numpy(batch).astype("float32", copy=False), labels
 
     def apply_graph(self, images, labels, batch_seed):
         """The same in a TensorFlow graph (a tf.data `map`), with stateless draws keyed by `batch_seed`."""
