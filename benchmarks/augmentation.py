@@ -48,6 +48,12 @@ def parse_arguments(argv=None):
     parser.add_argument("--plain", choices=("none", "numpy"), default="none", help="how the unaugmented run is fed")
     parser.add_argument("--deterministic", action="store_true", help="sequential map (reproducible stream)")
     parser.add_argument("--backend", help="set KERAS_BACKEND (tensorflow, torch, jax) before Keras is imported")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        default="float32",
+        help="Keras dtype policy for the model (mixed_bfloat16 computes in bfloat16, keeps float32 weights)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -64,6 +70,7 @@ def main(argv=None) -> int:
     from utils import augment, finetune, models, synthetic
 
     augment.resolve_policy(arguments.policy, "--policy")
+    keras.mixed_precision.set_global_policy(arguments.precision)
     random = np.random.default_rng(arguments.seed)
     # A few hundred distinct synthetic cells, tiled: rendering is slow and pixel content does not change the speed.
     distinct = min(arguments.images, 256)
@@ -165,6 +172,7 @@ def main(argv=None) -> int:
                 "plain": arguments.plain,
                 "deterministic": arguments.deterministic,
                 "batch_size": arguments.batch_size,
+                "precision": arguments.precision,
                 "images": len(images),
                 "rounds": arguments.rounds,
                 "cpus": os.cpu_count(),

@@ -215,17 +215,23 @@ def build_compact_resnet(
         raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)} (got {input_norm!r}).")
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = inputs
+    # The input's scaling and standardisation stay in float32 under a mixed precision policy
+    # (`utils.precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
     if image_size and int(image_size) != int(input_size):
-        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
     if input_norm == "per_image":
-        x = keras.layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False, epsilon=1e-5, name="per_image_norm")(x)
+        x = keras.layers.LayerNormalization(
+            axis=[1, 2, 3], center=False, scale=False, epsilon=1e-5, name="per_image_norm", dtype="float32"
+        )(x)
     elif input_norm == "per_channel":
         # Normalised axes must be the trailing ones under PyTorch (torch.layer_norm), so the channels
         # go first for the normalisation and back after it.
-        x = keras.layers.Permute((3, 1, 2), name="channels_first")(x)
-        x = keras.layers.LayerNormalization(axis=[2, 3], center=False, scale=False, epsilon=1e-5, name="per_channel_norm")(x)
-        x = keras.layers.Permute((2, 3, 1), name="channels_last")(x)
+        x = keras.layers.Permute((3, 1, 2), name="channels_first", dtype="float32")(x)
+        x = keras.layers.LayerNormalization(axis=[2, 3], center=False, scale=False, epsilon=1e-5, name="per_channel_norm", dtype="float32")(
+            x
+        )
+        x = keras.layers.Permute((2, 3, 1), name="channels_last", dtype="float32")(x)
     x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
@@ -253,7 +259,8 @@ def build_compact_resnet(
             x = keras.layers.Activation("relu", name=f"{name}_relu2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # The probabilities stay float32 under a mixed precision policy, as Keras' guide advises for the loss.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="compact_resnet")
 
 

@@ -18,6 +18,9 @@ network trains in one phase.
 the policy's flips, rotation, shift and zoom only, or "policy", a second draw of the whole policy) with a
 Jensen-Shannon consistency term of that weight (`utils.consistency`). `batch_size` still counts images, so a
 step holds twice as many rows and costs about twice the time.
+
+`precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
+bfloat16 natively (`utils.precision`). Either way `train_recipe` returns a float32 model with the trained weights.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils import augment, consistency, finetune, models, train
+from utils import augment, consistency, finetune, models, precision, train
 
 # Models of the suite's own that always train from scratch, in one phase.
 SCRATCH_MODELS = ("baseline", "resnet")
@@ -65,6 +68,7 @@ class Recipe:
     ema_momentum: float | None = None
     consistency_weight: float = 0.0
     consistency_view: str = "geometry"
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -75,6 +79,7 @@ class Recipe:
         if self.input_norm not in models.INPUT_NORMS:
             raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
         consistency.check_first_view(self.consistency_view)
+        precision.check(self.precision, "precision")
         if consistency.check_weight(self.consistency_weight):
             consistency.check_policy(self.policy)
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
@@ -164,9 +169,11 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
     `utils.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
     train.set_seeds(seed)
-    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+    with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
         model, spec = build(recipe, seed=seed)
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
+    if computed_in != "float32":
+        print(f"Training computes in {computed_in} (precision {recipe.precision!r}); the model returned is float32.", flush=True)
 
     consistency_view = recipe.consistency_view if recipe.consistency_weight else None
 
@@ -194,4 +201,15 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     )
     history = [entry for record in records for entry in record["history"]]
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
+    if computed_in != "float32":
+        model = float32_copy(model, spec, distribution)
     return model, spec, history, phase_starts
+
+
+def float32_copy(model, spec: dict, distribution=None):
+    """The spec's architecture built in float32, holding `model`'s (float32) weights: what a model trained
+    under a mixed precision policy predicts with, on any machine."""
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        copy = models.build_model(spec)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,74 @@
+"""Which number format a model computes in while it trains: float32, or bfloat16 with float32 weights.
+
+CPUs with bfloat16 instructions (AVX512_BF16, AMX-BF16: recent AMD EPYC and Intel Xeon) run the
+compact ResNet's convolutions faster in bfloat16 (BENCHMARKS.md, "bfloat16 on a CPU that computes it");
+CPUs without them emulate it and run slower. So the cpu profile asks for "auto":
+
+    precision.resolve("auto")          # "mixed_bfloat16" on such a CPU under TensorFlow, else "float32"
+    with precision.policy("mixed_bfloat16"):
+        model = models.build_model(spec)   # layers compute in bfloat16, variables stay float32
+
+Only training uses it: `recipe.train_recipe` hands back (and 05 saves, scores and ships) a float32
+copy of the trained weights, so predictions never depend on the machine that trained the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import keras
+
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+# CPU flags (Linux /proc/cpuinfo) of instructions that compute bfloat16 dot products natively.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def check(value, parameter: str = "precision") -> str:
+    """The value, or ValueError (one sentence naming the parameter and the choices)."""
+    if value not in PRECISIONS:
+        raise ValueError(f"{parameter} must be one of {', '.join(PRECISIONS)} (got {value!r}).")
+    return value
+
+
+def cpu_computes_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this CPU advertises native bfloat16 arithmetic (False where that cannot be read)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+    return False
+
+
+def _tensorflow_gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve(value: str, cpuinfo: Path = CPUINFO) -> str:
+    """ "float32" or "mixed_bfloat16". "auto" is bfloat16 only where it was measured faster: the TensorFlow
+    backend on a CPU with native bfloat16 and no accelerator (GPUs are not measured here; they keep float32)."""
+    check(value)
+    if value != "auto":
+        return value
+    if keras.backend.backend() != "tensorflow" or not cpu_computes_bfloat16(cpuinfo) or _tensorflow_gpu_visible():
+        return "float32"
+    return "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def policy(value: str):
+    """Layers built inside compute in `value` (resolved first); the global policy is restored after."""
+    resolved = resolve(value)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(resolved)
+    try:
+        yield resolved
+    finally:
+        keras.config.set_dtype_policy(previous)
