@@ -240,6 +240,7 @@ BAD_PARAMETERS = {
     "FINAL_WEIGHT_DECAY": (-0.5, "-0.5"),
     "CONSISTENCY_WEIGHT": (-2, "-2"),
     "CONSISTENCY_VIEW": ("clean", "clean"),
+    "FINAL_PRECISION": ("bfloat16", "bfloat16"),
 }
 
 

@@ -106,6 +106,12 @@ def _check_consistency_view(value, parameter: str):
     consistency.check_first_view(value, parameter)
 
 
+def _check_precision(value, parameter: str):
+    from utils import precision
+
+    precision.check(value, parameter)
+
+
 def _check_distribute(value, parameter: str):
     from utils import distribute
 
@@ -137,6 +143,7 @@ CHECKS = {
     "FINAL_WEIGHT_DECAY": _check_weight_decay,
     "CONSISTENCY_WEIGHT": _check_consistency_weight,
     "CONSISTENCY_VIEW": _check_consistency_view,
+    "FINAL_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
 }

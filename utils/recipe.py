@@ -172,6 +172,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
         model, spec = build(recipe, seed=seed)
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
+    spec["training_precision"] = computed_in
     if computed_in != "float32":
         print(f"Training computes in {computed_in} (precision {recipe.precision!r}); the model returned is float32.", flush=True)
 

@@ -1,0 +1,62 @@
+"""benchmarks/profile_bench.py (`make bench`): the measures it reads from a finished run folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import profile_bench  # noqa: E402
+
+
+def finished_run(folder: Path, training_precision: str | None) -> Path:
+    (folder / "metrics").mkdir(parents=True)
+    (folder / "models").mkdir()
+    robustness = {
+        "no TTA": {"corrupted_accuracy": 0.90, "seen_corrupted_accuracy": 0.93, "unseen_corrupted_accuracy": 0.87},
+        "TTA": {"clean_accuracy": 0.98, "corrupted_accuracy": 0.92, "seen_corrupted_accuracy": 0.94, "unseen_corrupted_accuracy": 0.89},
+    }
+    final = {"val_accuracy": 0.97, "tta_val_accuracy": 0.98, "clean_train_accuracy": 0.981, "robustness": robustness}
+    final.update(corruption_images=256, training_seconds=1800)
+    (folder / "metrics" / "05_finetune_tta.json").write_text(json.dumps({"models": {"final": final}, "submission": {"setting": "TTA"}}))
+    checks = [{"environment": "suite", "images_per_second": 100.0}]
+    (folder / "metrics" / "06_submission.json").write_text(json.dumps({"checks": checks, "tta_views": ["identity", "flip_horizontal"]}))
+    seconds = {"01_eda_outliers": 60, "05_finetune_tta": 2400, "06_submission": 120}
+    notebooks = [{"name": name, "seconds": value} for name, value in seconds.items()]
+    (folder / "run.json").write_text(json.dumps({"notebooks": notebooks}))
+    spec = {"kind": "resnet", "widths": [8], "blocks": [1]}
+    if training_precision:
+        spec["training_precision"] = training_precision
+    (folder / "models" / "05_finetune_tta_final.json").write_text(json.dumps(spec))
+    return folder
+
+
+@pytest.mark.parametrize("training_precision, expected", [("mixed_bfloat16", "mixed_bfloat16"), (None, "float32")])
+def test_measures_read_what_the_notebooks_recorded(tmp_path, training_precision, expected):
+    rows = {name: (value, unit) for name, value, unit in profile_bench.measures(finished_run(tmp_path, training_precision))}
+    assert rows["clean_accuracy"] == (0.97, "fraction") and rows["clean_accuracy_tta"] == (0.98, "fraction")
+    assert rows["unseen_corrupted_accuracy_tta"] == (0.89, "fraction")
+    assert rows["shipped_setting"] == ("TTA", "name") and rows["corrupted_accuracy_shipped"] == (0.92, "fraction")
+    assert rows["training_minutes"] == (30.0, "minutes") and rows["run_minutes"] == (43.0, "minutes")
+    assert rows["submission_images_per_second_suite"] == (100.0, "images/s") and rows["submission_tta_views"] == (2, "views")
+    # A model saved before training precision was recorded trained in float32.
+    assert rows["training_precision"] == (expected, "name")
+
+
+def test_a_run_that_did_not_finish_06_is_named(tmp_path):
+    run = finished_run(tmp_path, None)
+    (run / "metrics" / "06_submission.json").unlink()
+    with pytest.raises(SystemExit, match="06_submission.json is missing"):
+        profile_bench.measures(run)
+
+
+def test_machine_names_cores_and_bfloat16(monkeypatch):
+    from utils import precision
+
+    monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: True)
+    assert profile_bench.machine().endswith(" with bfloat16, " + profile_bench.platform.machine())
+    monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: False)
+    assert "bfloat16" not in profile_bench.machine()
