@@ -93,3 +93,11 @@ def test_bfloat16_training_returns_a_float32_model_with_the_trained_weights(tmp_
         tta.predict_probabilities([model], split.x_validation, ["identity"]),
         atol=1e-6,
     )
+
+
+def test_the_baseline_cnn_keeps_its_scaling_and_probabilities_in_float32(fresh_keras_session):
+    with precision.policy("mixed_bfloat16"):
+        model = models.build_model(models.model_spec(kind="baseline", filters=(8,), dense_units=8, image_size=64), seed=0)
+    layers = {layer.name: layer for layer in model.layers}
+    assert layers["block1_conv"].compute_dtype == "bfloat16"
+    assert [layers[name].compute_dtype for name in ("resize", "rescale", "predictions")] == ["float32"] * 3

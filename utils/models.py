@@ -164,8 +164,8 @@ def build_baseline_cnn(
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = inputs
     if image_size and int(image_size) != int(input_size):
-        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize")(x)
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale", dtype="float32")(x)
     for index, width in enumerate(filters):
         x = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"block{index + 1}_conv")(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{index + 1}_bn")(x)
@@ -175,7 +175,7 @@ def build_baseline_cnn(
     if dense_units:
         x = keras.layers.Dense(int(dense_units), activation="relu", name="dense")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="baseline_cnn")
 
 
@@ -402,7 +402,8 @@ def build_transfer_model(
         x = keras.layers.Dense(width, activation="relu", name=f"head_dense{index + 1}")(x)
         x = keras.layers.BatchNormalization(name=f"head_bn{index + 1}")(x)
         x = keras.layers.Dropout(dropout, name=f"head_dropout{index + 1}")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 probabilities under a mixed precision policy (utils.precision), as in the suite's own models.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{backbone}")
 
 
