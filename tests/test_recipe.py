@@ -124,8 +124,8 @@ def test_recipe_checks_its_names():
         recipe.Recipe(model="ResNet9000")
     with pytest.raises(ValueError, match="randaugmnt"):
         recipe.Recipe(policy="randaugmnt")
-    with pytest.raises(ValueError, match="sgd"):
-        recipe.Recipe(optimizer="sgd")
+    with pytest.raises(ValueError, match="rmsprop"):
+        recipe.Recipe(optimizer="rmsprop")
 
 
 def test_recipe_phases_follow_the_weights(fresh_keras_session):

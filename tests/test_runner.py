@@ -232,7 +232,7 @@ BAD_PARAMETERS = {
     "CORRUPTION_SEVERITIES": ([1, 6], "1-5"),
     "FINAL_TTA_VIEWS": (["identity", "rotate_37"], "rotate_37"),
     "TTA_VIEWS": (["flip_diagonal"], "flip_diagonal"),
-    "STUDY_OPTIMIZERS": (["adamw", "sgd"], "sgd"),
+    "STUDY_OPTIMIZERS": (["adamw", "rmsprop"], "rmsprop"),
     "FINAL_MODEL": ("ResNet9000", "ResNet9000"),
     "FINAL_INPUT_NORM": ("per_pixel", "per_pixel"),
     "LR_SCHEDULE": ("one_cycle", "one_cycle"),

@@ -53,7 +53,7 @@ def test_set_seeds_makes_numpy_and_python_repeatable():
     assert (random.random(), np.random.rand()) == a
 
 
-@pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("AdamW", "AdamW"), ("LION", "Lion")])
+@pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("AdamW", "AdamW"), ("LION", "Lion"), ("sgd", "SGD")])
 def test_make_optimizer_by_name(name, cls):
     optimizer = T.make_optimizer(name, 3e-4, weight_decay=0.01)
     assert type(optimizer).__name__ == cls
@@ -61,9 +61,15 @@ def test_make_optimizer_by_name(name, cls):
     assert optimizer.weight_decay == pytest.approx(0.01)
 
 
+def test_sgd_takes_nesterov_momentum():
+    optimizer = T.make_optimizer("SGD", 0.05, weight_decay=5e-4, ema_momentum=0.999)
+    assert optimizer.momentum == pytest.approx(0.9) and optimizer.nesterov is True
+    assert optimizer.use_ema and optimizer.weight_decay == pytest.approx(5e-4)
+
+
 def test_make_optimizer_unknown_lists_choices():
-    with pytest.raises(ValueError, match="adam, adamw, lion"):
-        T.make_optimizer("sgd", 0.1)
+    with pytest.raises(ValueError, match="adam, adamw, lion, sgd"):
+        T.make_optimizer("rmsprop", 0.1)
 
 
 def test_phase_validation_and_report_phases():
