@@ -50,7 +50,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--backend", help="set KERAS_BACKEND (tensorflow, torch, jax) before Keras is imported")
     parser.add_argument(
         "--precision",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        choices=("float32", "mixed_bfloat16"),
         default="float32",
         help="Keras dtype policy for the model (mixed_bfloat16 computes in bfloat16, keeps float32 weights)",
     )
