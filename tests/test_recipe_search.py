@@ -46,6 +46,7 @@ def test_a_saved_model_scores_as_it_did_when_trained(tiny_run, tmp_path, capsys)
     assert recipe_search.main(["--run", str(tiny_run), "--name", "trained", "--out", str(tmp_path), "--set", *recipe, *SHORT]) == 0
     trained = measures(capsys.readouterr().out)
     assert trained["epochs_run"] == 1 and trained["training_minutes"] is not None
+    assert (tmp_path / "trained" / "checkpoint").is_dir()  # resumable by default
 
     saved = tmp_path / "trained"
     arguments = ["--run", str(tiny_run), "--name", "scored", "--out", str(tmp_path), "--model", str(saved), *SHORT]
@@ -68,11 +69,14 @@ def test_a_saved_model_takes_no_recipe_settings(tiny_run, tmp_path):
 def test_a_budget_sets_the_epochs_and_clean_only_skips_the_corruptions(tiny_run, tmp_path, capsys):
     recipe = ["model=resnet", "widths=[8,16]", "blocks=[1,1]", "epochs=50", "warmup_epochs=1", "batch_size=8", "patience=null"]
     arguments = ["--run", str(tiny_run), "--name", "budget", "--out", str(tmp_path), "--budget-minutes", "0.0001", "--clean-only"]
-    assert recipe_search.main([*arguments, "--set", *recipe, "--views", "identity"]) == 0
+    assert recipe_search.main([*arguments, "--no-checkpoint", "--set", *recipe, "--views", "identity"]) == 0
     output = capsys.readouterr().out
     measured = measures(output)
     # A probe epoch takes far longer than 6 ms, so one epoch is all that fits (and the warm-up gives way).
-    assert "so 1 epochs fit" in output and measured["epochs_run"] == 1 and measured["settings"]["epochs"] == 1
+    assert "The second probe epoch took" in output and "so 1 epochs fit" in output
+    assert measured["epochs_run"] == 1 and measured["settings"]["epochs"] == 1
+    # Without the per-epoch checkpoint nothing but the model, its history and the tables is written.
+    assert (tmp_path / "budget" / "model.weights.h5").exists() and not (tmp_path / "budget" / "checkpoint").exists()
     assert measured["probe_epoch_seconds"] > 0 and measured["clean_accuracy"] is not None
     assert measured["corrupted_accuracy_tta"] is None and not (tmp_path / "budget" / "robustness.csv").exists()
 
