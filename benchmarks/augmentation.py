@@ -42,6 +42,9 @@ def parse_arguments(argv=None):
         help="'baseline', 'resnet' (the compact ResNet, per-channel standardised input, as the cpu "
         "profile trains it) or a backbone of utils.models.BACKBONES (from scratch, 96 px)",
     )
+    parser.add_argument(
+        "--widths", type=int, nargs="*", help="channels of the compact ResNet's stages (--model resnet; default 32 64 128 256)"
+    )
     parser.add_argument("--images", type=int, default=2048, help="images per timed epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating plain/augmented rounds")
@@ -60,6 +63,10 @@ def parse_arguments(argv=None):
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
+    if arguments.widths and arguments.model != "resnet":
+        raise SystemExit(
+            f"--widths sets the compact ResNet's stages; --model is {arguments.model!r}, so use --model resnet or leave out --widths."
+        )
     if arguments.backend:
         os.environ["KERAS_BACKEND"] = arguments.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -85,7 +92,8 @@ def main(argv=None) -> int:
     if arguments.model == "baseline":
         spec = models.model_spec(kind="baseline")
     elif arguments.model == "resnet":
-        spec = models.model_spec(kind="resnet", input_norm="per_channel", bn_momentum=0.9)
+        widths = tuple(arguments.widths) if arguments.widths else (32, 64, 128, 256)
+        spec = models.model_spec(kind="resnet", input_norm="per_channel", bn_momentum=0.9, widths=widths, blocks=(1,) * len(widths))
     else:
         spec = models.model_spec(kind="transfer", backbone=arguments.model, image_size=96)
     model = models.build_model(spec, weights=None, seed=arguments.seed)
