@@ -241,6 +241,8 @@ BAD_PARAMETERS = {
     "CONSISTENCY_WEIGHT": (-2, "-2"),
     "CONSISTENCY_VIEW": ("clean", "clean"),
     "FINAL_PRECISION": ("bfloat16", "bfloat16"),
+    "BASELINE_PRECISION": ("float16", "float16"),
+    "STUDY_PRECISION": ("float64", "float64"),
 }
 
 

@@ -144,6 +144,8 @@ CHECKS = {
     "CONSISTENCY_WEIGHT": _check_consistency_weight,
     "CONSISTENCY_VIEW": _check_consistency_view,
     "FINAL_PRECISION": _check_precision,
+    "BASELINE_PRECISION": _check_precision,
+    "STUDY_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
 }
