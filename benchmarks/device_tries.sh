@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recipe tries side by side on a lent GPU machine, in one device call (README, "A lent GPU").
+# Recipe tries side by side on a lent GPU machine, in one device call (README, "Benchmarks").
 #
 #   bash benchmarks/device_tries.sh TRIES_FILE          # there, from the repository root, with .gpu and .whl carried
 #
@@ -35,6 +35,7 @@ one() {
   echo "$name exited $?"; grep -v '^Epoch\|^  File\|^    ' "$out/$name.log" | tail -n 25
   [ -e "/tmp/tries/$name/model.weights.h5" ] && tar czf - -C /tmp/tries --exclude=checkpoint "$name" | split -b 15M - "$out/$name.tar.gz."
 }
+set -f  # settings such as widths=[64,128,256,512] are words, never file patterns
 while read -r name settings; do
   case "$name" in ''|'#'*) continue ;; esac
   # shellcheck disable=SC2086  # the settings are words on purpose
