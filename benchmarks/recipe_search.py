@@ -32,6 +32,9 @@ if str(REPOSITORY_ROOT) not in sys.path:
 ALL_VIEWS = ["identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "saturation", "central_crop", "shift"]
 
 
+SETTINGS_FILE = "settings.json"
+
+
 def parse_settings(pairs) -> dict:
     settings = {}
     for pair in pairs or []:
@@ -43,6 +46,30 @@ def parse_settings(pairs) -> dict:
         except json.JSONDecodeError:
             settings[key] = value
     return settings
+
+
+def check_resume(out: Path, settings: dict) -> int:
+    """The epoch an interrupted try in `out` resumes after; SystemExit when there is nothing to resume
+    or `settings` are not those it was started with (recorded in settings.json since --resume exists)."""
+    pointer = out / "checkpoint" / "checkpoint.json"
+    if (out / "model.weights.h5").exists():
+        raise SystemExit(f"{out} holds a finished try (model.weights.h5); there is nothing to resume.")
+    if not pointer.exists():
+        raise SystemExit(f"{pointer} does not exist, so {out.name} cannot resume; run it without --resume.")
+    recorded = out / SETTINGS_FILE
+    if recorded.exists():
+        before = json.loads(recorded.read_text())
+        if before != settings:
+            changed = sorted(key for key in set(before) | set(settings) if before.get(key) != settings.get(key))
+            raise SystemExit(
+                f"{out.name} was started with other settings ({', '.join(changed)} differ, see {recorded}); resume it with the same --set."
+            )
+    else:
+        print(f"{recorded} does not exist (the try predates it): resuming with the --set given, unchecked.", flush=True)
+    # The checkpoint counts epochs from 0, as Keras does; people count them from 1.
+    epoch = int(json.loads(pointer.read_text())["epoch"]) + 1
+    print(f"Resuming {out.name} after epoch {epoch} of its checkpoint.", flush=True)
+    return epoch
 
 
 def peak_memory_gib() -> float:
@@ -74,6 +101,11 @@ def main(argv=None) -> int:
         help="train without the per-epoch checkpoint (weights and optimizer state written every epoch): for short GPU "
         "epochs, where writing it costs a noticeable share of the epoch and the probe epochs do not time it",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted try --name from its last per-epoch checkpoint, with the same --set",
+    )
     parser.add_argument("--clean-only", action="store_true", help="score clean accuracy and fit only, without the corruption suite")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--corruption-images", type=int, default=256)
@@ -89,11 +121,14 @@ def main(argv=None) -> int:
     from utils import data, evaluate, models, policies, recipe, tta
 
     out = Path(arguments.out) / arguments.name
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"{out} already holds a try; choose another --name or remove it.")
-    out.mkdir(parents=True, exist_ok=True)
     if arguments.model and (arguments.set or arguments.budget_minutes):
         raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set and --budget-minutes.")
+    if arguments.resume and (arguments.model or arguments.budget_minutes or arguments.no_checkpoint):
+        raise SystemExit("--resume continues a checkpointed training; leave out --model, --budget-minutes and --no-checkpoint.")
+    resumed_epoch = check_resume(out, parse_settings(arguments.set)) if arguments.resume else None
+    if not arguments.resume and out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} already holds a try; choose another --name, remove it, or add --resume to continue it.")
+    out.mkdir(parents=True, exist_ok=True)
     if arguments.model:
         saved = Path(arguments.model)
         settings = models.load_spec(saved, "model").get("recipe") or {}
@@ -101,6 +136,7 @@ def main(argv=None) -> int:
         history = json.loads(history_path.read_text()) if history_path.exists() else []
     else:
         settings = parse_settings(arguments.set)
+        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
     chosen = recipe.Recipe(**settings)
     split = data.load_training_split(arguments.run, 0, arguments.seed)
     print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
@@ -162,6 +198,7 @@ def main(argv=None) -> int:
         "epochs_run": len(history),
         "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
         "training_minutes": training_minutes,
+        "resumed_after_epoch": resumed_epoch,
         "clean_accuracy": clean_plain,
         "clean_accuracy_tta": clean_tta,
         "clean_train_accuracy": fit["clean_train_accuracy"],

@@ -109,3 +109,39 @@ def test_device_data_rebuilds_the_run_folder_pixel_for_pixel(valid_folder, tmp_p
     (run / "run.json").write_text(json.dumps({"data_path": str(tmp_path / "nowhere")}))
     with pytest.raises(SystemExit, match="not an image folder"):
         device_data.pack(run, tmp_path / "packed2")
+
+
+def test_an_interrupted_try_resumes_only_with_its_own_settings(tiny_run, tmp_path, capsys, monkeypatch):
+    from utils import checkpoints
+
+    recipe = ["model=resnet", "widths=[8,16]", "blocks=[1,1]", "epochs=2", "batch_size=8", "patience=null", "reduce_lr_patience=null"]
+    arguments = ["--run", str(tiny_run), "--name", "cut", "--out", str(tmp_path), "--clean-only", "--views", "identity"]
+    saving = checkpoints.EpochCheckpoint.on_epoch_end
+
+    def save_then_stop(self, epoch, logs=None):
+        saving(self, epoch, logs)
+        raise KeyboardInterrupt  # as if the machine went away after the first epoch's checkpoint
+
+    monkeypatch.setattr(checkpoints.EpochCheckpoint, "on_epoch_end", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        recipe_search.main([*arguments, "--set", *recipe])
+    monkeypatch.setattr(checkpoints.EpochCheckpoint, "on_epoch_end", saving)
+    capsys.readouterr()
+
+    # Without --resume nothing is overwritten; with other settings it refuses and names what differs.
+    with pytest.raises(SystemExit, match="add --resume"):
+        recipe_search.main([*arguments, "--set", *recipe])
+    with pytest.raises(SystemExit, match=r"\(epochs differ"):
+        recipe_search.main([*arguments, "--resume", "--set", *[setting.replace("epochs=2", "epochs=3") for setting in recipe]])
+
+    assert recipe_search.main([*arguments, "--resume", "--set", *recipe]) == 0
+    output = capsys.readouterr().out
+    measured = measures(output)
+    assert "Resuming cut after epoch 1 of its checkpoint." in output
+    # The history holds both epochs, the one before the interruption and the one after it.
+    assert measured["epochs_run"] == 2 and measured["resumed_after_epoch"] == 1
+    assert [row["epoch"] for row in json.loads((tmp_path / "cut" / "history.json").read_text())] == [1, 2]
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        recipe_search.main([*arguments, "--resume", "--set", *recipe])
+    with pytest.raises(SystemExit, match="cannot resume"):
+        recipe_search.main([*arguments[:3], "never", *arguments[4:], "--resume", "--set", *recipe])
