@@ -174,6 +174,26 @@ def test_save_load_round_trip_compact_resnet(tmp_path):
         M.build_compact_resnet(widths=(8, 16), blocks=(1,))
 
 
+def test_save_load_round_trip_compact_convnext(tmp_path):
+    spec = M.model_spec("convnext", widths=(8, 16), blocks=(1, 2), input_norm="per_channel", dropout=0.1)
+    assert spec["kind"] == "convnext" and spec["stem_stride"] == 4 and "bn_momentum" not in spec
+    model = M.build_model(spec, seed=0)
+    assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 8)
+    # The patchify stem takes 96 px to 24; the second stage's downsampling to 12, kept by its two blocks.
+    assert model.get_layer("stage2_block2_add").output.shape[1:] == (12, 12, 16)
+    assert model.get_layer("stage2_block1_expand").output.shape[-1] == 64  # the MLP is four times as wide
+    # Every block starts as the identity: its branch ends in a zero projection, so its output is its input.
+    assert not np.any(model.get_layer("stage1_block1_project").get_weights()[0])
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    M.save_model(model, spec, tmp_path, "convnext")
+    x = _images(2)
+    np.testing.assert_allclose(M.load_model(tmp_path, "convnext").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one entry per stage"):
+        M.build_compact_convnext(widths=(8, 16), blocks=(1,))
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        M.build_compact_convnext(widths=(8,), blocks=(1,), input_norm="per_pixel")
+
+
 def test_resnet_shortcut_subsamples_then_convolves_as_a_strided_projection_would():
     model = M.build_compact_resnet(widths=(8, 16), blocks=(1, 1), seed=0)
     # Odd and even sizes: the subsampled map keeps ceil(n / 2) pixels per side, as the strided convolution did.

@@ -152,6 +152,18 @@ def test_resnet_recipe_builds_its_stages_and_trains_in_one_phase(fresh_keras_ses
     assert only.trainable == "all"
 
 
+def test_convnext_recipe_builds_its_stages_and_trains_in_one_phase(fresh_keras_session):
+    convnext = recipe.Recipe(model="convnext", widths=[8, 16, 32], blocks=[1, 1, 2], input_norm="per_channel")
+    model, spec = recipe.build(convnext, seed=0)
+    assert spec["kind"] == "convnext" and spec["widths"] == [8, 16, 32] and spec["input_norm"] == "per_channel"
+    assert model.get_layer("stage3_block2_add").output.shape[1:] == (6, 6, 32)
+    assert models.build_from_spec(spec).count_params() == model.count_params()
+    (only,) = recipe.phases(convnext, model)
+    assert only.trainable == "all"
+    with pytest.raises(ValueError, match="'convnext' or a backbone"):
+        recipe.Recipe(model="convnet")
+
+
 def test_baseline_recipe_resizes_inside_the_model(fresh_keras_session):
     model, spec = recipe.build(recipe.Recipe(model="baseline", image_size=128, filters=[8]), seed=0)
     assert spec["image_size"] == 128 and model.input_shape == (None, 96, 96, 3)

@@ -180,9 +180,40 @@ def build_baseline_cnn(
 
 
 # --------------------------------------------------------------------------------------------
-# Compact ResNet (from scratch, for CPU budgets)
+# Compact nets trained from scratch, for CPU budgets: a ResNet and a ConvNeXt
 # --------------------------------------------------------------------------------------------
 INPUT_NORMS = ("fixed", "per_image", "per_channel")
+# The from-scratch nets whose spec holds widths, blocks and a stem stride.
+SCRATCH_NETS = ("resnet", "convnext")
+
+
+def _scratch_input(input_size: int, image_size: int | None, input_norm: str, widths, blocks):
+    """The input of the from-scratch nets, checked: raw 0-255 images, resized when `image_size` differs,
+    scaled to [-1, 1] and standardised as `input_norm` says."""
+    if len(widths) != len(blocks):
+        raise ValueError(f"widths {list(widths)} and blocks {list(blocks)} must have one entry per stage.")
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)} (got {input_norm!r}).")
+    inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
+    x = inputs
+    # The input's scaling and standardisation stay in float32 under a mixed precision policy
+    # (`utils.precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
+    if image_size and int(image_size) != int(input_size):
+        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
+    if input_norm == "per_image":
+        x = keras.layers.LayerNormalization(
+            axis=[1, 2, 3], center=False, scale=False, epsilon=1e-5, name="per_image_norm", dtype="float32"
+        )(x)
+    elif input_norm == "per_channel":
+        # Normalised axes must be the trailing ones under PyTorch (torch.layer_norm), so the channels
+        # go first for the normalisation and back after it.
+        x = keras.layers.Permute((3, 1, 2), name="channels_first", dtype="float32")(x)
+        x = keras.layers.LayerNormalization(axis=[2, 3], center=False, scale=False, epsilon=1e-5, name="per_channel_norm", dtype="float32")(
+            x
+        )
+        x = keras.layers.Permute((2, 3, 1), name="channels_last", dtype="float32")(x)
+    return inputs, x
 
 
 def build_compact_resnet(
@@ -209,29 +240,7 @@ def build_compact_resnet(
     colours keep their ratios); "per_channel" standardises each colour channel of each image
     (colour casts vanish too). Both are Keras LayerNormalization, so the saved model needs no custom code."""
     _set_seed(seed)
-    if len(widths) != len(blocks):
-        raise ValueError(f"widths {list(widths)} and blocks {list(blocks)} must have one entry per stage.")
-    if input_norm not in INPUT_NORMS:
-        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)} (got {input_norm!r}).")
-    inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
-    x = inputs
-    # The input's scaling and standardisation stay in float32 under a mixed precision policy
-    # (`utils.precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
-    if image_size and int(image_size) != int(input_size):
-        x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
-    if input_norm == "per_image":
-        x = keras.layers.LayerNormalization(
-            axis=[1, 2, 3], center=False, scale=False, epsilon=1e-5, name="per_image_norm", dtype="float32"
-        )(x)
-    elif input_norm == "per_channel":
-        # Normalised axes must be the trailing ones under PyTorch (torch.layer_norm), so the channels
-        # go first for the normalisation and back after it.
-        x = keras.layers.Permute((3, 1, 2), name="channels_first", dtype="float32")(x)
-        x = keras.layers.LayerNormalization(axis=[2, 3], center=False, scale=False, epsilon=1e-5, name="per_channel_norm", dtype="float32")(
-            x
-        )
-        x = keras.layers.Permute((2, 3, 1), name="channels_last", dtype="float32")(x)
+    inputs, x = _scratch_input(input_size, image_size, input_norm, widths, blocks)
     x = keras.layers.Conv2D(int(widths[0]), 3, strides=int(stem_stride), padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
@@ -262,6 +271,48 @@ def build_compact_resnet(
     # The probabilities stay float32 under a mixed precision policy, as Keras' guide advises for the loss.
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="compact_resnet")
+
+
+def build_compact_convnext(
+    input_size: int = INPUT_SIZE,
+    num_classes: int = CLASS_COUNT,
+    widths=(40, 80, 160, 320),
+    blocks=(2, 2, 6, 2),
+    stem_stride: int = 4,
+    dropout: float = 0.2,
+    image_size: int | None = None,
+    seed: int | None = None,
+    input_norm: str = "fixed",
+) -> keras.Model:
+    """A small ConvNeXt (Liu et al., 2022) for training from scratch: a patchify stem (a
+    `stem_stride` x `stem_stride` convolution with that stride, then LayerNormalization), one stage
+    per entry of `widths` with `blocks` ConvNeXt blocks each (a 7x7 depthwise convolution,
+    LayerNormalization, a pointwise MLP four times as wide with GELU, added to the block's input),
+    a LayerNormalization and a 2x2 stride-2 convolution between stages, then global average pooling,
+    LayerNormalization, dropout and a softmax. Input as in `build_compact_resnet`. The MLP's last
+    layer starts at zero, so every block starts as the identity (the role of ConvNeXt's layer scale,
+    without a custom layer in the saved model). The defaults (3.4 M parameters, stages at 24/12/6/3
+    pixels) train about as fast on 2 CPU cores as the compact ResNet's defaults."""
+    _set_seed(seed)
+    inputs, x = _scratch_input(input_size, image_size, input_norm, widths, blocks)
+    x = keras.layers.Conv2D(int(widths[0]), int(stem_stride), strides=int(stem_stride), name="stem_conv")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="stem_ln")(x)
+    for stage, (width, count) in enumerate(zip(widths, blocks)):
+        if stage > 0:
+            x = keras.layers.LayerNormalization(epsilon=1e-6, name=f"stage{stage + 1}_downsample_ln")(x)
+            x = keras.layers.Conv2D(int(width), 2, strides=2, name=f"stage{stage + 1}_downsample_conv")(x)
+        for block in range(int(count)):
+            name = f"stage{stage + 1}_block{block + 1}"
+            y = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{name}_depthwise")(x)
+            y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{name}_ln")(y)
+            y = keras.layers.Dense(4 * int(width), activation="gelu", name=f"{name}_expand")(y)
+            y = keras.layers.Dense(int(width), kernel_initializer="zeros", name=f"{name}_project")(y)
+            x = keras.layers.Add(name=f"{name}_add")([x, y])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="head_ln")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="compact_convnext")
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,17 +488,19 @@ def model_spec(
         }
         if image_size is not None and int(image_size) != int(input_size):
             spec["image_size"] = int(image_size)
-    elif kind == "resnet":
+    elif kind in SCRATCH_NETS:
+        resnet = kind == "resnet"
         spec = {
-            "kind": "resnet",
+            "kind": kind,
             "input_size": int(input_size),
             "num_classes": int(num_classes),
-            "widths": [int(w) for w in extra.pop("widths", (32, 64, 128, 256))],
-            "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1))],
-            "stem_stride": int(extra.pop("stem_stride", 2)),
+            "widths": [int(w) for w in extra.pop("widths", (32, 64, 128, 256) if resnet else (40, 80, 160, 320))],
+            "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1) if resnet else (2, 2, 6, 2))],
+            "stem_stride": int(extra.pop("stem_stride", 2 if resnet else 4)),
             "dropout": float(dropout),
-            "bn_momentum": float(bn_momentum),
         }
+        if resnet:
+            spec["bn_momentum"] = float(bn_momentum)
         input_norm = extra.pop("input_norm", "fixed")
         if input_norm != "fixed":
             spec["input_norm"] = str(input_norm)
@@ -467,7 +520,7 @@ def model_spec(
             "input_size": int(input_size),
         }
     else:
-        raise ValueError(f"kind must be 'baseline', 'resnet' or 'transfer' (got {kind!r}).")
+        raise ValueError(f"kind must be 'baseline', 'resnet', 'convnext' or 'transfer' (got {kind!r}).")
     spec["spec_version"] = SPEC_VERSION
     spec.update(extra)
     return spec
@@ -500,6 +553,18 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             seed=seed,
             input_norm=spec.get("input_norm", "fixed"),
         )
+    if kind == "convnext":
+        return build_compact_convnext(
+            input_size=spec.get("input_size", INPUT_SIZE),
+            num_classes=spec.get("num_classes", CLASS_COUNT),
+            widths=tuple(spec["widths"]),
+            blocks=tuple(spec["blocks"]),
+            stem_stride=spec.get("stem_stride", 4),
+            dropout=spec.get("dropout", 0.2),
+            image_size=spec.get("image_size"),
+            seed=seed,
+            input_norm=spec.get("input_norm", "fixed"),
+        )
     if kind == "transfer":
         return build_transfer_model(
             backbone=spec["backbone"],
@@ -511,7 +576,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             seed=seed,
             input_size=spec.get("input_size", INPUT_SIZE),
         )
-    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline', 'resnet' or 'transfer').")
+    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline', 'resnet', 'convnext' or 'transfer').")
 
 
 def build_from_spec(spec: dict) -> keras.Model:

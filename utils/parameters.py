@@ -17,9 +17,10 @@ def _check_models(names, parameter: str):
     from utils import models
 
     for name in [names] if isinstance(names, str) else names:
-        if name not in ("baseline", "resnet") and name not in models.BACKBONES:
+        if name != "baseline" and name not in models.SCRATCH_NETS and name not in models.BACKBONES:
             raise ValueError(
-                f"{parameter} names unknown model {name!r}; choose 'baseline', 'resnet' or one of {', '.join(models.BACKBONES)}."
+                f"{parameter} names unknown model {name!r}; "
+                f"choose 'baseline', 'resnet', 'convnext' or one of {', '.join(models.BACKBONES)}."
             )
 
 

@@ -7,12 +7,12 @@ phases and an augmented input pipeline, and trains with per-epoch checkpoints (r
     recipe = Recipe(model="baseline", policy="robust", optimizer="adamw", epochs=10)
     model, spec, history, phase_starts = train_recipe(recipe, split, checkpoint_dir, seed=42)
 
-`model` is "baseline" (the hand-made CNN, widths in `filters`), "resnet" (a compact ResNet,
-`widths` and `blocks` per stage) or a keras.applications backbone name (see `models.BACKBONES`)
-with the report's head. With ImageNet weights the report's two phases run (head on a frozen
-backbone at batch `head_batch_size`, then fine-tuning with the first `frozen_layers` (or the first
-`frozen_fraction`) of the backbone layers frozen at batch `batch_size`); without them the whole
-network trains in one phase.
+`model` is "baseline" (the hand-made CNN, widths in `filters`), "resnet" (a compact ResNet, `widths`
+and `blocks` per stage), "convnext" (a compact ConvNeXt, the same two) or a keras.applications
+backbone name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's
+two phases run (head on a frozen backbone at batch `head_batch_size`, then fine-tuning with the
+first `frozen_layers` (or the first `frozen_fraction`) of the backbone layers frozen at batch
+`batch_size`); without them the whole network trains in one phase.
 
 `consistency_weight` > 0 trains on two views of every image (the first as `consistency_view` says: "geometry",
 the policy's flips, rotation, shift and zoom only, or "policy", a second draw of the whole policy) with a
@@ -34,7 +34,7 @@ import numpy as np
 from utils import augment, consistency, finetune, models, precision, train
 
 # Models of the suite's own that always train from scratch, in one phase.
-SCRATCH_MODELS = ("baseline", "resnet")
+SCRATCH_MODELS = ("baseline", "resnet", "convnext")
 
 
 @dataclass
@@ -72,7 +72,9 @@ class Recipe:
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
-            raise ValueError(f"Unknown model {self.model!r}; choose 'baseline', 'resnet' or a backbone: {', '.join(models.BACKBONES)}.")
+            raise ValueError(
+                f"Unknown model {self.model!r}; choose 'baseline', 'resnet', 'convnext' or a backbone: {', '.join(models.BACKBONES)}."
+            )
         self.weights = self.weights or None
         augment.resolve_policy(self.policy)
         train.make_optimizer(self.optimizer)
@@ -104,9 +106,9 @@ def build(recipe: Recipe, seed: int | None = None):
             image_size=recipe.image_size,
         )
         return models.build_model(spec, seed=seed), spec
-    if recipe.model == "resnet":
+    if recipe.model in models.SCRATCH_NETS:
         spec = models.model_spec(
-            kind="resnet",
+            kind=recipe.model,
             widths=tuple(recipe.widths),
             blocks=tuple(recipe.blocks),
             dropout=recipe.dropout,
