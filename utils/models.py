@@ -540,31 +540,20 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
             bn_momentum=spec.get("bn_momentum", 0.99),
             image_size=spec.get("image_size"),
         )
-    if kind == "resnet":
-        return build_compact_resnet(
+    if kind in SCRATCH_NETS:
+        common = dict(
             input_size=spec.get("input_size", INPUT_SIZE),
             num_classes=spec.get("num_classes", CLASS_COUNT),
             widths=tuple(spec["widths"]),
             blocks=tuple(spec["blocks"]),
-            stem_stride=spec.get("stem_stride", 2),
-            dropout=spec.get("dropout", 0.2),
-            bn_momentum=spec.get("bn_momentum", 0.9),
-            image_size=spec.get("image_size"),
-            seed=seed,
-            input_norm=spec.get("input_norm", "fixed"),
-        )
-    if kind == "convnext":
-        return build_compact_convnext(
-            input_size=spec.get("input_size", INPUT_SIZE),
-            num_classes=spec.get("num_classes", CLASS_COUNT),
-            widths=tuple(spec["widths"]),
-            blocks=tuple(spec["blocks"]),
-            stem_stride=spec.get("stem_stride", 4),
             dropout=spec.get("dropout", 0.2),
             image_size=spec.get("image_size"),
             seed=seed,
             input_norm=spec.get("input_norm", "fixed"),
         )
+        if kind == "convnext":
+            return build_compact_convnext(stem_stride=spec.get("stem_stride", 4), **common)
+        return build_compact_resnet(stem_stride=spec.get("stem_stride", 2), bn_momentum=spec.get("bn_momentum", 0.9), **common)
     if kind == "transfer":
         return build_transfer_model(
             backbone=spec["backbone"],
