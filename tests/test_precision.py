@@ -58,7 +58,8 @@ def test_policy_builds_bfloat16_layers_and_restores_the_global_policy(fresh_kera
     assert keras.config.dtype_policy().name == before
 
 
-def test_bfloat16_training_returns_a_float32_model_with_the_trained_weights(tmp_path, fresh_keras_session):
+@pytest.mark.parametrize("model_kind", ["resnet", "convnext"])
+def test_bfloat16_training_returns_a_float32_model_with_the_trained_weights(model_kind, tmp_path, fresh_keras_session):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(8), 6)
     images = render_cells(labels, rng)
@@ -66,7 +67,7 @@ def test_bfloat16_training_returns_a_float32_model_with_the_trained_weights(tmp_
 
     split = data.TrainingSplit(images, labels, images[::4], labels[::4])
     tiny = recipe.Recipe(
-        model="resnet",
+        model=model_kind,
         widths=[8, 16],
         blocks=[1, 1],
         input_norm="per_channel",
