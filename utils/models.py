@@ -291,8 +291,9 @@ def build_compact_convnext(
     a LayerNormalization and a 2x2 stride-2 convolution between stages, then global average pooling,
     LayerNormalization, dropout and a softmax. Input as in `build_compact_resnet`. The MLP's last
     layer starts at zero, so every block starts as the identity (the role of ConvNeXt's layer scale,
-    without a custom layer in the saved model). The defaults (3.4 M parameters, stages at 24/12/6/3
-    pixels) train about as fast on 2 CPU cores as the compact ResNet's defaults."""
+    without a custom layer in the saved model). The defaults (3.4 M parameters, ConvNeXt-atto's shape,
+    stages at 24/12/6/3 pixels) train at half the compact ResNet's speed on 2 CPU cores; widths
+    32-256 with blocks 1/1/3/1 (1.18 M) match its minutes (BENCHMARKS.md, "cx")."""
     _set_seed(seed)
     inputs, x = _scratch_input(input_size, image_size, input_norm, widths, blocks)
     x = keras.layers.Conv2D(int(widths[0]), int(stem_stride), strides=int(stem_stride), name="stem_conv")(x)
