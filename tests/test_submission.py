@@ -200,3 +200,27 @@ def test_available_members_keeps_what_the_run_holds(tiny_run):
     )
     assert members == [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
     assert missing == ["03_pretrained_sweep:EfficientNetB0"]
+
+
+@needs_platform
+def test_a_compact_convnext_crosses_keras_versions(tmp_path):
+    """The ConvNeXt's layers (depthwise 7x7, LayerNormalization, GELU) rebuilt and loaded by the platform's Keras 3.4.1.
+    Every convolution and dense layer gets random weights, so that no block is the identity it starts as, and the
+    images are noise, so that the answers differ from image to image and a wrong rebuild shows."""
+    import keras
+
+    paths = config.run_paths(tmp_path).make_dirs()
+    spec = models.model_spec(kind="convnext", widths=(8, 16), blocks=(1, 1), input_norm="per_channel")
+    model = models.build_model(spec, seed=0)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if layer.weights and not isinstance(layer, keras.layers.LayerNormalization):
+            layer.set_weights([rng.normal(0, 0.5, weight.shape).astype("float32") for weight in layer.get_weights()])
+    models.save_model(model, spec, paths.models_dir, "05_final_convnext")
+    images = rng.integers(0, 256, (32, 96, 96, 3)).astype("uint8")
+    expected = tta.predict_probabilities([model], images, ["identity"]).argmax(axis=1)
+    assert len(set(expected)) >= 3
+    zip_path = submission.package(tmp_path, [("05_final", "convnext")], ["identity"])
+    report = submission.validate(zip_path, images, expected, python=str(config.PLATFORM_PYTHON))
+    assert report["keras"] == "3.4.1"
+    assert report["agreement"] >= submission.MIN_AGREEMENT
