@@ -10,8 +10,9 @@ Everything is loaded from this file's own folder, never from the working directo
   <name>.weights.h5         its weights (rebuilding + weights works across Keras versions,
                             unlike a .keras file saved by a newer Keras)
   bloodcell_models.py       the suite's keras-only model builders (utils/models.py)
+  bloodcell_scratch_nets.py the nets trained from scratch that those build (utils/scratch_nets.py)
   bloodcell_tta.py          the suite's NumPy test-time-augmentation views (utils/tta.py)
-It imports only numpy, keras (on TensorFlow) and those two files.
+It imports only numpy, keras (on TensorFlow) and those three files.
 """
 
 import json

@@ -235,7 +235,7 @@ def test_submission_zip_is_packaged_and_validated(smoke_run):
     assert settings["tta_views"] == recommended["tta_views"]
     assert [member["name"] for member in settings["members"]] == [m.replace(":", "_") for m in recommended["members"]]
     # The code, and every member's weights and spec, byte for byte as the run saved them.
-    assert {"model.py", "bloodcell_models.py", "bloodcell_tta.py", "submission.json"} <= set(sizes)
+    assert {"model.py", "bloodcell_models.py", "bloodcell_scratch_nets.py", "bloodcell_tta.py", "submission.json"} <= set(sizes)
     for member in settings["members"]:
         for suffix in (".weights.h5", ".json"):
             saved = out_dir / "models" / f"{member['name']}{suffix}"

@@ -37,6 +37,7 @@ def test_package_puts_everything_at_the_root(tiny_run):
     assert names == {
         "model.py",
         "bloodcell_models.py",
+        "bloodcell_scratch_nets.py",
         "bloodcell_tta.py",
         "submission.json",
         "02_baseline_cnn_baseline.json",

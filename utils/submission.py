@@ -3,9 +3,9 @@
     python -m utils.submission package RUN_DIR [--models 03_pretrained_sweep:EfficientNetB0 ...] [--tta identity flip_horizontal]
     python -m utils.submission check ZIP [--run RUN_DIR] [--python PLATFORM_PYTHON]
 
-The zip holds, at its root: `model.py` (the template in `submission/`), `bloodcell_models.py` (a
-copy of the keras-only `utils/models.py`), `bloodcell_tta.py` (a copy of `utils/tta.py`),
-`submission.json`, and `<name>.json` + `<name>.weights.h5` for each model.
+The zip holds, at its root: `model.py` (the template in `submission/`), `bloodcell_models.py` and
+`bloodcell_scratch_nets.py` (copies of the keras-only `utils/models.py` and `utils/scratch_nets.py`),
+`bloodcell_tta.py` (a copy of `utils/tta.py`), `submission.json`, and `<name>.json` + `<name>.weights.h5` for each model.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ from utils.files import atomic_write
 
 TEMPLATE = config.REPO_ROOT / "submission" / "model.py"
 CHECK_SCRIPT = Path(__file__).with_name("submission_check.py")
-SHARED_MODULES = {"bloodcell_models.py": Path(__file__).with_name("models.py"), "bloodcell_tta.py": Path(__file__).with_name("tta.py")}
+SHARED_MODULES = {
+    "bloodcell_models.py": Path(__file__).with_name("models.py"),
+    "bloodcell_scratch_nets.py": Path(__file__).with_name("scratch_nets.py"),
+    "bloodcell_tta.py": Path(__file__).with_name("tta.py"),
+}
 MIN_AGREEMENT = 0.995
 # Notebook 06 saves which clean.npz rows it checked and the classes it predicted for them, so that
 # `check` can later compare the zip against the in-notebook model (e.g. in the platform's stack).
