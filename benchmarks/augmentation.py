@@ -70,11 +70,11 @@ def main(argv=None) -> int:
     if arguments.backend:
         os.environ["KERAS_BACKEND"] = arguments.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(REPO_ROOT))
     import keras
     import numpy as np
 
-    from utils import augment, finetune, models, synthetic
+    from utils import augment, models, synthetic
+    from utils.training import finetune
 
     augment.resolve_policy(arguments.policy, "--policy")
     keras.mixed_precision.set_global_policy(arguments.precision)

@@ -53,7 +53,6 @@ def main(argv=None) -> int:
     if arguments.eager and arguments.whole:
         parser.error("--whole times the tf.data graph; leave it out with --eager (the eager sum is the whole policy).")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(REPO_ROOT))
     import numpy as np
 
     from utils import augment, synthetic

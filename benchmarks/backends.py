@@ -39,7 +39,6 @@ def worker(model_name: str, batch_size: int, steps: int, warmup: int, image_size
     import keras
     import numpy as np
 
-    sys.path.insert(0, str(REPO_ROOT))
     from utils import models as M
 
     keras.utils.set_random_seed(0)

@@ -35,16 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
+from utils import config
+from utils.outliers import exact_duplicate_groups, find_outliers
+from utils.synthetic.contamination import build_benchmark, build_field_benchmark, flagged_rates, load_folder
+from utils.synthetic.fields import HELD_OUT_LAYOUTS, HELD_OUT_STAINS
+from utils.synthetic.pictures import HELD_OUT_PICTURES
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-if str(REPOSITORY_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from utils.outliers import exact_duplicate_groups, find_outliers  # noqa: E402
-from utils.synthetic.contamination import build_benchmark, build_field_benchmark, flagged_rates, load_folder  # noqa: E402
-from utils.synthetic.fields import HELD_OUT_LAYOUTS, HELD_OUT_STAINS  # noqa: E402
-from utils.synthetic.pictures import HELD_OUT_PICTURES  # noqa: E402
-
-DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data" / "blood_cells_96"
+DEFAULT_DATA = config.SHARED_DATA
 
 
 def timings_line(result) -> str:

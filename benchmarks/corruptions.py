@@ -15,19 +15,17 @@ python benchmarks/corruptions.py [--data ../shared/data/blood_cells_96] [--image
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from utils import config
+from utils.evaluation.corruptions import CORRUPTIONS, FAMILIES, SEVERITIES, corrupt
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-if str(REPOSITORY_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from utils.corruptions import CORRUPTIONS, FAMILIES, SEVERITIES, corrupt  # noqa: E402
-
-DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data" / "blood_cells_96"
+DEFAULT_DATA = config.SHARED_DATA
 
 
 def load_cells(data, count, seed=0):

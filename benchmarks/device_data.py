@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-if str(REPOSITORY_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY_ROOT))
 
 
 def pixel_sums(images: np.ndarray) -> np.ndarray:

@@ -69,7 +69,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 
-from utils import distribute, models
+from utils import models
+from utils.training import distribute
 
 mode, scaling, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 distribution = distribute.choose(mode, scaling, verbose=False)

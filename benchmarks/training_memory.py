@@ -24,7 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 import keras, numpy as np
-from utils import augment, policies, recipe, synthetic, train
+from utils import augment, synthetic
+from utils.augment import policies
+from utils.training import recipe
+from utils.training import phases as train
 model_name, image_size, batch_size, steps, policy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 labels = np.arange(batch_size * (steps + 1)) % 8
 images = synthetic.render_cells(labels, np.random.default_rng(0))

@@ -9,9 +9,9 @@ Everything is loaded from this file's own folder, never from the working directo
   <name>.json               how to rebuild each model's architecture
   <name>.weights.h5         its weights (rebuilding + weights works across Keras versions,
                             unlike a .keras file saved by a newer Keras)
-  bloodcell_models.py       the suite's keras-only model builders (utils/models.py)
-  bloodcell_scratch_nets.py the nets trained from scratch that those build (utils/scratch_nets.py)
-  bloodcell_tta.py          the suite's NumPy test-time-augmentation views (utils/tta.py)
+  bloodcell_models.py       the suite's keras-only model builders (utils/models/builders.py)
+  bloodcell_scratch_nets.py the nets trained from scratch that those build (utils/models/scratch_nets.py)
+  bloodcell_tta.py          the suite's NumPy test-time-augmentation views (utils/evaluation/tta.py)
 It imports only numpy, keras (on TensorFlow) and those three files.
 """
 

@@ -14,9 +14,16 @@ from PIL import Image
 
 from utils import config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# CI runs in a fresh clone with a copy of shared/ beside it, so the real data is `../shared/data`.
-SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"
+REPO_ROOT = config.REPO_ROOT
+# The shared real data: BLOODCELL_DATA, else `../shared/data/blood_cells_96` beside the clone (as in CI).
+SHARED_DATA_DIR = config.SHARED_DATA
+
+
+def pytest_collection_modifyitems(items):
+    """Marks every test that reads the shared real data `real_data`, so that `-m "not real_data"` leaves them out."""
+    for item in items:
+        if "shared_data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
 
 
 def make_arrays(count_per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +63,7 @@ def valid_folder(tmp_path) -> Path:
 @pytest.fixture
 def shared_data_dir() -> Path:
     if not SHARED_DATA_DIR.is_dir():
-        pytest.skip(f"{SHARED_DATA_DIR} is not present")
+        pytest.skip(f"{SHARED_DATA_DIR} is not present (set BLOODCELL_DATA to an 8-class image folder)")
     return SHARED_DATA_DIR
 
 

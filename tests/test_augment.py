@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from utils import augment, models, policies, synthetic
+from utils import augment, models, synthetic
+from utils.augment import pipeline, policies
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIXING_POLICIES = {"randaugment_cutmix_mixup"}
@@ -81,7 +82,7 @@ def test_fast_rand_augment_matches_the_keras_layer(cells):
     select = lambda index, branches: tf.switch_case(tf.cast(index, tf.int32), branches)  # noqa: E731
     batches = tf.data.Dataset.from_tensors(images).repeat(6)
     expected = [np.asarray(x) for x in batches.map(lambda x: reference(x, training=True))]
-    actual = [np.asarray(x) for x in batches.map(lambda x: augment._rand_augment(fast, x, select))]
+    actual = [np.asarray(x) for x in batches.map(lambda x: pipeline._rand_augment(fast, x, select))]
     assert len({x.tobytes() for x in expected}) == 6  # The operations and magnitudes change from batch to batch.
     for wanted, got in zip(expected, actual):
         np.testing.assert_allclose(got, wanted, atol=1e-3)
@@ -116,14 +117,14 @@ def test_bad_policies_raise_one_sentence_naming_the_parameter(policy, words):
 
 
 def test_gridmask_without_keras_cv_says_so_in_one_sentence(monkeypatch):
-    real_import = augment.importlib.import_module
+    real_import = pipeline.importlib.import_module
 
     def no_keras_cv(name, *arguments):
         if name == "keras_cv":
             raise ImportError("No module named 'keras_cv'")
         return real_import(name, *arguments)
 
-    monkeypatch.setattr(augment.importlib, "import_module", no_keras_cv)
+    monkeypatch.setattr(pipeline.importlib, "import_module", no_keras_cv)
     with pytest.raises(ValueError, match=r"^STUDY_POLICIES uses GridMask, which needs the keras-cv package .*\.$"):
         augment.check_policies(["none", "gridmask"], "STUDY_POLICIES")
     augment.resolve_policy("robust")  # Policies without GridMask never import keras-cv.

@@ -11,7 +11,9 @@ import pytest
 from keras.src.utils.backend_utils import DynamicBackend
 from PIL import Image
 
-from utils import augment, augment_codec, policies
+from utils import augment
+from utils.augment import codec as augment_codec
+from utils.augment import policies
 
 PATHS = ["eager", "tf.data"]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils import augment, policies
+from utils import augment
+from utils.augment import pipeline, policies
 
 PATHS = ["eager", "tf.data"]
 
@@ -38,12 +39,12 @@ def test_flip_only_images_skip_the_warp_with_the_same_result(cells, warped):
     import tensorflow as tf
     from keras.src.utils.backend_utils import DynamicBackend
 
-    from utils.augment_fused import FusedGeometry
+    from utils.augment.fused import FusedGeometry
 
     images = np.rint(cells[0])
     layer = FusedGeometry(rotation=0.5, translation=0.125, zoom=[-0.15, 0.15], flip_horizontal=0.5, flip_vertical=0.5)
     draws = np.random.default_rng(5)
-    parameters = layer.draw(len(images), lambda shape: draws.random(shape, dtype="float32"), augment._NUMPY_BACKEND)
+    parameters = layer.draw(len(images), lambda shape: draws.random(shape, dtype="float32"), pipeline._NUMPY_BACKEND)
     warp = np.isin(np.arange(len(images)), warped)
     for name in ("rotation", "translation_x", "translation_y", "zoom"):
         parameters[name] = np.where(warp, parameters[name], 0.0).astype("float32")
@@ -142,9 +143,9 @@ def test_byte_noise_is_uniform_centred_unit_and_seeded():
     import tensorflow as tf
 
     shape = tf.constant([7, 96, 96, 3])
-    first = augment._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
-    again = augment._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
-    other = augment._uniform_byte_noise(tf, shape, tf.constant([3, 5], tf.int64)).numpy()
+    first = pipeline._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
+    again = pipeline._uniform_byte_noise(tf, shape, tf.constant([3, 4], tf.int64)).numpy()
+    other = pipeline._uniform_byte_noise(tf, shape, tf.constant([3, 5], tf.int64)).numpy()
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).mean() > 0.5
     assert first.shape == (7, 96, 96, 3)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from utils import augment, augment_optics, policies
+from utils import augment
+from utils.augment import optics as augment_optics
+from utils.augment import pipeline, policies
 
 PATHS = ["eager", "tf.data"]
 
@@ -25,7 +27,7 @@ def test_wide_blur_is_a_gaussian_blur_of_the_drawn_sigma(cells, path, sigma, app
 def test_wide_blur_draws_sigmas_log_uniform_in_its_range():
     layer = augment_optics.WideBlur(sigma=[0.5, 8.0])
     draws = np.random.default_rng(0).random(4000, dtype="float32")
-    parameters = layer.draw(len(draws), lambda shape: draws[: shape[0]], augment._NUMPY_BACKEND)
+    parameters = layer.draw(len(draws), lambda shape: draws[: shape[0]], pipeline._NUMPY_BACKEND)
     sigmas = 0.5 * np.exp(parameters["sigma_draw"] * np.log(16.0))
     assert sigmas.min() >= 0.5 and sigmas.max() <= 8.0
     # Log-uniform: as many sigmas in [0.5, 2] as in [2, 8] (each a factor of 4).
@@ -46,7 +48,7 @@ def test_wide_blur_keeps_a_flat_image_and_its_mean(cells, apply):
 def test_illumination_field_is_smooth_grey_and_in_range():
     layer = augment_optics.IlluminationField(strength=[1.0, 1.0], roughness=[1.4, 1.4])
     random = np.random.default_rng(2)
-    parameters = layer.draw(6, lambda shape: random.random(shape, dtype="float32"), augment._NUMPY_BACKEND)
+    parameters = layer.draw(6, lambda shape: random.random(shape, dtype="float32"), pipeline._NUMPY_BACKEND)
     import keras
     from keras.src.utils.backend_utils import DynamicBackend
 

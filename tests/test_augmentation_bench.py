@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import augmentation  # noqa: E402
+from benchmarks import augmentation
 
 
 def test_widths_are_for_the_compact_resnet_only():

@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from utils import augment, consistency, recipe, synthetic
+from utils import augment, synthetic
+from utils.augment import consistency
+from utils.training import recipe
 
 
 def flat_images(count: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils import corruptions
-from utils.corruptions import (
+from utils.evaluation import corruptions
+from utils.evaluation.corruptions import (
     CORRUPTIONS,
     FAMILIES,
     GROUPS,

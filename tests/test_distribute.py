@@ -11,7 +11,9 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from utils import distribute, parameters, train
+from utils.runner import parameters
+from utils.training import distribute
+from utils.training import phases as train
 
 
 def test_linear_scaling_multiplies_batch_size_and_learning_rate_by_the_replica_count():
@@ -80,7 +82,8 @@ import json
 import keras
 import numpy as np
 
-from utils import distribute, train
+from utils.training import distribute
+from utils.training import phases as train
 
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 8, 128)
@@ -141,7 +144,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 
-from utils import distribute, train
+from utils.training import distribute
+from utils.training import phases as train
 
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 8, 128)

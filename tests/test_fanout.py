@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT
-from utils import config, evaluate, fanout, runner, shards, study
+from utils import config, runner
+from utils.evaluation import metrics as evaluate
+from utils.sweeps import fanout, shards, study
 
 SWEEP = config.NOTEBOOKS_DIR / "03_pretrained_sweep.ipynb"
 SWEEP_STEM = SWEEP.stem

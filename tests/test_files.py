@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils import files
+from utils.data import files
 
 
 def test_atomic_write_replaces_the_file_and_keeps_the_suffix(tmp_path):

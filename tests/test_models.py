@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from utils import finetune
-from utils import models as M
+from utils.models import builders as M
+from utils.training import finetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -159,7 +159,7 @@ def test_baseline_metrics_model_and_figures(smoke_run):
     # The smoke profile trains 02 as "auto" resolves on this machine (bfloat16 under TensorFlow where the CPU computes
     # it); the spec says which, and the saved weights are a float32 copy (the next test rebuilds them in float32 and
     # gets the recorded accuracy).
-    from utils import precision
+    from utils.training import mixed_precision as precision
 
     assert smoke_parameters()["BASELINE_PRECISION"] == "auto"
     backend = json.loads((out_dir / "run.json").read_text())["backend"]
@@ -169,7 +169,8 @@ def test_baseline_metrics_model_and_figures(smoke_run):
 
 def test_saved_models_rebuild_and_reproduce_their_metrics(smoke_run):
     """A model saved by either backend rebuilds from its JSON here and scores what its metrics say."""
-    from utils import data, evaluate, models
+    from utils import data, models
+    from utils.evaluation import metrics as evaluate
 
     out_dir, _ = smoke_run
     images, labels = data.load_clean(out_dir)

@@ -6,8 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from utils import models, precision, recipe, tta
+from utils import models
+from utils.evaluation import tta
 from utils.synthetic import render_cells
+from utils.training import mixed_precision as precision
+from utils.training import recipe
 
 INTEL_WITHOUT_BFLOAT16 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx2 avx512f avx512bw avx512_vnni\n"
 AMD_WITH_BFLOAT16 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx2 avx512f avx512_vnni avx512_bf16\n"

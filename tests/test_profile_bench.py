@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import profile_bench  # noqa: E402
+from utils.tools import bench as profile_bench
 
 
 def finished_run(folder: Path, training_precision: str | None) -> Path:
@@ -54,7 +52,7 @@ def test_a_run_that_did_not_finish_06_is_named(tmp_path):
 
 
 def test_machine_names_cores_and_bfloat16(monkeypatch):
-    from utils import precision
+    from utils.training import mixed_precision as precision
 
     monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: True)
     assert profile_bench.machine().endswith(" with bfloat16, " + profile_bench.platform.machine())

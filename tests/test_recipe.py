@@ -6,7 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from utils import corruptions, data, evaluate, finetune, models, recipe, synthetic, train, tta
+from utils import data, models, synthetic
+from utils.evaluation import corruptions, tta
+from utils.evaluation import metrics as evaluate
+from utils.training import finetune, recipe
+from utils.training import phases as train
 
 
 def tiny_split(per_class: int = 8, seed: int = 0) -> data.TrainingSplit:
@@ -257,7 +261,7 @@ def test_robustness_summary_splits_seen_and_unseen_kinds():
 
 
 def test_seen_corruptions_name_real_kinds_and_leave_some_unseen():
-    from utils import policies
+    from utils.augment import policies
 
     for policy, kinds in policies.TRAINED_CORRUPTIONS.items():
         assert policy in policies.POLICIES

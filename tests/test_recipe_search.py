@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from utils import data, synthetic
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import recipe_search  # noqa: E402
+from utils.tools import recipe_search
 
 SHORT = ["--corruption-images", "16", "--severities", "1", "--views", "identity", "flip_horizontal"]
 
@@ -82,7 +79,7 @@ def test_a_budget_sets_the_epochs_and_clean_only_skips_the_corruptions(tiny_run,
 
 
 def test_device_data_rebuilds_the_run_folder_pixel_for_pixel(valid_folder, tmp_path):
-    import device_data
+    from benchmarks import device_data
 
     # JPEG and PNG files of 120 x 100 px, which 01 crops and resizes: unpack must read them the same way.
     folder = valid_folder
@@ -112,7 +109,7 @@ def test_device_data_rebuilds_the_run_folder_pixel_for_pixel(valid_folder, tmp_p
 
 
 def test_an_interrupted_try_resumes_only_with_its_own_settings(tiny_run, tmp_path, capsys, monkeypatch):
-    from utils import checkpoints
+    from utils.training import checkpoints
 
     recipe = ["model=resnet", "widths=[8,16]", "blocks=[1,1]", "epochs=2", "batch_size=8", "patience=null", "reduce_lr_patience=null"]
     arguments = ["--run", str(tiny_run), "--name", "cut", "--out", str(tmp_path), "--clean-only", "--views", "identity"]

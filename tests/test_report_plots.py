@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from utils import config, plots, report  # noqa: E402
+from utils import config  # noqa: E402
+from utils.report import document as report  # noqa: E402
+from utils.report import plots
 
 
 def test_markdown_table_cuts_long_tables(tmp_path):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from utils import train
+from utils.training import phases as train
 
 pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 

@@ -8,7 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from utils import config, evaluate, models, submission, synthetic, tta
+from utils import config, models, submission, synthetic
+from utils.evaluation import metrics as evaluate
+from utils.evaluation import tta
 
 
 @pytest.fixture(scope="module")

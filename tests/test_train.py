@@ -17,9 +17,9 @@ import keras
 import numpy as np
 import pytest
 
-from utils import finetune
 from utils import models as M
-from utils import train as T
+from utils.training import finetune
+from utils.training import phases as T
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [

@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from utils import config, tta
+from utils import config
+from utils.evaluation import tta
 
 
 class FakeModel:
@@ -127,7 +128,7 @@ def test_views_give_the_same_pixels_in_the_platform_numpy():
     images = random_images(2, seed=3)
     script = (
         "import importlib.util, json, sys, numpy as np\n"
-        f"spec = importlib.util.spec_from_file_location('t', {str(config.REPO_ROOT / 'utils' / 'tta.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('t', {str(config.REPO_ROOT / 'utils' / 'evaluation' / 'tta.py')!r})\n"
         "t = importlib.util.module_from_spec(spec); spec.loader.exec_module(t)\n"
         f"x = np.random.default_rng(3).integers(0, 256, (2, 96, 96, 3)).astype('float32')\n"
         "print(json.dumps({'numpy': np.__version__, **{n: float(np.asarray(v(x), 'float64').sum()) for n, v in t.VIEWS.items()}}))\n"

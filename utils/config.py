@@ -18,11 +18,14 @@ OUTPUTS_DIR = REPO_ROOT / "outputs"
 DATA_DIR = REPO_ROOT / "data"
 # Where the cpu and gpu profiles look for the challenge's npz when `--data` is not given.
 DEFAULT_DATA_PATH = DATA_DIR / "training_set.npz"
+# The shared real data of the tests and benchmarks (an 8-class image folder beside the clone): the environment
+# variable BLOODCELL_DATA names another one.
+SHARED_DATA = Path(os.environ.get("BLOODCELL_DATA", REPO_ROOT.parent / "shared" / "data" / "blood_cells_96"))
 
 # The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
 SYNTHETIC_DATA = "synthetic"
 
-# The data's side in pixels and the number of classes. The same names in utils/models.py, which the
+# The data's side in pixels and the number of classes. The same names in utils/models/scratch_nets.py, which the
 # submission zip carries alone, so it keeps its own copy. `image_size` elsewhere is what a model resizes to.
 INPUT_SIZE = 96
 CLASS_COUNT = 8
@@ -35,6 +38,14 @@ CLASS_NAMES = (
     "monocyte",
     "neutrophil",
     "platelet",
+)
+# Why notebook 01 drops an image (`outliers.csv`'s `reason`), in the order in which a reason wins when several
+# apply to the same image. The outlier detectors and the synthetic set that plants outliers share them.
+OUTLIER_REASONS = (
+    "out of distribution",
+    "conflicting-label duplicate",
+    "exact copy",
+    "near copy",
 )
 PROFILES = ("smoke", "cpu", "gpu")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.data import check_images, check_labels
+from utils.data.checks import check_images, check_labels
 
 # The near-copy and out-of-distribution features need at least this many pixels per side.
 MINIMUM_SIDE = 16

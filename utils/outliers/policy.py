@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from utils import config
 from utils.outliers.checks import validate_images, validate_labels
 from utils.outliers.exact import exact_duplicate_groups
 from utils.outliers.groups import DisjointSets
@@ -20,13 +21,8 @@ from utils.outliers.near_copies import near_duplicate_pairs
 from utils.outliers.ood import ood_scores
 
 # The reasons an image is dropped for, in the order in which a reason wins
-# when several apply to the same image.
-REASONS = (
-    "out of distribution",
-    "conflicting-label duplicate",
-    "exact copy",
-    "near copy",
-)
+# when several apply to the same image (defined with the class names in `utils.config`).
+REASONS = config.OUTLIER_REASONS
 REASON_PRECEDENCE = REASONS
 
 

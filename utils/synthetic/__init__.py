@@ -40,6 +40,7 @@ Modules, one job each:
 * `dataset`: planting and assembly (`make_synthetic_dataset`);
 * `fields`: smear fields from another microscope (several smaller cells in one
   picture, another stain and lamp), which must be dropped as out of distribution;
+* `source`: the synthetic set as a data source (`load_source`, `load_synthetic`) for `DATA_PATH` "synthetic";
 * `contamination`: cells mixed with near copies of non-cell pictures and with
   smear fields, the data sets of the contamination benchmark.
 
@@ -74,6 +75,7 @@ from utils.synthetic.pictures import (
     make_non_cell_picture,
     sample_picture,
 )
+from utils.synthetic.source import load_source, load_synthetic
 
 __all__ = [
     "CLASS_NAMES",
@@ -88,6 +90,8 @@ __all__ = [
     "REAL_CLASS_COUNTS",
     "SyntheticDataset",
     "TUNING_PICTURES",
+    "load_source",
+    "load_synthetic",
     "make_near_copy",
     "make_non_cell_picture",
     "make_synthetic_dataset",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from utils import config
 from utils.config import CLASS_NAMES
-from utils.outliers.policy import REASONS
 from utils.synthetic.cells import render_cells
 from utils.synthetic.drawing import INPUT_SIZE
 from utils.synthetic.modifications import NEAR_COPY_MODIFICATIONS, make_near_copy
@@ -28,7 +28,7 @@ MINIMUM_IMAGES = 200
 MAXIMUM_OUTLIER_FRACTION = 0.3
 
 # The planted reasons are the drop reasons of the outlier policy.
-PLANTED_REASONS = REASONS
+PLANTED_REASONS = config.OUTLIER_REASONS
 PLANTED_COLUMNS = ("index", "reason", "source_index", "modification", "group")
 
 

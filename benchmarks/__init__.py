@@ -1,0 +1,1 @@
+"""Measurements of the suite: scripts that import the installed `utils` and print numbers (see BENCHMARKS.md)."""

@@ -1,0 +1,30 @@
+"""The training data: reading it (`loading`), checking it (`checks`), the run's clean set and split (`split`), and
+files written so that a kill never leaves half of one (`files`). Every problem is a one-sentence `DataError`."""
+
+from utils.data.checks import DataError, check_images, check_labels, validate_arrays
+from utils.data.files import atomic_write, atomic_write_text, write_json
+from utils.data.loading import IMAGE_EXTENSIONS, Dataset, list_image_folder, load_dataset, load_image_folder, load_npz, read_image
+from utils.data.split import TrainingSplit, load_clean, load_split, load_training_split, save_npz, stratified_split
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DataError",
+    "Dataset",
+    "TrainingSplit",
+    "atomic_write",
+    "atomic_write_text",
+    "check_images",
+    "check_labels",
+    "list_image_folder",
+    "load_clean",
+    "load_dataset",
+    "load_image_folder",
+    "load_npz",
+    "load_split",
+    "load_training_split",
+    "read_image",
+    "save_npz",
+    "stratified_split",
+    "validate_arrays",
+    "write_json",
+]

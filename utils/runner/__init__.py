@@ -1,0 +1,39 @@
+"""Runs the numbered notebooks through papermill (`execute`), with a profile's parameters checked before any
+notebook starts (`parameters`).
+
+    python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...] [--resume DIR]
+"""
+
+from utils.runner.execute import (
+    BACKENDS,
+    Run,
+    RunnerError,
+    choose_backend,
+    default_out_dir,
+    execute,
+    list_notebooks,
+    load_profile,
+    main,
+    notebook_parameters,
+    parse_arguments,
+    prepare,
+    resolve_data_path,
+    select_notebooks,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Run",
+    "RunnerError",
+    "choose_backend",
+    "default_out_dir",
+    "execute",
+    "list_notebooks",
+    "load_profile",
+    "main",
+    "notebook_parameters",
+    "parse_arguments",
+    "prepare",
+    "resolve_data_path",
+    "select_notebooks",
+]

@@ -1,0 +1,430 @@
+"""Runs the numbered notebooks headless, in order, through papermill.
+
+    python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...]
+    python -m utils.runner --resume DIR
+    python -m utils.runner ... --workers N | --ray-address ADDRESS   (03 and 04 fanned out over Ray)
+
+Each notebook gets the profile's parameters plus DATA_PATH and OUT_DIR. Bad input is found before
+any notebook runs and reported in one sentence, without a traceback and without creating a run
+folder. A failing notebook stops the run; its executed copy in the run folder holds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from utils import config
+from utils.data import DataError, load_dataset, write_json
+from utils.sweeps import fanout
+
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+class RunnerError(Exception):
+    """A problem with the command line or its inputs; the message is one sentence."""
+
+
+def list_notebooks() -> list[Path]:
+    """Returns the numbered notebooks (`NN_name.ipynb`) in order."""
+    return sorted(path for path in config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_notebooks(only: list[str] | None, notebooks: list[Path]) -> list[Path]:
+    """Keeps the notebooks whose number or full name is listed in `only` (all when `only` is empty)."""
+    if not only:
+        return notebooks
+    selected = []
+    for wanted in only:
+        matches = [nb for nb in notebooks if nb.stem == wanted or nb.stem.split("_")[0] == wanted.zfill(2)]
+        if not matches:
+            known = ", ".join(nb.stem for nb in notebooks)
+            raise RunnerError(f"--only {wanted}: no such notebook in {config.NOTEBOOKS_DIR}; choose from {known}.")
+        selected.extend(match for match in matches if match not in selected)
+    return sorted(selected)
+
+
+def load_profile(profile: str) -> dict:
+    """Reads `notebooks/params/<profile>.yaml` and checks its shape."""
+    path = config.PARAMS_DIR / f"{profile}.yaml"
+    if not path.exists():
+        raise RunnerError(f"{path}: profile file is missing; choose one of {', '.join(config.PROFILES)}.")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RunnerError(f"{path}: is not valid YAML ({str(error).splitlines()[0]}); fix the file.") from None
+    if not isinstance(content, dict) or not isinstance(content.get("parameters", {}), dict):
+        raise RunnerError(f"{path}: must be a mapping with a `parameters` mapping of plain values; fix the file.")
+    content.setdefault("parameters", {})
+    content.setdefault("backend", "tensorflow")
+    content["name"] = profile
+    check_profile_parameters(content["parameters"], path)
+    return content
+
+
+def check_profile_parameters(parameters: dict, path) -> None:
+    """Stops a run before any notebook when a parameter names an unknown policy, corruption, view,
+    optimizer or model, or a severity outside 1-5 (one sentence naming the file and the parameter)."""
+    from utils.runner.parameters import check_parameters
+
+    try:
+        # The checks import Keras; TensorFlow's C++ start-up logs (file descriptor 2) would
+        # otherwise bury the runner's one-sentence errors.
+        with kernel_log(Path(os.devnull)):
+            check_parameters(parameters)
+    except ValueError as error:
+        raise RunnerError(f"{path}: {error}") from None
+
+
+def choose_backend(requested: str) -> tuple[str, str]:
+    """Returns the Keras backend to use and a sentence explaining the choice.
+
+    "auto" takes the first installed backend in the order measured fastest on a 2-core CPU
+    (docs/contracts.md, Backends: TensorFlow, then PyTorch; JAX far behind).
+    """
+    installed = [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+    if requested == "auto":
+        if not installed:
+            raise RunnerError("no Keras backend is installed; install the requirements with `make .venv`.")
+        chosen = installed[0]
+        note = "" if chosen == "tensorflow" else f" (TensorFlow is not installed, fell back to {chosen})"
+        return chosen, f"backend {chosen}: the fastest installed on CPU{note}"
+    if requested not in BACKENDS:
+        raise RunnerError(f"backend {requested!r} is unknown; choose one of {', '.join(BACKENDS)} or auto.")
+    if requested not in installed:
+        raise RunnerError(f"backend {requested} is not installed in {sys.prefix}; install it or choose another with --backend.")
+    return requested, f"backend {requested}"
+
+
+def resolve_data_path(profile: dict, data_argument: str | None) -> str:
+    """Returns the DATA_PATH for the notebooks, checking that the input exists and is valid."""
+    if data_argument:
+        data_path = str(Path(data_argument).expanduser().resolve())
+    else:
+        default = profile.get("data", str(config.DEFAULT_DATA_PATH))
+        if default == config.SYNTHETIC_DATA:
+            return config.SYNTHETIC_DATA
+        data_path = str((config.REPO_ROOT / default).resolve()) if not Path(default).is_absolute() else default
+        if not Path(data_path).exists():
+            raise RunnerError(
+                f"{data_path}: not found; the {profile['name']} profile needs the real data: put the "
+                f"challenge's training_set.npz there or pass --data PATH (an npz or an 8-class image folder)."
+            )
+    # Reading the data once here finds every input problem before any notebook runs.
+    load_dataset(data_path)
+    return data_path
+
+
+def default_out_dir(profile_name: str) -> Path:
+    """A new time-stamped folder under outputs/ that does not exist yet."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = config.OUTPUTS_DIR / f"{stamp}_{profile_name}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = config.OUTPUTS_DIR / f"{stamp}_{profile_name}_{suffix}"
+    return candidate
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=config.REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def notebook_parameters(notebook: Path, available: dict) -> dict:
+    """Keeps only the parameters that the notebook's `parameters` cell declares."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    return {name: value for name, value in available.items() if name in declared}
+
+
+@contextlib.contextmanager
+def kernel_log(path: Path):
+    """Sends the kernels' own stderr (TensorFlow's C++ logs, kernel warnings) to a log file.
+
+    The kernel process inherits file descriptor 2, so it is pointed at the log while a notebook
+    runs; the runner's progress goes to stdout and stays readable.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class Run:
+    """The state of one run folder, mirrored to its run.json after every change."""
+
+    def __init__(self, paths: config.RunPaths, state: dict):
+        self.paths = paths
+        self.state = state
+
+    @classmethod
+    def create(cls, out_dir: Path, profile: dict, data_path: str, backend: str, notebooks: list[Path]) -> Run:
+        out_dir.mkdir(parents=True, exist_ok=False)
+        paths = config.run_paths(out_dir)
+        parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root))
+        state = {
+            "status": "running",
+            "profile": profile["name"],
+            "data_path": data_path,
+            "backend": backend,
+            "parameters": parameters,
+            "notebooks": [{"name": nb.stem, "status": "pending", "seconds": None} for nb in notebooks],
+            "started_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "finished_at": None,
+            "git_commit": git_commit(),
+            "python": platform.python_version(),
+            "host": platform.node(),
+        }
+        run = cls(paths, state)
+        run.save()
+        return run
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Run:
+        paths = config.run_paths(out_dir)
+        if not paths.run_json.exists():
+            raise RunnerError(
+                f"{paths.run_json}: missing, so {out_dir} is not a run folder made by this runner; give --resume a run folder."
+            )
+        try:
+            state = json.loads(paths.run_json.read_text())
+        except json.JSONDecodeError:
+            raise RunnerError(f"{paths.run_json}: is not valid JSON; the run folder is damaged, start a new run.") from None
+        return cls(paths, state)
+
+    def save(self) -> None:
+        write_json(self.paths.run_json, self.state)
+
+    def entry(self, name: str) -> dict:
+        return next(item for item in self.state["notebooks"] if item["name"] == name)
+
+    def mark(self, status: str, message: str | None = None) -> None:
+        self.state["status"] = status
+        if status != "running":
+            self.state["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
+        failed_marker = self.paths.root / "FAILED"
+        if status in ("failed", "interrupted"):
+            failed_marker.write_text(f"{status}: {message or ''}\n")
+        elif failed_marker.exists():
+            failed_marker.unlink()
+        self.save()
+
+
+def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster | None = None) -> int:
+    """Executes the pending notebooks of a run in order; returns the process exit code. With a
+    `cluster` (`--workers`, `--ray-address`), the cells of 03 and 04 first train as Ray tasks."""
+    try:
+        return _execute(run, notebooks, log, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from utils import report
+
+    # The kernels inherit this environment: the backend, and this interpreter first on PATH so
+    # that the "python3" kernel starts with the same virtual environment as the runner.
+    os.environ["KERAS_BACKEND"] = run.state["backend"]
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    run.mark("running")
+    total = len(notebooks)
+    for position, notebook in enumerate(notebooks, start=1):
+        entry = run.entry(notebook.stem)
+        if entry["status"] == "done":
+            log(f"[{position}/{total}] {notebook.stem}: already done in {entry['seconds']:.1f} s, skipped")
+            continue
+        output = run.paths.root / notebook.name
+        fanned_out = cluster is not None and notebook.stem in fanout.FANNED_OUT
+        log(f"[{position}/{total}] {notebook.stem} ...", end="\n" if fanned_out else "", flush=True)
+        entry.update(status="running", seconds=None)
+        run.save()
+        started = time.perf_counter()
+        parameters = notebook_parameters(notebook, run.state["parameters"])
+        try:
+            with kernel_log(run.paths.root / "kernel.log"):
+                if fanned_out:
+                    failed = fanout.run_cells(cluster, run, notebook, parameters, log)
+                    if failed:
+                        raise fanout.CellsFailed(f"cell(s) {', '.join(failed)} failed on Ray after {fanout.RETRIES + 1} tries")
+                    log(f"    {notebook.stem}: every cell has its shard; merging ...", end="", flush=True)
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=parameters,
+                    cwd=str(config.NOTEBOOKS_DIR),
+                    progress_bar=False,
+                    kernel_name="python3",
+                )
+        except KeyboardInterrupt:
+            entry.update(status="interrupted", seconds=None)
+            run.mark("interrupted", f"stopped during {notebook.stem}")
+            log(" interrupted")
+            log(
+                f"error: the run was interrupted during {notebook.stem}; continue it with "
+                f"`python -m utils.runner --resume {run.paths.root}`.",
+                file=sys.stderr,
+            )
+            return 130
+        except Exception as error:
+            seconds = time.perf_counter() - started
+            if isinstance(error, PapermillExecutionError):
+                message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
+                where = f"the traceback is in {output}"
+            elif isinstance(error, fanout.CellsFailed):
+                message = f"{notebook.stem}: {error}"
+                where = (
+                    f"each cell's executed notebook is in {run.paths.root / 'shards' / notebook.stem}; the finished cells are kept, "
+                    f"and `python -m utils.runner --resume {run.paths.root}` trains only the missing ones"
+                )
+            else:  # The kernel died or could not start.
+                message = f"{notebook.stem} could not run ({type(error).__name__}: {error})"
+                where = f"see {output} and {run.paths.root / 'kernel.log'}"
+            entry.update(status="failed", seconds=round(seconds, 1))
+            run.mark("failed", message)
+            log(" failed")
+            log(f"error: {message}; {where}", file=sys.stderr)
+            return 1
+        seconds = time.perf_counter() - started
+        entry.update(status="done", seconds=round(seconds, 1))
+        run.save()
+        log(f" done in {seconds:.1f} s")
+    report.write_report(run.paths.root, run.state)
+    run.mark("done")
+    log(f"Run folder: {run.paths.root}")
+    log(f"Report: {run.paths.report_md} (one self-contained file to share: {report.html_path(run.paths.root)})")
+    if run.paths.submission_zip.exists():
+        log(f"Submission: {run.paths.submission_zip}")
+    return 0
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.runner",
+        description="Execute the numbered notebooks in order through papermill and collect a run folder.",
+    )
+    parser.add_argument("--profile", choices=config.PROFILES, help="parameter profile in notebooks/params/ (default: smoke)")
+    parser.add_argument("--data", help="the challenge's npz or an 8-class image folder (default: the profile's)")
+    parser.add_argument("--out", help="run folder to create; must not exist (default: a new folder under outputs/)")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, by number (01) or name")
+    parser.add_argument("--resume", metavar="DIR", help="continue an interrupted or failed run folder")
+    parser.add_argument("--backend", choices=BACKENDS + ("auto",), help="Keras backend (default: the profile's)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="train the cells of 03 and 04 as Ray tasks, N at a time on this machine (requirements-scale.txt)",
+    )
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="train the cells of 03 and 04 as tasks on the Ray cluster at ADDRESS")
+    parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    return parser.parse_args(argv)
+
+
+def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
+    """Checks every input and creates (or reopens) the run folder; raises RunnerError or DataError."""
+    all_notebooks = list_notebooks()
+    if not all_notebooks:
+        raise RunnerError(f"{config.NOTEBOOKS_DIR}: holds no numbered notebooks (NN_name.ipynb).")
+    if arguments.resume:
+        if arguments.out or arguments.data or arguments.profile or arguments.backend:
+            raise RunnerError(
+                "--resume continues a run with its own profile, data, backend and folder; drop the other options "
+                "(--only, --workers and --ray-address are allowed)."
+            )
+        run = Run.load(Path(arguments.resume).expanduser().resolve())
+        if arguments.only:
+            # Resuming with --only adds notebooks (for example ones written after the run) to the run.
+            for notebook in select_notebooks(arguments.only, all_notebooks):
+                if notebook.stem not in [item["name"] for item in run.state["notebooks"]]:
+                    run.state["notebooks"].append({"name": notebook.stem, "status": "pending", "seconds": None})
+            run.state["notebooks"].sort(key=lambda item: item["name"])
+            # Parameters that newer notebooks declare come from the profile; the run's own values win.
+            run.state["parameters"] = {**load_profile(run.state["profile"])["parameters"], **run.state["parameters"]}
+        elif run.state.get("status") == "done":
+            raise RunnerError(f"{run.paths.root}: this run is already complete; start a new run, or add notebooks with --only.")
+        names = [item["name"] for item in run.state["notebooks"]]
+        notebooks = [nb for nb in all_notebooks if nb.stem in names]
+        missing = set(names) - {nb.stem for nb in notebooks}
+        if missing:
+            raise RunnerError(
+                f"{run.paths.root}: the run needs notebook(s) {', '.join(sorted(missing))}, "
+                f"which no longer exist in {config.NOTEBOOKS_DIR}."
+            )
+        backend, note = choose_backend(run.state["backend"])
+        log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note})")
+        return run, notebooks
+    profile = load_profile(arguments.profile or "smoke")
+    notebooks = select_notebooks(arguments.only, all_notebooks)
+    backend, note = choose_backend(arguments.backend or str(profile["backend"]))
+    out_dir = Path(arguments.out).expanduser().resolve() if arguments.out else default_out_dir(profile["name"])
+    if out_dir.exists():
+        raise RunnerError(
+            f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}."
+        )
+    data_path = resolve_data_path(profile, arguments.data)
+    run = Run.create(out_dir, profile, data_path, backend, notebooks)
+    log(f"Run {out_dir} ({profile['name']} profile, {note}, data: {data_path})")
+    return run, notebooks
+
+
+def check_fanout(arguments: argparse.Namespace) -> fanout.Cluster | None:
+    """The Ray cluster that `--workers` or `--ray-address` asks for (it connects on first use), or None."""
+    if arguments.workers is None and not arguments.ray_address:
+        return None
+    if arguments.workers is not None and arguments.ray_address:
+        raise RunnerError("--workers starts a local Ray and --ray-address joins an existing cluster; give only one of them.")
+    if arguments.workers is not None and arguments.workers < 1:
+        raise RunnerError(f"--workers must be at least 1 (got {arguments.workers}).")
+    if importlib.util.find_spec("ray") is None:
+        raise RunnerError(
+            f"--workers and --ray-address need Ray, which is not installed in {sys.prefix}; run `pip install -r requirements-scale.txt`."
+        )
+    return fanout.Cluster(arguments.workers, arguments.ray_address)
+
+
+def _interrupt(signal_number, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    # A terminated run (kill, a scheduler's time limit) is marked interrupted like Ctrl-C, so that
+    # --resume can continue it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    arguments = parse_arguments(argv)
+    if arguments.list:
+        for notebook in list_notebooks():
+            print(notebook.stem)
+        return 0
+    try:
+        cluster = check_fanout(arguments)
+        run, notebooks = prepare(arguments)
+    except (RunnerError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return execute(run, notebooks, cluster=cluster)

@@ -1,0 +1,200 @@
+"""The augmentation study of notebook 04: one factor at a time, every model scored clean and corrupted.
+
+First every policy (with the first optimizer and input size), then every optimizer (with the best
+policy), then every input size (with the best policy and optimizer). "Best" is the highest
+`select_by` score ("corrupted_accuracy" or "clean_accuracy"), clean accuracy breaking ties. A
+recipe that two studies share is trained once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from utils import augment
+from utils.evaluation import metrics as evaluate
+from utils.sweeps import shards
+from utils.training import recipe
+
+SELECT_BY = ("corrupted_accuracy", "clean_accuracy")
+COLUMNS = [
+    "study",
+    "model",
+    "policy",
+    "optimizer",
+    "image_size",
+    "clean_accuracy",
+    "clean_macro_f1",
+    "corrupted_accuracy",
+    "worst_kind",
+    "worst_kind_accuracy",
+    "epochs_run",
+    "seconds_per_epoch",
+    "training_seconds",
+]
+
+
+@dataclass
+class StudyResult:
+    rows: list = field(default_factory=list)
+    histories: dict = field(default_factory=dict)
+    best: dict = field(default_factory=dict)
+
+
+def cell_name(cell_recipe: recipe.Recipe) -> str:
+    """A file-safe name for one cell of the study, e.g. "robust_adamw_96px"."""
+    return cell_key(cell_recipe.policy, cell_recipe.optimizer, cell_recipe.image_size)
+
+
+def cell_key(policy, optimizer: str, image_size: int) -> str:
+    """The cell name of a policy, optimizer and input size (see `cell_name`)."""
+    policy_text = augment.policy_name(policy).replace(":", "-").replace("+", "-")
+    return f"{policy_text}_{optimizer}_{image_size}px"
+
+
+def planned_cells(policies, optimizers, image_sizes, finished_rows: dict, select_by: str = "corrupted_accuracy") -> list[str]:
+    """The cells that the study needs next, given the rows of the finished cells by name: the
+    unfinished cells of its first step that has any (policies, then optimizers with the best policy,
+    then sizes with the best policy and optimizer); [] when every step is finished. This is the order
+    of `run_study`, so that a fanned-out study (utils/fanout.py) trains the same cells."""
+    policies, optimizers, image_sizes = list(policies), list(optimizers), list(image_sizes)
+
+    def best_index(names: list[str]) -> int:
+        scores = [(finished_rows[name][select_by], finished_rows[name]["clean_accuracy"]) for name in names]
+        return scores.index(max(scores))
+
+    names = [cell_key(policy, optimizers[0], image_sizes[0]) for policy in policies]
+    missing = [name for name in names if name not in finished_rows]
+    if missing:
+        return missing
+    best_policy = policies[best_index(names)]
+    names = [cell_key(best_policy, optimizer, image_sizes[0]) for optimizer in optimizers]
+    missing = [name for name in names if name not in finished_rows]
+    if missing:
+        return missing
+    best_optimizer = optimizers[best_index(names)]
+    names = [cell_key(best_policy, best_optimizer, size) for size in image_sizes]
+    return [name for name in names if name not in finished_rows]
+
+
+def run_study(
+    base: recipe.Recipe,
+    policies,
+    optimizers,
+    image_sizes,
+    split,
+    paths,
+    notebook: str,
+    robustness_indices,
+    kinds,
+    severities,
+    select_by: str = "corrupted_accuracy",
+    seed: int = 42,
+    distribution=None,
+    only_cell: str = "",
+) -> StudyResult:
+    """Trains and scores every cell; writes `models/`, `metrics/<notebook>.json` and one robustness
+    table per model (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice.
+    `distribution` (`utils.distribute`) trains each cell data-parallel.
+
+    Fanned out (utils/fanout.py): with `only_cell` (a cell name) it trains that cell alone, with
+    `paths` its shard folder, and writes the shard; without it, a cell that has a finished shard is
+    taken from it instead of trained (`utils.shards`)."""
+    if select_by not in SELECT_BY:
+        raise ValueError(f"SELECT_BY must be one of {', '.join(SELECT_BY)} (got {select_by!r}).")
+    result, finished = StudyResult(), {}
+    x_robust, y_robust = split.x_validation[robustness_indices], split.y_validation[robustness_indices]
+
+    def run_cell(study: str, cell_recipe: recipe.Recipe) -> dict:
+        name = cell_name(cell_recipe)
+        shard = None if only_cell or name in finished else shards.adopt(paths, notebook, name)
+        if shard is not None:
+            finished[name] = shard["row"]
+            result.histories[name] = (shard["history"], shard["phase_starts"])
+        if name not in finished:
+            keras.backend.clear_session()
+            print(f"--- {study}: {name}", flush=True)
+            model, spec, history, phase_starts = recipe.train_recipe(
+                cell_recipe, split, checkpoint_dir=paths.root / "checkpoints" / f"{notebook}_{name}", seed=seed, distribution=distribution
+            )
+            result.histories[name] = (history, phase_starts)
+            robustness = evaluate.robustness([model], x_robust, y_robust, kinds, severities, seed=seed, progress=False)
+            summary = evaluate.robustness_summary(robustness)["no TTA"]
+            del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
+            scores = evaluate.evaluate_and_record(
+                model,
+                spec,
+                paths,
+                notebook,
+                name,
+                split.x_validation,
+                split.y_validation,
+                history,
+                extra={
+                    "policy": augment.policy_name(cell_recipe.policy),
+                    "optimizer": cell_recipe.optimizer,
+                    "image_size": cell_recipe.image_size,
+                    **summary,
+                },
+            )
+            robustness.assign(model=name).to_csv(
+                paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f"
+            )
+            finished[name] = {
+                "model": name,
+                "policy": scores["policy"],
+                "optimizer": scores["optimizer"],
+                "image_size": scores["image_size"],
+                "clean_accuracy": scores["val_accuracy"],
+                "clean_macro_f1": scores["val_macro_f1"],
+                **summary,
+                "epochs_run": scores["epochs_run"],
+                "seconds_per_epoch": scores["seconds_per_epoch"],
+                "training_seconds": scores["training_seconds"],
+            }
+            row = finished[name]
+            if only_cell:
+                robustness_table = f"tables/{notebook[:2]}_robustness_{name}.csv"
+                result_values = {"row": row, "history": history, "phase_starts": phase_starts}
+                shards.write(paths, notebook, name, result_values, scores["model_files"] + [robustness_table])
+            print(
+                f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
+                f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})",
+                flush=True,
+            )
+        row = {"study": study, **finished[name]}
+        result.rows.append(row)
+        return row
+
+    def best_of(rows: list[dict]) -> dict:
+        return max(rows, key=lambda row: (row[select_by], row["clean_accuracy"]))
+
+    if only_cell:
+        grid = [base.replace(policy=p, optimizer=o, image_size=size) for p in policies for o in optimizers for size in image_sizes]
+        cell_recipe = next((candidate for candidate in grid if cell_name(candidate) == only_cell), None)
+        if cell_recipe is None:
+            raise ValueError(f"GRID_CELL {only_cell!r} is not a cell of this study; choose one of {', '.join(map(cell_name, grid))}.")
+        # Labelled a policy row, the shard's own tables and figures draw as a study of one policy (the merge redraws them all).
+        run_cell("policy", cell_recipe)
+        result.best = {
+            "policy": cell_recipe.policy,
+            "policy_name": augment.policy_name(cell_recipe.policy),
+            "optimizer": cell_recipe.optimizer,
+            "image_size": cell_recipe.image_size,
+        }
+        return result
+    policy_rows = [run_cell("policy", base.replace(policy=policy)) for policy in policies]
+    best_policy = list(policies)[policy_rows.index(best_of(policy_rows))]
+    optimizer_rows = [run_cell("optimizer", base.replace(policy=best_policy, optimizer=name)) for name in optimizers]
+    best_optimizer = best_of(optimizer_rows)["optimizer"]
+    size_rows = [
+        run_cell("image_size", base.replace(policy=best_policy, optimizer=best_optimizer, image_size=size)) for size in image_sizes
+    ]
+    result.best = {
+        "policy": best_policy,
+        "policy_name": augment.policy_name(best_policy),
+        "optimizer": best_optimizer,
+        "image_size": int(best_of(size_rows)["image_size"]),
+    }
+    return result

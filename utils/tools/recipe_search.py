@@ -1,0 +1,226 @@
+"""One from-scratch recipe, trained and scored the way notebook 05 scores it: for comparing recipes.
+
+    python -m utils.tools.recipe_search --run outputs/<run> --name resnet_cosine \
+        --set model=resnet epochs=20 schedule=cosine warmup_epochs=1 input_norm=per_image
+
+`--run` is a run folder in which 01 has written clean.npz and split.json. `--set` overrides fields
+of `utils.recipe.Recipe` (values are read as JSON when they parse, e.g. widths=[32,64,128,256]).
+The recipe trains on the whole training split, augmented with its policy, then is scored on the
+whole validation split (clean) and on a stratified subset of it under every corruption kind and
+severity of `utils.corruptions`, without TTA and with every TTA view. Corrupted accuracy is split
+into the kinds the policy imitates in training (`policies.seen_corruptions`) and the others.
+
+Prints one JSON line per measure and appends a one-line summary to `--results` (JSON lines), so
+that a series of runs builds the table of BENCHMARKS.md. Everything else (history, per-kind table,
+model) goes to `--out/<name>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+ALL_VIEWS = ["identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "saturation", "central_crop", "shift"]
+
+
+SETTINGS_FILE = "settings.json"
+
+
+def parse_settings(pairs) -> dict:
+    settings = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"--set takes key=value pairs (got {pair!r}).")
+        key, value = pair.split("=", 1)
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def check_resume(out: Path, settings: dict) -> int:
+    """The epoch an interrupted try in `out` resumes after; SystemExit when there is nothing to resume
+    or `settings` are not those it was started with (recorded in settings.json since --resume exists)."""
+    pointer = out / "checkpoint" / "checkpoint.json"
+    if (out / "model.weights.h5").exists():
+        raise SystemExit(f"{out} holds a finished try (model.weights.h5); there is nothing to resume.")
+    if not pointer.exists():
+        raise SystemExit(f"{pointer} does not exist, so {out.name} cannot resume; run it without --resume.")
+    recorded = out / SETTINGS_FILE
+    if recorded.exists():
+        before = json.loads(recorded.read_text())
+        if before != settings:
+            changed = sorted(key for key in set(before) | set(settings) if before.get(key) != settings.get(key))
+            raise SystemExit(
+                f"{out.name} was started with other settings ({', '.join(changed)} differ, see {recorded}); resume it with the same --set."
+            )
+    else:
+        print(f"{recorded} does not exist (the try predates it): resuming with the --set given, unchecked.", flush=True)
+    # The checkpoint counts epochs from 0, as Keras does; people count them from 1.
+    epoch = int(json.loads(pointer.read_text())["epoch"]) + 1
+    print(f"Resuming {out.name} after epoch {epoch} of its checkpoint.", flush=True)
+    return epoch
+
+
+def peak_memory_gib() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run folder with 01's clean.npz and split.json")
+    parser.add_argument("--name", required=True, help="name of this try (a folder under --out)")
+    parser.add_argument("--set", nargs="*", default=[], help="Recipe fields, key=value")
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="score the model saved in DIR (model.json and model.weights.h5, as this script writes them, with its "
+        "history.json when there) instead of training one: for models trained elsewhere, such as on a GPU; takes no --set",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=0,
+        help="train as many epochs as fit this many minutes (at most the recipe's epochs), timed by the second of two "
+        "throwaway epochs first (the first also compiles): for a lent GPU's short lease",
+    )
+    parser.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="train without the per-epoch checkpoint (weights and optimizer state written every epoch): for short GPU "
+        "epochs, where writing it costs a noticeable share of the epoch and the probe epochs do not time it",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted try --name from its last per-epoch checkpoint, with the same --set",
+    )
+    parser.add_argument("--clean-only", action="store_true", help="score clean accuracy and fit only, without the corruption suite")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--corruption-images", type=int, default=256)
+    parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
+    parser.add_argument("--out", default="/tmp/recipe_search")
+    parser.add_argument("--results", default=None, help="JSON-lines file to append the summary to (default: --out/results.jsonl)")
+    arguments = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+
+    from utils import data, models
+    from utils.augment import policies
+    from utils.evaluation import metrics as evaluate
+    from utils.evaluation import tta
+    from utils.training import recipe
+
+    out = Path(arguments.out) / arguments.name
+    if arguments.model and (arguments.set or arguments.budget_minutes):
+        raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set and --budget-minutes.")
+    if arguments.resume and (arguments.model or arguments.budget_minutes or arguments.no_checkpoint):
+        raise SystemExit("--resume continues a checkpointed training; leave out --model, --budget-minutes and --no-checkpoint.")
+    resumed_epoch = check_resume(out, parse_settings(arguments.set)) if arguments.resume else None
+    if not arguments.resume and out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} already holds a try; choose another --name, remove it, or add --resume to continue it.")
+    out.mkdir(parents=True, exist_ok=True)
+    if arguments.model:
+        saved = Path(arguments.model)
+        settings = models.load_spec(saved, "model").get("recipe") or {}
+        history_path = saved / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.exists() else []
+    else:
+        settings = parse_settings(arguments.set)
+        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
+    chosen = recipe.Recipe(**settings)
+    split = data.load_training_split(arguments.run, 0, arguments.seed)
+    print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+
+    probe_seconds = None
+    if arguments.budget_minutes > 0 and not arguments.model:
+        # Two probe epochs, timed by the second: the first also traces and compiles the training step, and on a
+        # GPU it took twice as long as every epoch after it (10.7 s against 5.4 s), which left half the budget unused.
+        _, _, probe_history, _ = recipe.train_recipe(chosen.replace(epochs=2, warmup_epochs=0), split, seed=arguments.seed + 1, verbose=0)
+        probe_seconds = float(probe_history[-1]["seconds"])
+        # 5 % for the validation passes and the schedule's callbacks that the probe epoch shares unevenly.
+        fitting = max(1, int(arguments.budget_minutes * 60 / (probe_seconds * 1.05)))
+        chosen = chosen.replace(epochs=min(chosen.epochs, fitting), warmup_epochs=min(chosen.warmup_epochs, max(0, fitting - 1)))
+        settings["epochs"] = chosen.epochs
+        print(
+            f"The second probe epoch took {probe_seconds:.1f} s, so {chosen.epochs} epochs fit {arguments.budget_minutes:g} minutes.",
+            flush=True,
+        )
+    if arguments.model:
+        model, training_minutes = models.load_model(saved, "model"), None
+    else:
+        started = time.perf_counter()
+        model, spec, history, _ = recipe.train_recipe(
+            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint", seed=arguments.seed
+        )
+        training_minutes = round((time.perf_counter() - started) / 60, 2)
+        models.save_model(model, spec, out, "model")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    views = tta.check_views(arguments.views)
+    timing = time.perf_counter()
+    per_view = tta.predict_view_probabilities([model], split.x_validation, views)
+    # One pass over every view is what the submission does per image.
+    images_per_second = len(split.x_validation) / (time.perf_counter() - timing)
+    clean_plain = float((per_view["identity"].argmax(axis=1) == split.y_validation).mean()) if "identity" in per_view else None
+    clean_tta = float(((sum(per_view.values()) / len(views)).argmax(axis=1) == split.y_validation).mean())
+
+    fit = evaluate.training_fit(
+        model, split.x_train, split.y_train, split.x_validation, split.y_validation, len(split.y_validation), arguments.seed
+    )
+    print(fit["fit_reading"], flush=True)
+    summary = {setting: {} for setting in ("no TTA", "TTA")}
+    if not arguments.clean_only:
+        indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
+        x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
+        table = evaluate.robustness(
+            [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
+        )
+        table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
+        summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
+
+    epochs = [row for row in history if row.get("seconds")]
+    row = {
+        "name": arguments.name,
+        "machine": f"{platform.node()} ({__import__('os').cpu_count()} cores)",
+        "backend": keras.backend.backend(),
+        "settings": settings,
+        "parameters": int(model.count_params()),
+        "epochs_run": len(history),
+        "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
+        "training_minutes": training_minutes,
+        "resumed_after_epoch": resumed_epoch,
+        "clean_accuracy": clean_plain,
+        "clean_accuracy_tta": clean_tta,
+        "clean_train_accuracy": fit["clean_train_accuracy"],
+        "probe_epoch_seconds": round(probe_seconds, 1) if probe_seconds else None,
+        "corrupted_accuracy": summary["no TTA"].get("corrupted_accuracy"),
+        "corrupted_accuracy_tta": summary["TTA"].get("corrupted_accuracy"),
+        "seen_corrupted_accuracy_tta": summary["TTA"].get("seen_corrupted_accuracy"),
+        "unseen_corrupted_accuracy_tta": summary["TTA"].get("unseen_corrupted_accuracy"),
+        "worst_kind_tta": summary["TTA"].get("worst_kind"),
+        "worst_kind_accuracy_tta": summary["TTA"].get("worst_kind_accuracy"),
+        "inference_images_per_second_tta": round(images_per_second, 1),
+        "peak_memory_gib": round(peak_memory_gib(), 2),
+    }
+    for key, value in row.items():
+        print(json.dumps({"measure": key, "value": value}), flush=True)
+    results = Path(arguments.results) if arguments.results else Path(arguments.out) / "results.jsonl"
+    with results.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    if not arguments.clean_only:
+        per_kind = table[table["kind"] != "clean"].pivot_table(index="kind", columns="setting", values="accuracy").sort_values("TTA")
+        print(per_kind.round(3).to_string(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""One training recipe as data: which model, which augmentation policy, which optimizer and budget.
+
+Notebooks 04 (the augmentation study) and 05 (the final fine-tune) train many models that differ
+in one or two settings; a `Recipe` holds every setting, `train_recipe` turns it into a model,
+phases and an augmented input pipeline, and trains with per-epoch checkpoints (resumable).
+
+    recipe = Recipe(model="baseline", policy="robust", optimizer="adamw", epochs=10)
+    model, spec, history, phase_starts = train_recipe(recipe, split, checkpoint_dir, seed=42)
+
+`model` is "baseline" (the hand-made CNN, widths in `filters`), "resnet" (a compact ResNet, `widths`
+and `blocks` per stage), "convnext" (a compact ConvNeXt, the same two) or a keras.applications
+backbone name (see `models.BACKBONES`) with the report's head. With ImageNet weights the report's
+two phases run (head on a frozen backbone at batch `head_batch_size`, then fine-tuning with the
+first `frozen_layers` (or the first `frozen_fraction`) of the backbone layers frozen at batch
+`batch_size`); without them the whole network trains in one phase.
+
+`consistency_weight` > 0 trains on two views of every image (the first as `consistency_view` says: "geometry",
+the policy's flips, rotation, shift and zoom only, or "policy", a second draw of the whole policy) with a
+Jensen-Shannon consistency term of that weight (`utils.consistency`). `batch_size` still counts images, so a
+step holds twice as many rows and costs about twice the time.
+
+`precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
+bfloat16 natively (`utils.precision`). Either way `train_recipe` returns a float32 model with the trained weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from utils import augment, models
+
+# Models of the suite's own that always train from scratch, in one phase.
+from utils.augment import consistency
+from utils.training import finetune
+from utils.training import mixed_precision as precision
+from utils.training import phases as train
+
+SCRATCH_MODELS = ("baseline", "resnet", "convnext")
+
+
+@dataclass
+class Recipe:
+    model: str = "baseline"
+    image_size: int = 96
+    weights: str | None = None
+    policy: object = "none"
+    optimizer: str = "adamw"
+    epochs: int = 10
+    head_batch_size: int = 64
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    weight_decay: float | None = None
+    frozen_fraction: float = 0.24
+    frozen_layers: int | None = None
+    patience: int | None = 5
+    reduce_lr_patience: int | None = 2
+    label_smoothing: float = 0.0
+    scratch_bn_momentum: float = 0.9
+    filters: list = field(default_factory=lambda: [32, 64, 128])
+    dense_units: int = 128
+    widths: list = field(default_factory=lambda: [32, 64, 128, 256])
+    blocks: list = field(default_factory=lambda: [1, 1, 1, 1])
+    head_units: int = 256
+    dropout: float = 0.3
+    input_norm: str = "fixed"
+    schedule: str = "plateau"
+    warmup_epochs: int = 0
+    ema_momentum: float | None = None
+    consistency_weight: float = 0.0
+    consistency_view: str = "geometry"
+    precision: str = "float32"
+
+    def __post_init__(self):
+        if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
+            raise ValueError(
+                f"Unknown model {self.model!r}; choose 'baseline', 'resnet', 'convnext' or a backbone: {', '.join(models.BACKBONES)}."
+            )
+        self.weights = self.weights or None
+        augment.resolve_policy(self.policy)
+        train.make_optimizer(self.optimizer)
+        if self.input_norm not in models.INPUT_NORMS:
+            raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
+        consistency.check_first_view(self.consistency_view)
+        precision.check(self.precision, "precision")
+        if consistency.check_weight(self.consistency_weight):
+            consistency.check_policy(self.policy)
+        # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
+        train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
+
+    def replace(self, **changes) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build(recipe: Recipe, seed: int | None = None):
+    """The recipe's model (with its weights source) and the spec that rebuilds it."""
+    if recipe.model == "baseline":
+        spec = models.model_spec(
+            kind="baseline",
+            filters=tuple(recipe.filters),
+            dense_units=recipe.dense_units,
+            dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum,
+            image_size=recipe.image_size,
+        )
+        return models.build_model(spec, seed=seed), spec
+    if recipe.model in models.SCRATCH_NETS:
+        spec = models.model_spec(
+            kind=recipe.model,
+            widths=tuple(recipe.widths),
+            blocks=tuple(recipe.blocks),
+            dropout=recipe.dropout,
+            bn_momentum=recipe.scratch_bn_momentum,
+            image_size=recipe.image_size,
+            input_norm=recipe.input_norm,
+        )
+        return models.build_model(spec, seed=seed), spec
+    spec = models.model_spec(
+        kind="transfer",
+        backbone=recipe.model,
+        image_size=recipe.image_size,
+        head_units=recipe.head_units,
+        dropout=recipe.dropout,
+    )
+    model = models.build_model(spec, weights=recipe.weights, seed=seed)
+    if recipe.weights is None:
+        finetune.set_batchnorm_momentum(model, recipe.scratch_bn_momentum)
+    return model, spec
+
+
+def phases(recipe: Recipe, model) -> list[train.Phase]:
+    """The report's phases for a pretrained backbone, or one phase that trains everything."""
+    common = dict(
+        optimizer=recipe.optimizer,
+        weight_decay=recipe.weight_decay,
+        patience=recipe.patience,
+        reduce_lr_patience=recipe.reduce_lr_patience,
+        schedule=recipe.schedule,
+        warmup_epochs=recipe.warmup_epochs,
+        ema_momentum=recipe.ema_momentum,
+    )
+    if recipe.model in SCRATCH_MODELS or recipe.weights is None:
+        return [
+            train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)
+        ]
+    frozen_layers = recipe.frozen_layers
+    if frozen_layers is None:
+        frozen_layers = int(round(recipe.frozen_fraction * len(finetune.get_backbone(model).layers)))
+    return [
+        train.Phase(
+            "transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common
+        ),
+        train.Phase(
+            "fine_tune",
+            recipe.epochs,
+            batch_size=recipe.batch_size,
+            learning_rate=recipe.fine_tune_learning_rate,
+            trainable="fine_tune",
+            frozen_layers=frozen_layers,
+            freeze_batchnorm=True,
+            **common,
+        ),
+    ]
+
+
+def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2, distribution=None):
+    """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
+    augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
+    epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
+    `utils.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
+    train.set_seeds(seed)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
+        model, spec = build(recipe, seed=seed)
+    spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
+    spec["training_precision"] = computed_in
+    if computed_in != "float32":
+        print(f"Training computes in {computed_in} (precision {recipe.precision!r}); the model returned is float32.", flush=True)
+
+    consistency_view = recipe.consistency_view if recipe.consistency_weight else None
+
+    def make_training_data(batch_size: int):
+        return augment.training_dataset(
+            split.x_train, split.y_train, batch_size, recipe.policy, seed=seed, consistency_view=consistency_view
+        )
+
+    trainer = model
+    if recipe.consistency_weight:
+        # The trainer shares the model's layers: training it trains the model, which is what is returned and saved.
+        with distribution.scope() if distribution is not None else contextlib.nullcontext():
+            trainer = consistency.ConsistencyTrainer(model, recipe.consistency_weight)
+    records = train.train_phases(
+        trainer,
+        make_training_data,
+        (split.x_validation, split.y_validation),
+        phases(recipe, model),
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        label_mode="categorical",
+        label_smoothing=recipe.label_smoothing,
+        verbose=verbose,
+        distribution=distribution,
+    )
+    history = [entry for record in records for entry in record["history"]]
+    phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
+    if computed_in != "float32":
+        model = float32_copy(model, spec, distribution)
+    return model, spec, history, phase_starts
+
+
+def float32_copy(model, spec: dict, distribution=None):
+    """The spec's architecture built in float32, holding `model`'s (float32) weights: what a model trained
+    under a mixed precision policy predicts with, on any machine."""
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        copy = models.build_model(spec)
+    copy.set_weights(model.get_weights())
+    return copy
