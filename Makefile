@@ -48,8 +48,8 @@ run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/dat
 test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, platform check).
 	$(BIN)/python -m pytest -ra
 
-test-fast: lint ## Run the tests without the slow ones (lint first).
-	$(BIN)/python -m pytest -ra -m "not slow"
+test-fast: lint ## Run the tests that execute no notebook and no slow check, in a few minutes (lint first).
+	$(BIN)/python -m pytest -ra -m "not slow and not notebooks"
 
 lint: $(DEV_STAMP) ## ruff: lint and format check of code and notebooks (fix with `.venv/bin/ruff format . && .venv/bin/ruff check --fix .`).
 	$(BIN)/ruff check .
@@ -64,11 +64,11 @@ check-submission: $(RUNTIME_STAMP) $(PLATFORM_STAMP) ## Validate a zip in the pl
 lab: $(RUNTIME_STAMP) ## Open the notebooks in JupyterLab.
 	$(BIN)/jupyter lab notebooks/
 
-benchmark: $(RUNTIME_STAMP) ## Print the outlier-detection contamination benchmark (see BENCHMARKS.md).
+benchmark: $(RUNTIME_STAMP) ## Print the outlier-detection contamination benchmark (results: BENCHMARKS.md).
 	$(BIN)/python benchmarks/contamination.py
 
 bench: $(RUNTIME_STAMP) $(PLATFORM_STAMP) ## Run PROFILE (default cpu) 01, 05, 06 on DATA and print one JSON line per measure; RUN=<folder> reads a finished run instead.
-	$(BIN)/python benchmarks/profile_bench.py --profile $(PROFILE) $(if $(RUN),--run $(RUN),--data $(if $(filter data/training_set.npz,$(DATA)),../shared/data/blood_cells_96,$(DATA)))
+	$(BIN)/python -m utils.tools.bench --profile $(PROFILE) $(if $(RUN),--run $(RUN),--data $(if $(filter data/training_set.npz,$(DATA)),../shared/data/blood_cells_96,$(DATA)))
 
 clean-venv: ## Delete .venv (the next verb re-creates it).
 	rm -rf $(VENV)

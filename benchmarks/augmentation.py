@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", default="robust", help="a policy name from utils.policies.POLICIES")
+    parser.add_argument("--policy", default="robust", help="a policy name from utils.augment.policies.POLICIES")
     parser.add_argument(
         "--model",
         default="baseline",

@@ -14,7 +14,7 @@ With `--whole`, each policy also runs whole, twice: in one `tf.function` ("graph
 runs it, through `augment.training_dataset` on 2,048 cells with a sequential map ("tf.data"). The
 pipeline calls the policy's `tf.function` from the map (`tf.py_function`), so the two should differ by
 the gather and the call only; traced into the map function itself, the same operations cost about a
-quarter more (BENCHMARKS.md, "Augmentation throughput").
+quarter more (docs/experiments/augmentation-throughput.md).
 
 With `--eager`, the layers run instead as the PyDataset pipeline runs them without TensorFlow: called
 eagerly on NumPy batches (`Augmenter.__call__`) under the Keras backend that KERAS_BACKEND names, e.g.

@@ -1,4 +1,4 @@
-"""Speed and preview of the corruption suite in `utils.corruptions`.
+"""Speed and preview of the corruption suite in `utils.evaluation.corruptions`.
 
 Prints the seconds that every corruption kind takes per severity for a batch of
 real cells (a seeded, stratified sample of `blood_cells_96`, or synthetic cells

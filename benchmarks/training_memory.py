@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[96, 300], help="input sizes the model resizes to")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps after one warm-up step")
-    parser.add_argument("--policy", default="robust", help="augmentation policy of utils.policies.POLICIES")
+    parser.add_argument("--policy", default="robust", help="augmentation policy of utils.augment.policies.POLICIES")
     arguments = parser.parse_args()
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for size in arguments.sizes:

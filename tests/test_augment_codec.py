@@ -1,4 +1,4 @@
-"""The codec layer (utils.augment_codec): JpegCompression does what PIL's JPEG encoder and decoder do, on
+"""The codec layer (utils.augment.codec): JpegCompression does what PIL's JPEG encoder and decoder do, on
 the eager path and in tf.data, and the robust_codec policy adds it to robust_optics."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The suite's fused augmentation layers (utils.augment_fused): each component does what its Keras
+"""The suite's fused augmentation layers (utils.augment.fused): each component does what its Keras
 counterpart does, on the eager path and inside tf.data, and the fused policies keep their promises."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The optics layers (utils.augment_optics): WideBlur is a Gaussian blur of the drawn sigma, the
+"""The optics layers (utils.augment.optics): WideBlur is a Gaussian blur of the drawn sigma, the
 IlluminationField lays a smooth grey field over the image as fog does, on the eager path and in tf.data."""
 
 from __future__ import annotations

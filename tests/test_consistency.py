@@ -1,4 +1,4 @@
-"""Two views of every image and the Jensen-Shannon consistency loss (utils.consistency)."""
+"""Two views of every image and the Jensen-Shannon consistency loss (utils.augment.consistency)."""
 
 from __future__ import annotations
 

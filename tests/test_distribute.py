@@ -1,4 +1,4 @@
-"""Data-parallel training (utils/distribute.py): the choice per backend, the batch and learning-rate
+"""Data-parallel training (utils/training/distribute.py): the choice per backend, the batch and learning-rate
 scaling, and a real training on two logical CPU devices under TensorFlow compared with one device."""
 
 from __future__ import annotations

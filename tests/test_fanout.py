@@ -1,4 +1,4 @@
-"""Sweeps fanned out over Ray (utils/fanout.py, utils/shards.py): the study's plan, shards and their
+"""Sweeps fanned out over Ray (utils/sweeps/fanout.py, utils/sweeps/shards.py): the study's plan, shards and their
 merge, retries, failed cells, resume, and the smoke profile's 03 on a local Ray against a sequential run."""
 
 from __future__ import annotations
@@ -202,6 +202,7 @@ TIMING_COLUMNS = ["seconds_per_epoch", "inference_images_per_second"]
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 def test_the_smoke_sweep_on_two_ray_workers_gives_the_sequential_table(tmp_path):
     sequential, fanned_out = tmp_path / "sequential", tmp_path / "fanned_out"
     run_runner("--profile", "smoke", "--only", "01", "--out", str(sequential))

@@ -294,7 +294,7 @@ def test_missing_local_weights_file_is_a_value_error(tmp_path):
 
 
 def test_efficientnet_v1_pretrained_layout_matches_keras_and_survives_rebuild(monkeypatch, tmp_path):
-    """Keras adds a Rescaling to EfficientNetB* only for weights="imagenet": our backbone folds it
+    """Keras adds a Rescaling to EfficientNetB* only for weights="imagenet": the suite's backbone folds it
     into the Normalization so a rebuild with weights=None predicts the same."""
     import h5py
     from keras.src.legacy.saving import legacy_h5_format

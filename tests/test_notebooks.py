@@ -16,6 +16,9 @@ import pytest
 from tests.conftest import REPO_ROOT
 from utils import config
 
+# Every test here executes the suite's notebooks (the smoke profile, under both backends).
+pytestmark = pytest.mark.notebooks
+
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED_FIGURES_01 = [
     "01_class_counts_input.png",

@@ -1,4 +1,4 @@
-"""Mixed precision training (utils.precision): which format "auto" picks, and that what training hands back is float32."""
+"""Mixed precision training (utils.training.mixed_precision): which format "auto" picks, and that what training hands back is float32."""
 
 from __future__ import annotations
 

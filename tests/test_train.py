@@ -1,4 +1,4 @@
-"""Unit tests of utils.train: learning, optimizers, phases, checkpoint/resume, both backends.
+"""Unit tests of utils.training.phases: learning, optimizers, phases, checkpoint/resume, both backends.
 
 Also runnable as `python -m tests.test_train worker DIR STAGE` (the subprocess side of the
 backend test, which kills itself with SIGKILL mid-training and then resumes).

@@ -1,6 +1,6 @@
 """An augmentation layer for what image compression does: JPEG, simulated with matrix products.
 
-JPEG compression was the cpu recipe's weakest corruption kind after snow (BENCHMARKS.md, e8: 0.84 over
+JPEG compression was the cpu recipe's weakest corruption kind after snow (docs/experiments/more-epochs-or-width.md: 0.84 over
 the five severities, 0.89 already at the mildest, quality 25). At 96 px a JPEG's 8-pixel blocks and its
 half-resolution colour are large next to a cell's granules. `JpegCompression` trains for it by doing
 what a JPEG encoder and decoder do, except the (lossless) entropy coding, as matrix products that run

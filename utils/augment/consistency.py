@@ -11,7 +11,7 @@ the prediction for the same cell uncorrupted.
     trainer.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), ...)
     trainer.fit(dataset, ...)  # trains model; save model, not the trainer
 
-`Recipe(consistency_weight=8.0)` does both (`utils.recipe`). A step then computes twice the rows of a plain step,
+`Recipe(consistency_weight=8.0)` does both (`utils.training.recipe`). A step then computes twice the rows of a plain step,
 so at the same minutes it runs half the epochs. The pairs are neighbouring rows, so a data-parallel split of an
 even per-replica batch keeps every pair on one device.
 """

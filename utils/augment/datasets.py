@@ -4,7 +4,7 @@ Pipeline (`training_dataset`): when TensorFlow is importable, a tf.data pipeline
 epoch, batches them, gathers and augments whole batches in a parallel `map` (one call per core, up to 8)
 and prefetches, so the augmentation runs beside the training step. The map calls the policy as a
 `tf.function` through `tf.py_function`: traced into tf.data's own map function, the same operations cost
-about a quarter more CPU time (BENCHMARKS.md, "Augmentation throughput"); Keras preprocessing layers run inside
+about a quarter more CPU time (docs/experiments/augmentation-throughput.md); Keras preprocessing layers run inside
 tf.data under every backend, and `model.fit` accepts a tf.data.Dataset under tensorflow, torch and jax
 (pass shuffle=False to `fit`: the data set shuffles itself). Without TensorFlow, a
 `keras.utils.PyDataset` applies the layers eagerly per batch in worker threads.
@@ -59,7 +59,7 @@ def _tf_dataset(images, labels, batch_size, augmenter, shuffle, seed, determinis
     # The augmentation runs as a tf.function called from the pipeline (`tf.py_function`), not traced into
     # the map function itself: the same operations cost about a quarter more CPU time when tf.data runs
     # them as part of its own function (measured layer by layer: every layer, not one kind of operation;
-    # BENCHMARKS.md, "Augmentation throughput"). The gather stays inside, so only indices cross into Python.
+    # docs/experiments/augmentation-throughput.md). The gather stays inside, so only indices cross into Python.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64)])
     def load_and_augment_graph(batch_indices, batch_seed):
         return augmenter.apply_graph(*load(batch_indices), batch_seed)
@@ -101,7 +101,7 @@ def training_dataset(
     """Shuffled, augmented batches of (float32 images 0-255, float32 one-hot labels) for `model.fit(x=...)`.
 
     One pass is one epoch (the last batch may be smaller); the order changes every epoch. With
-    `consistency_view` ("geometry" or "policy", see `utils.consistency`), each batch holds every one of its
+    `consistency_view` ("geometry" or "policy", see `utils.augment.consistency`), each batch holds every one of its
     `batch_size` images twice in neighbouring rows, for a `consistency.ConsistencyTrainer`. `pipeline`:
     "auto" (tf.data when TensorFlow is importable, else PyDataset), "tf.data" or "pydataset".
     `deterministic=True` maps batches one at a time (still beside the training step), so the whole

@@ -1,7 +1,7 @@
 """Fused augmentation layers: several Keras preprocessing steps computed as one operation per image.
 
 On a 2-core machine the augmentation runs on the same cores as training, so every millisecond it takes
-per image is a millisecond of training lost (issue 7: augmented training must keep >= 90 % of plain
+per image is a millisecond of training lost (the suite's aim: augmented training keeps >= 90 % of plain
 training's speed). Keras' layers each resample the whole image: RandomRotation, RandomTranslation and
 RandomZoom warp it three times, RandomSaturation and RandomHue each convert it to HSV and back. The two
 layers here do the same work once:
@@ -164,7 +164,7 @@ class FusedGeometry(_FusedLayer):
         """Warps the images that drew a rotation, translation or zoom; flips the others exactly and cheaply.
 
         A flip alone by the warp costs as much as a rotation (0.3 CPU-ms per image); reversing the image's
-        rows or columns costs a tenth of that. About one image in five only flips (BENCHMARKS.md)."""
+        rows or columns costs a tenth of that. About one image in five only flips (docs/experiments/augmentation-throughput.md)."""
         numpy = backend.numpy
         warp = parameters["warp"]
         updates = []
@@ -232,7 +232,7 @@ def torch_affine_bilinear(images, transform, fill_mode: str = "reflect"):
     """`keras.ops.image.affine_transform` (bilinear, channels last) for torch tensors, through torch's
     `affine_grid` and `grid_sample`. Keras' own implementation under torch is built of many small
     operations: about 2 ms per 96x96 image on an idle 2-core machine and tens of ms when other work
-    shares the cores, against 0.15 ms here (BENCHMARKS.md, "A GPU try").
+    shares the cores, against 0.15 ms here (docs/experiments/backend-speed.md).
 
     `transform` holds Keras' 8 numbers per image: output pixel (x, y) reads input pixel
     (a0 x + a1 y + a2, b0 x + b1 y + b2). grid_sample wants the same map in coordinates normalised to
@@ -298,8 +298,8 @@ class FusedColor(_FusedLayer):
         # Each channel is computed as its own (B, H, W) plane and the planes are joined by the hue's matrix
         # product: TensorFlow broadcasts a (B, H, W, 1) or (B, 1, 1, 3) operand against (B, H, W, 3) images
         # several times slower than it combines equal shapes, reduces over a last axis of 3 slowly, and
-        # concatenates along it slowly. Planes make this layer 3 times cheaper (BENCHMARKS.md, "Augmentation
-        # throughput"), with the same result.
+        # concatenates along it slowly. Planes make this layer 3 times cheaper, with the same result
+        # (docs/experiments/augmentation-throughput.md).
         channels = [images[..., index] for index in range(3)]
         # Brightness adds delta; contrast scales about the (brightened) per-channel mean m + delta:
         # c * (p + delta - m - delta) + m + delta = c * p + (1 - c) * m + delta. Clipped, as Keras clips.
@@ -381,7 +381,7 @@ class EraseRectangle:
         inside_rows = numpy.logical_and(rows >= starts[:, 0, None, None], rows < (starts[:, 0] + sides[:, 0])[:, None, None])
         inside_columns = numpy.logical_and(columns >= starts[:, 1, None, None], columns < (starts[:, 1] + sides[:, 1])[:, None, None])
         # The rectangle's mask and its colour are spread over the (B, H, W, 3) images by matrix products, which
-        # TensorFlow computes 3 times faster than a broadcast `where` (BENCHMARKS.md, "Augmentation throughput").
+        # TensorFlow computes 3 times faster than a broadcast `where` (docs/experiments/augmentation-throughput.md).
         # Exact: inside, p - p * 1 + colour is the colour; outside, p - p * 0 + 0 is p.
         float_rows = backend.core.cast(inside_rows, "float32")  # (B, H, 1)
         float_columns = backend.core.cast(inside_columns, "float32")  # (B, 1, W)

@@ -1,6 +1,6 @@
 """Augmentation layers for what a microscope's optics do to an image: strong defocus and uneven light.
 
-The cpu recipe's weakest corruption kinds (BENCHMARKS.md, e5) were fog (0.46: a low-frequency bright
+The cpu recipe's weakest corruption kinds (docs/experiments/augmentation-against-corruption.md) were fog (0.46: a low-frequency bright
 veil) and strong blur (defocus and Gaussian blur at severities 3-5, 0.15-0.64): ImageNet-C sizes its blur
 for 224-px images, so its severity 5 (Gaussian sigma 6, a defocus disk of radius 10) nearly erases a
 96-px cell, far beyond Keras' RandomGaussianBlur with its fixed small kernel. Both are real in
@@ -15,7 +15,7 @@ microscopy: a cell off the focal plane, uneven illumination across the field. Tw
   grid and upsampled bilinearly to the image, like the plasma fractal of fog) and a the field's strength,
   drawn per image in `strength`.
 
-Both follow the fused layers' protocol of `utils.augment_fused` (`draw`, then `transform` on the images
+Both follow the fused layers' protocol of `utils.augment.fused` (`draw`, then `transform` on the images
 that drew something), with the backend's ops, so they run inside tf.data and eagerly under every backend.
 A spec: `{"layer": "WideBlur", "sigma": [0.4, 6.0], "probability": 0.3}`,
 `{"layer": "IlluminationField", "strength": [0.2, 2.5], "roughness": [1.4, 2.0], "probability": 0.2}`.
@@ -91,7 +91,7 @@ class WideBlur:
         rows = blur_matrices(sigmas, height, numpy, constant)
         columns = blur_matrices(sigmas, width, numpy, constant) if width != height else rows
         # Two batched matrix products, along the rows and (transposed) along the columns: 1.6 times cheaper in
-        # TensorFlow than the same contractions written as einsums (BENCHMARKS.md, "Augmentation throughput").
+        # TensorFlow than the same contractions written as einsums (docs/experiments/augmentation-throughput.md).
         batch, channels = backend.core.shape(images)[0], images.shape[3]
         images = numpy.matmul(rows, numpy.reshape(images, (batch, height, width * channels)))
         images = numpy.reshape(images, (batch, height, width, channels))
@@ -142,7 +142,7 @@ class IlluminationField:
         batch, height, width, channels = backend.core.shape(images)[0], images.shape[1], images.shape[2], images.shape[3]
         field = numpy.reshape(self.field(parameters, height, width, backend), (batch, height * width, 1))
         # The grey field is spread over the channels by a matrix product: TensorFlow broadcasts a (B, H, W, 1)
-        # operand against (B, H, W, 3) images several times slower (BENCHMARKS.md, "Augmentation throughput").
+        # operand against (B, H, W, 3) images several times slower (docs/experiments/augmentation-throughput.md).
         grey = numpy.matmul(field, strength[:, :, 0] * PIXEL_MAX * numpy.ones((1, 1, channels), dtype="float32"))
         return (images + numpy.reshape(grey, (batch, height, width, channels))) / (1.0 + strength)
 

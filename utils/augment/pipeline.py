@@ -3,14 +3,14 @@
 A policy is data: a name from `POLICIES` (e.g. `AUGMENTATION: robust`) or a list of layer specs such as
 `[{"layer": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1}, {"layer": "MixUp", "alpha": 0.2}]`.
 Each spec names a layer of `LAYERS` (Keras core names, keras-cv's "GridMask", and the suite's own fused
-layers of `utils.augment_fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle"; and of
-`utils.augment_optics`: "WideBlur", "IlluminationField"; and of `utils.augment_codec`: "JpegCompression") and its
+layers of `utils.augment.fused`: "FusedGeometry", "FusedColor", "UniformNoise", "EraseRectangle"; and of
+`utils.augment.optics`: "WideBlur", "IlluminationField"; and of `utils.augment.codec`: "JpegCompression") and its
 constructor arguments; the optional key "probability" (default 1) is the fraction of each batch's images the layer
 is applied to (the others pass through untouched, and the layer only computes on the chosen ones).
 Images are float 0-255 throughout (every layer's value_range is 0-255) and are clipped after each layer.
 "GaussianNoise" takes `stddev` as a fraction of 255 (Keras limits it to [0, 1]; 0.05 is sigma 12.75).
 
-Policies (see `utils.policies.POLICIES`): none, basic (the report's), randaugment, randaugment_cutmix_mixup, gridmask,
+Policies (see `utils.augment.policies.POLICIES`): none, basic (the report's), randaugment, randaugment_cutmix_mixup, gridmask,
 grayscale, augmix, robust_fused and robust_colour_fused (robust and robust_colour in fused layers, 2.5 times
 cheaper), robust_optics (robust_colour_fused with blur up to sigma 6 and a fog-like illumination field),
 robust_codec (robust_optics with JPEG compression on one image in five), and robust, designed for the
@@ -81,15 +81,15 @@ LAYERS = (
     "CutMix",
     "MixUp",
     "GridMask",
-    # The suite's own, several Keras steps in one operation (utils.augment_fused):
+    # The suite's own, several Keras steps in one operation (utils.augment.fused):
     "FusedGeometry",
     "FusedColor",
     "UniformNoise",
     "EraseRectangle",
-    # Strong blur and uneven illumination (utils.augment_optics):
+    # Strong blur and uneven illumination (utils.augment.optics):
     "WideBlur",
     "IlluminationField",
-    # JPEG compression as matrix products (utils.augment_codec):
+    # JPEG compression as matrix products (utils.augment.codec):
     "JpegCompression",
 )
 RESERVED_KEYS = ("layer", "probability")
@@ -230,7 +230,7 @@ class Augmenter:
         the last: each layer takes the rows it augments with `take`, and puts them back with `scatter_update`,
         clipped to 0-255. Only the per-image parameters and the choice of rows are drawn with NumPy; noise images
         are drawn on the device. (Moving each layer's rows to NumPy and back made a GPU wait on the CPU:
-        BENCHMARKS.md, "A second GPU try".)"""
+        docs/experiments/backend-speed.md.)"""
         ops = keras.ops
         batch = ops.convert_to_tensor(np.asarray(images, dtype="float32"))
         labels = _one_hot(labels, self.num_classes)
@@ -338,7 +338,7 @@ class Augmenter:
 
 
 # Uniform noise from random bytes: each 32-bit random word gives four values, 256 levels each, which makes
-# noise three times cheaper to draw than float32 uniform numbers (BENCHMARKS.md, "Augmentation throughput").
+# noise three times cheaper to draw than float32 uniform numbers (docs/experiments/augmentation-throughput.md).
 # The levels 0..255 have the standard deviation sqrt((256 ** 2 - 1) / 12); centred and divided by it they have 1.
 BYTE_NOISE_SCALE = math.sqrt(12.0 / (256.0**2 - 1.0))
 

@@ -2,7 +2,7 @@
 
 A profile names a policy (`FINAL_POLICY: robust_colour_fused`) or lists layer specs; `utils.augment`
 checks and applies them. `TRAINED_CORRUPTIONS` says which kinds of the corruption suite
-(`utils.corruptions`) a policy trains for, so that 05 and the benchmarks can report accuracy under
+(`utils.evaluation.corruptions`) a policy trains for, so that 05 and the benchmarks can report accuracy under
 the kinds never trained for apart ("unseen"): the estimate of how a model does on corruptions nobody
 planned for.
 """
@@ -45,7 +45,7 @@ POLICIES: dict[str, list[dict]] = {
 }
 # `robust` with harsher colour: brighter more often than darker (over-exposure clips the background)
 # and saturation from almost grey to strongly saturated (ImageNet-C's saturate multiplies it by up to
-# 20). After 16 epochs (BENCHMARKS.md, e2 vs e1): saturate 0.64 -> 0.84, brightness 0.68 -> 0.80, but
+# 20). After 16 epochs (docs/experiments/augmentation-against-corruption.md): saturate 0.64 -> 0.84, brightness 0.68 -> 0.80, but
 # clean accuracy 0.973 -> 0.956; measure it over the cpu profile's 30 epochs before making it the default.
 _HARSHER_COLOUR = {
     "RandomBrightness": {"factor": [-0.2, 0.5], "probability": 0.35},
@@ -56,7 +56,7 @@ POLICIES["robust_colour"] = [{**spec, **_HARSHER_COLOUR.get(spec["layer"], {})} 
 
 def _fused(policy: list[dict]) -> list[dict]:
     """The same policy with its flips, rotation, translation and zoom as one FusedGeometry layer, its
-    brightness, contrast, saturation and hue as one FusedColor layer (utils.augment_fused) and its Gaussian
+    brightness, contrast, saturation and hue as one FusedColor layer (utils.augment.fused) and its Gaussian
     noise as UniformNoise and its RandomErasing as EraseRectangle: same components, same probabilities and
     strengths, one warp and one colour matrix per image instead of nine Keras layers."""
     by_layer = {spec["layer"]: spec for spec in policy}
@@ -103,11 +103,11 @@ def _fused(policy: list[dict]) -> list[dict]:
     return [geometry, colour, *rest]
 
 
-# The robust policies computed faster (BENCHMARKS.md, "Augmentation throughput"): the colour components
+# The robust policies computed faster (docs/experiments/augmentation-throughput.md): the colour components
 # follow Keras' HSV saturation and hue in range and sign but are their linear (RGB matrix) counterparts.
 POLICIES["robust_fused"] = _fused(POLICIES["robust"])
 POLICIES["robust_colour_fused"] = _fused(POLICIES["robust_colour"])
-# robust_colour_fused with the optics of a microscope (utils.augment_optics): its blur (sigma 0.4-2 on a quarter
+# robust_colour_fused with the optics of a microscope (utils.augment.optics): its blur (sigma 0.4-2 on a quarter
 # of the images) becomes WideBlur (sigma 0.4-6, log-uniform, on 30 %), as wide as ImageNet-C's strongest Gaussian
 # blur; and one image in five gets an uneven grey illumination field, as fog lays one over the image.
 _WITHOUT_BLUR = [spec for spec in POLICIES["robust_colour_fused"] if spec["layer"] != "RandomGaussianBlur"]
@@ -126,7 +126,7 @@ POLICIES["robust_exposure"] = [
     {**POLICIES["robust_optics"][1], "value": [0.0, 0.5], "value_probability": 0.25},
     *POLICIES["robust_optics"][2:],
 ]
-# robust_optics with JPEG compression (utils.augment_codec) on one image in five, at qualities 5-50: ImageNet-C's
+# robust_optics with JPEG compression (utils.augment.codec) on one image in five, at qualities 5-50: ImageNet-C's
 # severities use 25 down to 7.
 POLICIES["robust_codec"] = [
     *POLICIES["robust_optics"][:4],  # FusedGeometry, FusedColor, WideBlur, IlluminationField
@@ -135,7 +135,7 @@ POLICIES["robust_codec"] = [
 ]
 
 
-# The corruption kinds (utils.corruptions) each policy imitates in training. Everything else is
+# The corruption kinds (utils.evaluation.corruptions) each policy imitates in training. Everything else is
 # "unseen": accuracy under those kinds estimates how a model does on corruptions nobody planned for.
 # Policies not listed see no corruption kind.
 TRAINED_CORRUPTIONS: dict[str, tuple[str, ...]] = {

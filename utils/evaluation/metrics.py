@@ -161,7 +161,7 @@ def training_fit(
     """How well a model fits the clean training images (no augmentation) against the validation split:
     accuracy on a stratified, seeded subset of `max_images` training images (all when 0) and a sentence
     that reads the gap. Nearly equal accuracies below 0.99 mean the model underfits (more regularisation
-    will not help; on the cpu recipe neither did more parameters or a milder policy: BENCHMARKS.md); a
+    will not help; on the cpu recipe neither did more parameters or a milder policy: docs/experiments/clean-ceiling.md); a
     training accuracy well above validation means it overfits.
 
     Also returns the training cells it gets wrong (`train_missed`: [index into `x_train`, predicted

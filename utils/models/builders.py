@@ -1,8 +1,8 @@
 """Model builders shared by the notebooks and the Codabench submission (Keras only).
 
-This module imports only `keras`, `numpy`, the standard library and `utils.scratch_nets` (the
+This module imports only `keras`, `numpy`, the standard library and `utils.models.scratch_nets` (the
 nets trained from scratch, shipped beside it) at module level (`save_model`,
-suite-only, imports `utils.files` when called), and uses only Keras APIs that also exist in Keras 3.4
+suite-only, imports `utils.data.files` when called), and uses only Keras APIs that also exist in Keras 3.4
 (the platform runs TensorFlow 2.17 + Keras 3.4.1), so the same file can ship inside the submission
 zip. No custom layer classes, no Lambda layers.
 
@@ -20,7 +20,7 @@ Layout of a transfer model (`build_transfer_model`):
     -> Dense(units // 2) -> BN -> Dropout -> Dense(num_classes, softmax)
 
 The backbone stays ONE nested sub-model named "backbone"; freezing it, fine-tuning it and BatchNorm
-momentum live in `utils.finetune` (training only, not shipped in the zip).
+momentum live in `utils.training.finetune` (training only, not shipped in the zip).
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def build_transfer_model(
     `weights`: None (random init), "imagenet" (downloaded by Keras into ~/.keras/models/;
     raises WeightsUnavailableError when that fails), or a path to a local weights file for the
     backbone (a keras.applications "notop" .h5). The model is returned with everything trainable;
-    use `utils.finetune.freeze_backbone` / `set_fine_tune` before compiling.
+    use `utils.training.finetune.freeze_backbone` / `set_fine_tune` before compiling.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
@@ -284,7 +284,7 @@ def build_transfer_model(
         x = keras.layers.Dense(width, activation="relu", name=f"head_dense{index + 1}")(x)
         x = keras.layers.BatchNormalization(name=f"head_bn{index + 1}")(x)
         x = keras.layers.Dropout(dropout, name=f"head_dropout{index + 1}")(x)
-    # float32 probabilities under a mixed precision policy (utils.precision), as in the suite's own models.
+    # float32 probabilities under a mixed precision policy (utils.training.mixed_precision), as in the suite's own models.
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{backbone}")
 

@@ -78,7 +78,7 @@ def _scratch_input(input_size: int, image_size: int | None, input_norm: str, wid
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = inputs
     # The input's scaling and standardisation stay in float32 under a mixed precision policy
-    # (`utils.precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
+    # (`utils.training.mixed_precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
     if image_size and int(image_size) != int(input_size):
         x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
@@ -174,7 +174,7 @@ def build_compact_convnext(
     layer starts at zero, so every block starts as the identity (the role of ConvNeXt's layer scale,
     without a custom layer in the saved model). The defaults (3.4 M parameters, ConvNeXt-atto's shape,
     stages at 24/12/6/3 pixels) train at half the compact ResNet's speed on 2 CPU cores; widths
-    32-256 with blocks 1/1/3/1 (1.18 M) match its minutes (BENCHMARKS.md, "cx")."""
+    32-256 with blocks 1/1/3/1 (1.18 M) match its minutes (docs/experiments/which-architecture.md)."""
     _set_seed(seed)
     inputs, x = _scratch_input(input_size, image_size, input_norm, widths, blocks)
     x = keras.layers.Conv2D(int(widths[0]), int(stem_stride), strides=int(stem_stride), name="stem_conv")(x)

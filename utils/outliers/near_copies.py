@@ -24,6 +24,9 @@ from utils.outliers.fourier_mellin import (
 from utils.outliers.grayscale import blocks, centre_zoom, downsample, standardized_luminance
 from utils.outliers.groups import groups_from_pairs
 
+# The columns of `near_duplicate_pairs`' table.
+_PAIR_COLUMNS = ["first", "second", "zoom", "correlation"]
+
 
 def aligned_correlation(
     reference: np.ndarray,
@@ -170,9 +173,8 @@ def near_duplicate_pairs(
     """
     images = validate_images(images)
     subset = np.arange(len(images)) if subset is None else np.asarray(subset, int)
-    columns = ["first", "second", "zoom", "correlation"]
     if len(subset) < 2:
-        return pd.DataFrame({name: [] for name in columns})
+        return pd.DataFrame({name: [] for name in _PAIR_COLUMNS})
     gray = standardized_luminance(images[subset])
     height, width = gray.shape[1:]
     max_shift = int(round(max_shift_fraction * min(height, width)))
@@ -187,8 +189,29 @@ def near_duplicate_pairs(
     )
     pairs = np.unique(np.sort(pairs, axis=1), axis=0)
     if len(pairs) == 0:
-        return pd.DataFrame({name: [] for name in columns})
+        return pd.DataFrame({name: [] for name in _PAIR_COLUMNS})
 
+    references, movings, zooms = _oriented_zooms(descriptors, pairs, height, width, max_zoom, block_size)
+    coarse = _coarse_correlations(gray, references, movings, zooms, max_shift)
+    survivors = np.flatnonzero(coarse >= coarse_threshold)
+    best, best_zoom = _refined_correlations(gray, references[survivors], movings[survivors], zooms[survivors], max_zoom, max_shift)
+    accepted = best >= min_correlation
+    return pd.DataFrame(
+        {
+            "first": subset[pairs[survivors[accepted], 0]],
+            "second": subset[pairs[survivors[accepted], 1]],
+            "zoom": best_zoom[accepted],
+            "correlation": best[accepted],
+        }
+    )
+
+
+def _oriented_zooms(descriptors, pairs, height, width, max_zoom, block_size):
+    """Estimates each pair's relative zoom and orders the pair as reference (less zoomed) and moving image.
+
+    Returns the reference and moving indices (into the compared images) and the zooms, which are at
+    least 1, at most `max_zoom`, and exactly 1 below 1.02.
+    """
     radius_step = log_radius_step(height, width)
     max_steps = int(np.ceil(np.log(max_zoom) / radius_step))
     zooms = np.concatenate(
@@ -210,7 +233,14 @@ def near_duplicate_pairs(
     movings = np.where(first_is_reference, pairs[:, 1], pairs[:, 0])
     zooms = np.clip(np.maximum(zooms, 1.0 / zooms), 1.0, max_zoom)
     zooms[zooms < 1.02] = 1.0
+    return references, movings, zooms
 
+
+def _coarse_correlations(gray, references, movings, zooms, max_shift):
+    """Correlates every pair at half resolution, at its estimated zoom and, for zoomed pairs, without zoom.
+
+    Where the unzoomed correlation is higher, the pair's entry of `zooms` is set to 1 in place.
+    """
     small_gray = downsample(gray, 2)
     coarse = _correlate_at_zoom(gray, small_gray, references, movings, zooms, 2, max_shift)
     # The zoom estimate can be off for shifted copies, so zoomed pairs also get
@@ -228,16 +258,20 @@ def near_duplicate_pairs(
     better = unzoomed_coarse > coarse[zoomed]
     coarse[zoomed[better]] = unzoomed_coarse[better]
     zooms[zoomed[better]] = 1.0
-    survivors = np.flatnonzero(coarse >= coarse_threshold)
-    best = np.zeros(len(survivors), dtype=np.float32)
-    best_zoom = zooms[survivors].copy()
+    return coarse
+
+
+def _refined_correlations(gray, references, movings, zooms, max_zoom, max_shift):
+    """Correlates the pairs at full resolution at their zoom and 3% either side; returns the best correlations and their zooms."""
+    best = np.zeros(len(references), dtype=np.float32)
+    best_zoom = zooms.copy()
     for factor in (1.0 / 1.03, 1.0, 1.03):
-        trial_zoom = np.clip(zooms[survivors] * factor, 1.0, max_zoom)
+        trial_zoom = np.clip(zooms * factor, 1.0, max_zoom)
         correlation = _correlate_at_zoom(
             gray,
             gray,
-            references[survivors],
-            movings[survivors],
+            references,
+            movings,
             trial_zoom,
             1,
             max_shift,
@@ -245,15 +279,7 @@ def near_duplicate_pairs(
         better = correlation > best
         best[better] = correlation[better]
         best_zoom[better] = trial_zoom[better]
-    accepted = best >= min_correlation
-    return pd.DataFrame(
-        {
-            "first": subset[pairs[survivors[accepted], 0]],
-            "second": subset[pairs[survivors[accepted], 1]],
-            "zoom": best_zoom[accepted],
-            "correlation": best[accepted],
-        }
-    )
+    return best, best_zoom
 
 
 def near_duplicate_groups(images, **kwargs) -> list[list[int]]:

@@ -6,7 +6,7 @@ the tables a reader needs (01's dropped images by reason, 03's sweep, 04's study
 and `tables/NN_*.csv` stay in the run folder (docs/contracts.md, Run folder).
 
 Notebooks save figures as `figures/NN_name.png` and tables as `tables/NN_name.csv` (NN = the
-notebook's number); `utils.plots.save_figure` also records a caption in `figures/captions.json`.
+notebook's number); `utils.report.plots.save_figure` also records a caption in `figures/captions.json`.
 A missing or unexpected metrics key never stops the report: that line is left out, and a
 notebook that failed or did not run gets one sentence saying so.
 
@@ -15,8 +15,8 @@ rendered twice, to Markdown and to HTML with the figures embedded as base64 PNG,
 disagree and the HTML needs no Markdown library.
 
 This module assembles the blocks and writes the two files; the parts live beside it:
-`utils.report_units` (numbers with units), `utils.report_tables` (table blocks from CSV files and
-metrics records), `utils.report_headlines` (headline numbers per notebook) and `utils.report_render`
+`utils.report.units` (numbers with units), `utils.report.tables` (table blocks from CSV files and
+metrics records), `utils.report.headlines` (headline numbers per notebook) and `utils.report.render`
 (Markdown and HTML). Their public names are re-exported here.
 """
 

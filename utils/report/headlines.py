@@ -172,7 +172,7 @@ def headline_study(run_dir: Path, metrics: dict) -> list[tuple]:
             ("Models trained", count(len(metrics["models"]), "models") if isinstance(metrics.get("models"), dict) else None),
         ]
     )
-    # The study's own columns (utils.study.COLUMNS), less the model name (one per study) and total seconds.
+    # The study's own columns (utils.sweeps.study.COLUMNS), less the model name (one per study) and total seconds.
     hidden = ("model", "training_seconds")
     study = run_dir / "tables" / "04_study.csv"
     if study.exists():

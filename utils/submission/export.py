@@ -4,8 +4,8 @@
     python -m utils.submission check ZIP [--run RUN_DIR] [--python PLATFORM_PYTHON]
 
 The zip holds, at its root: `model.py` (the template in `submission/`), `bloodcell_models.py` and
-`bloodcell_scratch_nets.py` (copies of the keras-only `utils/models.py` and `utils/scratch_nets.py`),
-`bloodcell_tta.py` (a copy of `utils/tta.py`), `submission.json`, and `<name>.json` + `<name>.weights.h5` for each model.
+`bloodcell_scratch_nets.py` (copies of the keras-only `utils/models/` and `utils/models/scratch_nets.py`),
+`bloodcell_tta.py` (a copy of `utils/evaluation/tta.py`), `submission.json`, and `<name>.json` + `<name>.weights.h5` for each model.
 """
 
 from __future__ import annotations

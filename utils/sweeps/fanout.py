@@ -5,7 +5,7 @@
 
 For a notebook of `FANNED_OUT`, the runner asks `next_cells` which cells are still to train, runs
 each as a Ray task that executes the notebook through papermill with `GRID_CELL` set (the notebook
-then trains that cell alone and writes a shard, see `utils/shards.py`), and repeats until no cell is
+then trains that cell alone and writes a shard, see `utils/sweeps/shards.py`), and repeats until no cell is
 left: 03 has one round, 04 up to three (policies, then optimizers with the best policy, then input
 sizes), because each step of its study picks from the one before. Afterwards the runner executes the
 notebook once more without `GRID_CELL`; it takes every cell from its shard and draws the tables and

@@ -1,7 +1,7 @@
 """Shards: what one cell of a fanned-out sweep hands back to its notebook (no Ray here).
 
 With `python -m utils.runner --workers N`, notebooks 03 and 04 run once per cell with `GRID_CELL`
-set (`utils/fanout.py`). Such a run trains that one cell and writes everything into the cell's own
+set (`utils/sweeps/fanout.py`). Such a run trains that one cell and writes everything into the cell's own
 folder, a run folder of its own inside the real one:
 
     <run>/shards/<notebook>/<cell>/   models/, metrics/, tables/, figures/, checkpoints/, the executed

@@ -57,7 +57,7 @@ def planned_cells(policies, optimizers, image_sizes, finished_rows: dict, select
     """The cells that the study needs next, given the rows of the finished cells by name: the
     unfinished cells of its first step that has any (policies, then optimizers with the best policy,
     then sizes with the best policy and optimizer); [] when every step is finished. This is the order
-    of `run_study`, so that a fanned-out study (utils/fanout.py) trains the same cells."""
+    of `run_study`, so that a fanned-out study (utils/sweeps/fanout.py) trains the same cells."""
     policies, optimizers, image_sizes = list(policies), list(optimizers), list(image_sizes)
 
     def best_index(names: list[str]) -> int:
@@ -96,105 +96,149 @@ def run_study(
 ) -> StudyResult:
     """Trains and scores every cell; writes `models/`, `metrics/<notebook>.json` and one robustness
     table per model (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice.
-    `distribution` (`utils.distribute`) trains each cell data-parallel.
+    `distribution` (`utils.training.distribute`) trains each cell data-parallel.
 
-    Fanned out (utils/fanout.py): with `only_cell` (a cell name) it trains that cell alone, with
+    Fanned out (utils/sweeps/fanout.py): with `only_cell` (a cell name) it trains that cell alone, with
     `paths` its shard folder, and writes the shard; without it, a cell that has a finished shard is
-    taken from it instead of trained (`utils.shards`)."""
+    taken from it instead of trained (`utils.sweeps.shards`)."""
     if select_by not in SELECT_BY:
         raise ValueError(f"SELECT_BY must be one of {', '.join(SELECT_BY)} (got {select_by!r}).")
-    result, finished = StudyResult(), {}
-    x_robust, y_robust = split.x_validation[robustness_indices], split.y_validation[robustness_indices]
-
-    def run_cell(study: str, cell_recipe: recipe.Recipe) -> dict:
-        name = cell_name(cell_recipe)
-        shard = None if only_cell or name in finished else shards.adopt(paths, notebook, name)
-        if shard is not None:
-            finished[name] = shard["row"]
-            result.histories[name] = (shard["history"], shard["phase_starts"])
-        if name not in finished:
-            keras.backend.clear_session()
-            print(f"--- {study}: {name}", flush=True)
-            model, spec, history, phase_starts = recipe.train_recipe(
-                cell_recipe, split, checkpoint_dir=paths.root / "checkpoints" / f"{notebook}_{name}", seed=seed, distribution=distribution
-            )
-            result.histories[name] = (history, phase_starts)
-            robustness = evaluate.robustness([model], x_robust, y_robust, kinds, severities, seed=seed, progress=False)
-            summary = evaluate.robustness_summary(robustness)["no TTA"]
-            del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
-            scores = evaluate.evaluate_and_record(
-                model,
-                spec,
-                paths,
-                notebook,
-                name,
-                split.x_validation,
-                split.y_validation,
-                history,
-                extra={
-                    "policy": augment.policy_name(cell_recipe.policy),
-                    "optimizer": cell_recipe.optimizer,
-                    "image_size": cell_recipe.image_size,
-                    **summary,
-                },
-            )
-            robustness.assign(model=name).to_csv(
-                paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f"
-            )
-            finished[name] = {
-                "model": name,
-                "policy": scores["policy"],
-                "optimizer": scores["optimizer"],
-                "image_size": scores["image_size"],
-                "clean_accuracy": scores["val_accuracy"],
-                "clean_macro_f1": scores["val_macro_f1"],
-                **summary,
-                "epochs_run": scores["epochs_run"],
-                "seconds_per_epoch": scores["seconds_per_epoch"],
-                "training_seconds": scores["training_seconds"],
-            }
-            row = finished[name]
-            if only_cell:
-                robustness_table = f"tables/{notebook[:2]}_robustness_{name}.csv"
-                result_values = {"row": row, "history": history, "phase_starts": phase_starts}
-                shards.write(paths, notebook, name, result_values, scores["model_files"] + [robustness_table])
-            print(
-                f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
-                f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})",
-                flush=True,
-            )
-        row = {"study": study, **finished[name]}
-        result.rows.append(row)
-        return row
-
-    def best_of(rows: list[dict]) -> dict:
-        return max(rows, key=lambda row: (row[select_by], row["clean_accuracy"]))
-
+    result = StudyResult()
+    cells = _CellRunner(
+        split=split,
+        paths=paths,
+        notebook=notebook,
+        x_robust=split.x_validation[robustness_indices],
+        y_robust=split.y_validation[robustness_indices],
+        kinds=kinds,
+        severities=severities,
+        seed=seed,
+        distribution=distribution,
+        only_cell=only_cell,
+        result=result,
+    )
     if only_cell:
-        grid = [base.replace(policy=p, optimizer=o, image_size=size) for p in policies for o in optimizers for size in image_sizes]
-        cell_recipe = next((candidate for candidate in grid if cell_name(candidate) == only_cell), None)
-        if cell_recipe is None:
-            raise ValueError(f"GRID_CELL {only_cell!r} is not a cell of this study; choose one of {', '.join(map(cell_name, grid))}.")
-        # Labelled a policy row, the shard's own tables and figures draw as a study of one policy (the merge redraws them all).
-        run_cell("policy", cell_recipe)
-        result.best = {
-            "policy": cell_recipe.policy,
-            "policy_name": augment.policy_name(cell_recipe.policy),
-            "optimizer": cell_recipe.optimizer,
-            "image_size": cell_recipe.image_size,
-        }
-        return result
-    policy_rows = [run_cell("policy", base.replace(policy=policy)) for policy in policies]
-    best_policy = list(policies)[policy_rows.index(best_of(policy_rows))]
-    optimizer_rows = [run_cell("optimizer", base.replace(policy=best_policy, optimizer=name)) for name in optimizers]
-    best_optimizer = best_of(optimizer_rows)["optimizer"]
+        return _run_only_cell(cells, base, policies, optimizers, image_sizes)
+    policy_rows = [cells.run_cell("policy", base.replace(policy=policy)) for policy in policies]
+    best_policy = list(policies)[policy_rows.index(_best_of(policy_rows, select_by))]
+    optimizer_rows = [cells.run_cell("optimizer", base.replace(policy=best_policy, optimizer=name)) for name in optimizers]
+    best_optimizer = _best_of(optimizer_rows, select_by)["optimizer"]
     size_rows = [
-        run_cell("image_size", base.replace(policy=best_policy, optimizer=best_optimizer, image_size=size)) for size in image_sizes
+        cells.run_cell("image_size", base.replace(policy=best_policy, optimizer=best_optimizer, image_size=size)) for size in image_sizes
     ]
     result.best = {
         "policy": best_policy,
         "policy_name": augment.policy_name(best_policy),
         "optimizer": best_optimizer,
-        "image_size": int(best_of(size_rows)["image_size"]),
+        "image_size": int(_best_of(size_rows, select_by)["image_size"]),
     }
     return result
+
+
+def _best_of(rows: list[dict], select_by: str) -> dict:
+    """The row with the highest `select_by` score, clean accuracy breaking ties (the first such row on a full tie)."""
+    return max(rows, key=lambda row: (row[select_by], row["clean_accuracy"]))
+
+
+def _run_only_cell(cells: _CellRunner, base: recipe.Recipe, policies, optimizers, image_sizes) -> StudyResult:
+    """Trains the one cell of the grid named `cells.only_cell` (a fanned-out study's shard) and makes it the best choice."""
+    only_cell = cells.only_cell
+    grid = [base.replace(policy=p, optimizer=o, image_size=size) for p in policies for o in optimizers for size in image_sizes]
+    cell_recipe = next((candidate for candidate in grid if cell_name(candidate) == only_cell), None)
+    if cell_recipe is None:
+        raise ValueError(f"GRID_CELL {only_cell!r} is not a cell of this study; choose one of {', '.join(map(cell_name, grid))}.")
+    # Labelled a policy row, the shard's own tables and figures draw as a study of one policy (the merge redraws them all).
+    cells.run_cell("policy", cell_recipe)
+    cells.result.best = {
+        "policy": cell_recipe.policy,
+        "policy_name": augment.policy_name(cell_recipe.policy),
+        "optimizer": cell_recipe.optimizer,
+        "image_size": cell_recipe.image_size,
+    }
+    return cells.result
+
+
+@dataclass
+class _CellRunner:
+    """Runs the cells of one study: takes a cell from its finished shard or an earlier step, or trains and scores it."""
+
+    split: object
+    paths: object
+    notebook: str
+    x_robust: object
+    y_robust: object
+    kinds: object
+    severities: object
+    seed: int
+    distribution: object
+    only_cell: str
+    result: StudyResult
+    finished: dict = field(default_factory=dict)
+
+    def run_cell(self, study: str, cell_recipe: recipe.Recipe) -> dict:
+        """The cell's row labelled with `study`, also added to the result's rows."""
+        name = cell_name(cell_recipe)
+        shard = None if self.only_cell or name in self.finished else shards.adopt(self.paths, self.notebook, name)
+        if shard is not None:
+            self.finished[name] = shard["row"]
+            self.result.histories[name] = (shard["history"], shard["phase_starts"])
+        if name not in self.finished:
+            self._train_cell(study, name, cell_recipe)
+        row = {"study": study, **self.finished[name]}
+        self.result.rows.append(row)
+        return row
+
+    def _train_cell(self, study: str, name: str, cell_recipe: recipe.Recipe) -> None:
+        """Trains and scores one cell, writes its robustness table (and, with `only_cell`, its shard) and records its row."""
+        paths, notebook, split = self.paths, self.notebook, self.split
+        keras.backend.clear_session()
+        print(f"--- {study}: {name}", flush=True)
+        model, spec, history, phase_starts = recipe.train_recipe(
+            cell_recipe,
+            split,
+            checkpoint_dir=paths.root / "checkpoints" / f"{notebook}_{name}",
+            seed=self.seed,
+            distribution=self.distribution,
+        )
+        self.result.histories[name] = (history, phase_starts)
+        robustness = evaluate.robustness([model], self.x_robust, self.y_robust, self.kinds, self.severities, seed=self.seed, progress=False)
+        summary = evaluate.robustness_summary(robustness)["no TTA"]
+        del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
+        scores = evaluate.evaluate_and_record(
+            model,
+            spec,
+            paths,
+            notebook,
+            name,
+            split.x_validation,
+            split.y_validation,
+            history,
+            extra={
+                "policy": augment.policy_name(cell_recipe.policy),
+                "optimizer": cell_recipe.optimizer,
+                "image_size": cell_recipe.image_size,
+                **summary,
+            },
+        )
+        robustness.assign(model=name).to_csv(paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f")
+        row = self.finished[name] = {
+            "model": name,
+            "policy": scores["policy"],
+            "optimizer": scores["optimizer"],
+            "image_size": scores["image_size"],
+            "clean_accuracy": scores["val_accuracy"],
+            "clean_macro_f1": scores["val_macro_f1"],
+            **summary,
+            "epochs_run": scores["epochs_run"],
+            "seconds_per_epoch": scores["seconds_per_epoch"],
+            "training_seconds": scores["training_seconds"],
+        }
+        if self.only_cell:
+            robustness_table = f"tables/{notebook[:2]}_robustness_{name}.csv"
+            result_values = {"row": row, "history": history, "phase_starts": phase_starts}
+            shards.write(paths, notebook, name, result_values, scores["model_files"] + [robustness_table])
+        print(
+            f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
+            f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})",
+            flush=True,
+        )

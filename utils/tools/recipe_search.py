@@ -4,14 +4,14 @@
         --set model=resnet epochs=20 schedule=cosine warmup_epochs=1 input_norm=per_image
 
 `--run` is a run folder in which 01 has written clean.npz and split.json. `--set` overrides fields
-of `utils.recipe.Recipe` (values are read as JSON when they parse, e.g. widths=[32,64,128,256]).
+of `utils.training.recipe.Recipe` (values are read as JSON when they parse, e.g. widths=[32,64,128,256]).
 The recipe trains on the whole training split, augmented with its policy, then is scored on the
 whole validation split (clean) and on a stratified subset of it under every corruption kind and
-severity of `utils.corruptions`, without TTA and with every TTA view. Corrupted accuracy is split
+severity of `utils.evaluation.corruptions`, without TTA and with every TTA view. Corrupted accuracy is split
 into the kinds the policy imitates in training (`policies.seen_corruptions`) and the others.
 
 Prints one JSON line per measure and appends a one-line summary to `--results` (JSON lines), so
-that a series of runs builds the table of BENCHMARKS.md. Everything else (history, per-kind table,
+that a series of runs builds the table of recipe tries (BENCHMARKS.md, "Recipe tries"). Everything else (history, per-kind table,
 model) goes to `--out/<name>/`.
 """
 
@@ -72,7 +72,7 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def main(argv=None) -> int:
+def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run folder with 01's clean.npz and split.json")
     parser.add_argument("--name", required=True, help="name of this try (a folder under --out)")
@@ -108,17 +108,12 @@ def main(argv=None) -> int:
     parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
     parser.add_argument("--out", default="/tmp/recipe_search")
     parser.add_argument("--results", default=None, help="JSON-lines file to append the summary to (default: --out/results.jsonl)")
-    arguments = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    import keras
-    import numpy as np
 
-    from utils import data, models
-    from utils.augment import policies
-    from utils.evaluation import metrics as evaluate
-    from utils.evaluation import tta
-    from utils.training import recipe
-
+def _open_try(arguments) -> tuple[Path, dict, list, int | None]:
+    """The try's folder (refusing to overwrite a try unless resumed), its settings, the history of a model scored
+    with --model, and the epoch a resumed try continues after."""
     out = Path(arguments.out) / arguments.name
     if arguments.model and (arguments.set or arguments.budget_minutes):
         raise SystemExit("--model scores a trained model with the recipe in its model.json; leave out --set and --budget-minutes.")
@@ -128,7 +123,10 @@ def main(argv=None) -> int:
     if not arguments.resume and out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} already holds a try; choose another --name, remove it, or add --resume to continue it.")
     out.mkdir(parents=True, exist_ok=True)
+    history = []
     if arguments.model:
+        from utils import models
+
         saved = Path(arguments.model)
         settings = models.load_spec(saved, "model").get("recipe") or {}
         history_path = saved / "history.json"
@@ -136,34 +134,34 @@ def main(argv=None) -> int:
     else:
         settings = parse_settings(arguments.set)
         (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
-    chosen = recipe.Recipe(**settings)
-    split = data.load_training_split(arguments.run, 0, arguments.seed)
-    print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    return out, settings, history, resumed_epoch
 
-    probe_seconds = None
-    if arguments.budget_minutes > 0 and not arguments.model:
-        # Two probe epochs, timed by the second: the first also traces and compiles the training step, and on a
-        # GPU it took twice as long as every epoch after it (10.7 s against 5.4 s), which left half the budget unused.
-        _, _, probe_history, _ = recipe.train_recipe(chosen.replace(epochs=2, warmup_epochs=0), split, seed=arguments.seed + 1, verbose=0)
-        probe_seconds = float(probe_history[-1]["seconds"])
-        # 5 % for the validation passes and the schedule's callbacks that the probe epoch shares unevenly.
-        fitting = max(1, int(arguments.budget_minutes * 60 / (probe_seconds * 1.05)))
-        chosen = chosen.replace(epochs=min(chosen.epochs, fitting), warmup_epochs=min(chosen.warmup_epochs, max(0, fitting - 1)))
-        settings["epochs"] = chosen.epochs
-        print(
-            f"The second probe epoch took {probe_seconds:.1f} s, so {chosen.epochs} epochs fit {arguments.budget_minutes:g} minutes.",
-            flush=True,
-        )
-    if arguments.model:
-        model, training_minutes = models.load_model(saved, "model"), None
-    else:
-        started = time.perf_counter()
-        model, spec, history, _ = recipe.train_recipe(
-            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint", seed=arguments.seed
-        )
-        training_minutes = round((time.perf_counter() - started) / 60, 2)
-        models.save_model(model, spec, out, "model")
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+def _fit_budget(arguments, chosen, split, settings: dict):
+    """The recipe with as many epochs as fit --budget-minutes, timed by the second of two probe epochs, and that time."""
+    from utils.training import recipe
+
+    # Two probe epochs, timed by the second: the first also traces and compiles the training step, and on a
+    # GPU it took twice as long as every epoch after it (10.7 s against 5.4 s), which left half the budget unused.
+    _, _, probe_history, _ = recipe.train_recipe(chosen.replace(epochs=2, warmup_epochs=0), split, seed=arguments.seed + 1, verbose=0)
+    probe_seconds = float(probe_history[-1]["seconds"])
+    # 5 % for the validation passes and the schedule's callbacks that the probe epoch shares unevenly.
+    fitting = max(1, int(arguments.budget_minutes * 60 / (probe_seconds * 1.05)))
+    chosen = chosen.replace(epochs=min(chosen.epochs, fitting), warmup_epochs=min(chosen.warmup_epochs, max(0, fitting - 1)))
+    settings["epochs"] = chosen.epochs
+    print(
+        f"The second probe epoch took {probe_seconds:.1f} s, so {chosen.epochs} epochs fit {arguments.budget_minutes:g} minutes.",
+        flush=True,
+    )
+    return chosen, probe_seconds
+
+
+def _score(arguments, model, split, chosen, out: Path) -> dict:
+    """Clean accuracy without and with TTA, the fit on the training cells and (unless --clean-only) the corruption
+    suite, as notebook 05 scores them."""
+    from utils.augment import policies
+    from utils.evaluation import metrics as evaluate
+    from utils.evaluation import tta
 
     views = tta.check_views(arguments.views)
     timing = time.perf_counter()
@@ -177,7 +175,7 @@ def main(argv=None) -> int:
         model, split.x_train, split.y_train, split.x_validation, split.y_validation, len(split.y_validation), arguments.seed
     )
     print(fit["fit_reading"], flush=True)
-    summary = {setting: {} for setting in ("no TTA", "TTA")}
+    summary, table = {setting: {} for setting in ("no TTA", "TTA")}, None
     if not arguments.clean_only:
         indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
         x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
@@ -186,9 +184,24 @@ def main(argv=None) -> int:
         )
         table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
         summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
+    return {
+        "clean_plain": clean_plain,
+        "clean_tta": clean_tta,
+        "fit": fit,
+        "summary": summary,
+        "table": table,
+        "images_per_second": images_per_second,
+    }
+
+
+def _summary_row(arguments, model, settings, history, training_minutes, resumed_epoch, probe_seconds, scores) -> dict:
+    """The try's one-line summary, as appended to --results."""
+    import keras
+    import numpy as np
 
     epochs = [row for row in history if row.get("seconds")]
-    row = {
+    summary = scores["summary"]
+    return {
         "name": arguments.name,
         "machine": f"{platform.node()} ({__import__('os').cpu_count()} cores)",
         "backend": keras.backend.backend(),
@@ -198,9 +211,9 @@ def main(argv=None) -> int:
         "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
         "training_minutes": training_minutes,
         "resumed_after_epoch": resumed_epoch,
-        "clean_accuracy": clean_plain,
-        "clean_accuracy_tta": clean_tta,
-        "clean_train_accuracy": fit["clean_train_accuracy"],
+        "clean_accuracy": scores["clean_plain"],
+        "clean_accuracy_tta": scores["clean_tta"],
+        "clean_train_accuracy": scores["fit"]["clean_train_accuracy"],
         "probe_epoch_seconds": round(probe_seconds, 1) if probe_seconds else None,
         "corrupted_accuracy": summary["no TTA"].get("corrupted_accuracy"),
         "corrupted_accuracy_tta": summary["TTA"].get("corrupted_accuracy"),
@@ -208,15 +221,47 @@ def main(argv=None) -> int:
         "unseen_corrupted_accuracy_tta": summary["TTA"].get("unseen_corrupted_accuracy"),
         "worst_kind_tta": summary["TTA"].get("worst_kind"),
         "worst_kind_accuracy_tta": summary["TTA"].get("worst_kind_accuracy"),
-        "inference_images_per_second_tta": round(images_per_second, 1),
+        "inference_images_per_second_tta": round(scores["images_per_second"], 1),
         "peak_memory_gib": round(peak_memory_gib(), 2),
     }
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+
+    import keras
+
+    from utils import data, models
+    from utils.training import recipe
+
+    out, settings, history, resumed_epoch = _open_try(arguments)
+    chosen = recipe.Recipe(**settings)
+    split = data.load_training_split(arguments.run, 0, arguments.seed)
+    print(f"{arguments.name}: {chosen.to_dict()}\n{split.describe()}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+
+    probe_seconds = None
+    if arguments.budget_minutes > 0 and not arguments.model:
+        chosen, probe_seconds = _fit_budget(arguments, chosen, split, settings)
+    if arguments.model:
+        model, training_minutes = models.load_model(Path(arguments.model), "model"), None
+    else:
+        started = time.perf_counter()
+        model, spec, history, _ = recipe.train_recipe(
+            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint", seed=arguments.seed
+        )
+        training_minutes = round((time.perf_counter() - started) / 60, 2)
+        models.save_model(model, spec, out, "model")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    scores = _score(arguments, model, split, chosen, out)
+    row = _summary_row(arguments, model, settings, history, training_minutes, resumed_epoch, probe_seconds, scores)
     for key, value in row.items():
         print(json.dumps({"measure": key, "value": value}), flush=True)
     results = Path(arguments.results) if arguments.results else Path(arguments.out) / "results.jsonl"
     with results.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
     if not arguments.clean_only:
+        table = scores["table"]
         per_kind = table[table["kind"] != "clean"].pivot_table(index="kind", columns="setting", values="accuracy").sort_values("TTA")
         print(per_kind.round(3).to_string(), flush=True)
     return 0

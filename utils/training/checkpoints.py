@@ -5,7 +5,7 @@ Every epoch end writes the model weights, the optimizer variables (iterations, m
 rate, weight averages), the EarlyStopping and ReduceLROnPlateau state (wait, best, best epoch,
 best weights, cooldown) and the history so far. Files are immutable and written to a temporary
 name first; `checkpoint.json`, the pointer to the current set, is replaced atomically last, so a
-kill at any moment leaves the previous checkpoint intact. `utils.train.train_phases` uses them.
+kill at any moment leaves the previous checkpoint intact. `utils.training.phases.train_phases` uses them.
 """
 
 from __future__ import annotations

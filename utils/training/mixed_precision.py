@@ -1,7 +1,7 @@
 """Which number format a model computes in while it trains: float32, or bfloat16 with float32 weights.
 
 CPUs with bfloat16 instructions (AVX512_BF16, AMX-BF16: recent AMD EPYC and Intel Xeon) run the
-compact ResNet's convolutions faster in bfloat16 (BENCHMARKS.md, "bfloat16 on a CPU that computes it");
+compact ResNet's convolutions faster in bfloat16 (docs/experiments/does-bfloat16-pay.md);
 CPUs without them emulate it and run slower. So the cpu profile asks for "auto":
 
     precision.resolve("auto")          # "mixed_bfloat16" on such a CPU under TensorFlow, else "float32"

@@ -10,8 +10,9 @@ The report's recipe, as `report_phases(pretrained=True)`:
                   BatchNormalization layers frozen, the rest trained at a lower learning rate
                   (batch 32).
 Each phase has its own optimizer (adam / adamw / lion), EarlyStopping and ReduceLROnPlateau.
+`Phase`, `report_phases` and `make_optimizer` live in `utils.training.phase_settings` and are re-exported here.
 
-Checkpoints (`utils.checkpoints`): with `checkpoint_dir`, every epoch end writes all the state a
+Checkpoints (`utils.training.checkpoints`): with `checkpoint_dir`, every epoch end writes all the state a
 restart needs, atomically. Calling `train_phases` again with the same directory resumes: finished
 phases are skipped, the interrupted phase continues at its next epoch with all that state restored.
 """
@@ -19,7 +20,6 @@ phases are skipped, the interrupted phase continues at its next epoch with all t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import random
 import time
@@ -40,9 +40,13 @@ from utils.training.checkpoints import (  # noqa: F401  (CHECKPOINT_FILE and cur
     _restore_optimizer,
     current_learning_rate,
 )
-
-SCHEDULES = ("plateau", "cosine")
-OPTIMIZERS = ("adam", "adamw", "lion", "sgd")
+from utils.training.phase_settings import (  # noqa: F401  (OPTIMIZERS, SCHEDULES and report_phases are part of this module's API)
+    OPTIMIZERS,
+    SCHEDULES,
+    Phase,
+    make_optimizer,
+    report_phases,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,116 +58,6 @@ def set_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-
-
-def make_optimizer(name: str, learning_rate: float = 1e-3, weight_decay: float | None = None, ema_momentum: float | None = None):
-    """A Keras optimizer by name: "adam", "adamw", "lion" or "sgd" (case-insensitive; SGD with Nesterov
-    momentum 0.9, the classic recipe for ResNets from scratch, which wants a learning rate near 0.05 at batch 32).
-    weight_decay=None keeps Keras' default (AdamW: 0.004; Adam, Lion, SGD: none). With ema_momentum the
-    optimizer also keeps an exponential moving average of the weights (Keras' use_ema)."""
-    key = str(name).strip().lower()
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "lion": keras.optimizers.Lion, "sgd": keras.optimizers.SGD}
-    if key not in classes:
-        raise ValueError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
-    kwargs = {"learning_rate": float(learning_rate)}
-    if key == "sgd":
-        kwargs.update(momentum=0.9, nesterov=True)
-    if weight_decay is not None:
-        kwargs["weight_decay"] = float(weight_decay)
-    if ema_momentum is not None:
-        kwargs.update(use_ema=True, ema_momentum=float(ema_momentum))
-    return classes[key](**kwargs)
-
-
-@dataclass
-class Phase:
-    """One `fit` with its own optimizer and callbacks.
-
-    trainable: "head" (backbone frozen), "fine_tune" (first `frozen_layers` backbone layers and,
-    with freeze_batchnorm, all backbone BN layers frozen) or "all" (everything trains, e.g. the
-    baseline CNN or a backbone trained from scratch).
-    patience / reduce_lr_patience = None switch EarlyStopping / ReduceLROnPlateau off.
-    schedule: "plateau" (the learning rate stays at `learning_rate` unless ReduceLROnPlateau lowers
-    it) or "cosine" (a linear warm-up over `warmup_epochs`, then a cosine decay to `min_lr` at the
-    last epoch, set before every batch; ReduceLROnPlateau is then off). ema_momentum (e.g. 0.999)
-    keeps an exponential moving average of the weights: validation uses it, and the phase ends with it.
-    """
-
-    name: str
-    epochs: int
-    batch_size: int = 32
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
-    weight_decay: float | None = None
-    trainable: str = "all"
-    frozen_layers: int = 0
-    freeze_batchnorm: bool = True
-    monitor: str = "val_accuracy"
-    min_delta: float = 0.0
-    patience: int | None = 10
-    restore_best_weights: bool = True
-    reduce_lr_factor: float = 0.5
-    reduce_lr_patience: int | None = 5
-    min_lr: float = 1e-6
-    schedule: str = "plateau"
-    warmup_epochs: int = 0
-    ema_momentum: float | None = None
-
-    def __post_init__(self):
-        if self.trainable not in ("head", "fine_tune", "all"):
-            raise ValueError(f"Phase {self.name!r}: trainable must be 'head', 'fine_tune' or 'all' (got {self.trainable!r}).")
-        if self.optimizer.lower() not in OPTIMIZERS:
-            raise ValueError(f"Phase {self.name!r}: unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        if int(self.epochs) < 1 or int(self.batch_size) < 1:
-            raise ValueError(f"Phase {self.name!r}: epochs and batch_size must be at least 1.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Phase {self.name!r}: schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r}).")
-        if not 0 <= int(self.warmup_epochs) < int(self.epochs) and self.schedule == "cosine":
-            raise ValueError(f"Phase {self.name!r}: warmup_epochs must be at least 0 and fewer than epochs ({self.epochs}).")
-        if self.ema_momentum is not None and not 0.0 < float(self.ema_momentum) < 1.0:
-            raise ValueError(f"Phase {self.name!r}: ema_momentum must be between 0 and 1, e.g. 0.999 (got {self.ema_momentum!r}).")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Phase:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown phase setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def report_phases(
-    pretrained: bool = True,
-    epochs: int = 200,
-    frozen_layers: int = 124,
-    optimizer: str = "adamw",
-    head_learning_rate: float = 1e-3,
-    fine_tune_learning_rate: float = 1e-4,
-    patience: int = 10,
-    reduce_lr_patience: int = 5,
-) -> list[Phase]:
-    """The report's two phases (batch 64 then 32, early stopping + ReduceLROnPlateau).
-    Without pretrained weights there is no head-only phase and the whole network trains,
-    BatchNormalization included."""
-    common = dict(optimizer=optimizer, patience=patience, reduce_lr_patience=reduce_lr_patience)
-    if not pretrained:
-        return [Phase("train", epochs, batch_size=32, learning_rate=head_learning_rate, trainable="all", **common)]
-    return [
-        Phase("transfer", epochs, batch_size=64, learning_rate=head_learning_rate, trainable="head", **common),
-        Phase(
-            "fine_tune",
-            epochs,
-            batch_size=32,
-            learning_rate=fine_tune_learning_rate,
-            trainable="fine_tune",
-            frozen_layers=frozen_layers,
-            freeze_batchnorm=True,
-            **common,
-        ),
-    ]
 
 
 def configure_trainable(model, phase: Phase) -> None:
@@ -283,7 +177,7 @@ def train_phases(
     each epoch. With `checkpoint_dir` and resume=True, an interrupted run continues where its
     last checkpoint left it (same model architecture and phases required).
 
-    `distribution` (a `utils.distribute.Distribution`; build the model in its `scope()`) trains
+    `distribution` (a `utils.training.distribute.Distribution`; build the model in its `scope()`) trains
     data-parallel: each phase's batch size and learning rate scale with the replica count as it
     says, and each record holds `replicas`. None trains on one device, as before.
     """
@@ -292,10 +186,60 @@ def train_phases(
         raise ValueError("No phases to train.")
     if distribution is not None:
         phases = [distribution.scale_phase(phase) for phase in phases]
-    # The strategy's scope (a plain context on one device) covers compiling, restoring and fitting.
-    scope = distribution.scope if distribution is not None else contextlib.nullcontext
     if seed is not None:
         set_seeds(seed)
+    x_train, y_train, loss, validation = _prepare_data(model, train_data, validation_data, label_mode, label_smoothing)
+    store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
+    saved = store.load() if (store is not None and resume) else None
+    run_state, start_phase = _initial_run_state(model, phases, store, saved)
+    run = _Run(
+        model=model,
+        x_train=x_train,
+        y_train=y_train,
+        validation=validation,
+        loss=loss,
+        # The strategy's scope (a plain context on one device) covers compiling, restoring and fitting.
+        scope=distribution.scope if distribution is not None else contextlib.nullcontext,
+        store=store,
+        run_state=run_state,
+        callbacks=callbacks,
+        verbose=verbose,
+        jit_compile=jit_compile,
+        replicas=distribution.replicas if distribution is not None else 1,
+    )
+    results = []
+    for index, phase in enumerate(phases):
+        title = f"Phase {index + 1}/{len(phases)} {phase.name}"
+        if index < start_phase:
+            history = run_state["history"][index]
+            print(f"{title}: already finished ({len(history)} epochs).", flush=True)
+            results.append(dict(_phase_record(phase, history, None), replicas=run.replicas))
+            continue
+        resuming = saved is not None and index == saved["phase"] and not saved["phase_done"]
+        results.append(_train_phase(run, phase, index, title, saved if resuming else None))
+    return results
+
+
+@dataclass
+class _Run:
+    """What every phase of one `train_phases` call shares: the model, its data, the checkpoint and the fit settings."""
+
+    model: object
+    x_train: object
+    y_train: object
+    validation: object
+    loss: object
+    scope: object
+    store: CheckpointStore | None
+    run_state: dict
+    callbacks: list | None
+    verbose: int
+    jit_compile: object
+    replicas: int
+
+
+def _prepare_data(model, train_data, validation_data, label_mode: str, label_smoothing: float):
+    """The training inputs and labels, the loss, and the validation data in the form `model.fit` takes."""
     num_classes = int(model.output_shape[-1])
     x_train, y_train = _split(train_data)
     y_train, loss, label_mode = _labels_and_loss(y_train, num_classes, label_mode, label_smoothing)
@@ -305,138 +249,149 @@ def train_phases(
         validation = (x_val, y_val) if y_val is not None else x_val
     else:
         validation = None
+    return x_train, y_train, loss, validation
 
-    store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
-    saved = store.load() if (store is not None and resume) else None
+
+def _initial_run_state(model, phases: list[Phase], store: CheckpointStore | None, saved: dict | None) -> tuple[dict, int]:
+    """The run state to record epochs in and the first phase to train; a saved checkpoint also loads its weights."""
     plan = [p.to_dict() for p in phases]
+    if saved is None:
+        return {"format": CHECKPOINT_FORMAT, "phases": plan, "history": [[] for _ in phases]}, 0
+    if [p["name"] for p in saved["phases"]] != [p.name for p in phases]:
+        raise ValueError(
+            f"{store.path(CHECKPOINT_FILE)} belongs to phases {[p['name'] for p in saved['phases']]}, "
+            f"not {[p.name for p in phases]}; use a new checkpoint directory or resume=False."
+        )
+    run_state = saved
+    run_state["phases"] = plan
+    model.load_weights(store.path(saved["weights"]))
+    start_phase = saved["phase"] + (1 if saved["phase_done"] else 0)
+    print(
+        f"Resuming from {store.path(CHECKPOINT_FILE)}: phase {saved['phase'] + 1} ({phases[saved['phase']].name}), "
+        f"epoch {saved['epoch'] + 1} {'(phase finished)' if saved['phase_done'] else 'done'}.",
+        flush=True,
+    )
+    return run_state, start_phase
+
+
+def _train_phase(run: _Run, phase: Phase, index: int, title: str, saved: dict | None) -> dict:
+    """Train one phase, continuing it from `saved` when that checkpoint interrupted it, and return its record."""
+    model, history = run.model, run.run_state["history"][index]
+    configure_trainable(model, phase)
+    with run.scope():
+        optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
+        model.compile(optimizer=optimizer, loss=run.loss, metrics=["accuracy"], jit_compile=run.jit_compile)
+    phase_callbacks, early_stopping, reduce_lr = _phase_callbacks(phase, run.verbose)
+    initial_epoch, finished_before_fit = 0, False
     if saved is not None:
-        if [p["name"] for p in saved["phases"]] != [p.name for p in phases]:
-            raise ValueError(
-                f"{store.path(CHECKPOINT_FILE)} belongs to phases {[p['name'] for p in saved['phases']]}, "
-                f"not {[p.name for p in phases]}; use a new checkpoint directory or resume=False."
-            )
-        run_state = saved
-        run_state["phases"] = plan
-        model.load_weights(store.path(saved["weights"]))
-        start_phase = saved["phase"] + (1 if saved["phase_done"] else 0)
-        print(
-            f"Resuming from {store.path(CHECKPOINT_FILE)}: phase {saved['phase'] + 1} ({phases[saved['phase']].name}), "
-            f"epoch {saved['epoch'] + 1} {'(phase finished)' if saved['phase_done'] else 'done'}.",
-            flush=True,
+        initial_epoch, finished_before_fit = _restore_phase(run, phase, saved, early_stopping, reduce_lr)
+    checkpoint = EpochCheckpoint(run.store, run.run_state, index, early_stopping, reduce_lr)
+    trainable_count = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    print(
+        f"{title}: {phase.trainable} ({trainable_count:,} trainable "
+        f"parameters), {phase.optimizer} lr={phase.learning_rate:g}, batch {phase.batch_size}, "
+        f"epochs {initial_epoch + 1}-{phase.epochs}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    if not finished_before_fit:
+        _fit_phase(run, phase, phase_callbacks + [checkpoint] + list(run.callbacks or []), initial_epoch)
+    seconds = time.perf_counter() - started
+    # The phase ends with the averaged weights, unless EarlyStopping restored its best epoch's weights.
+    restored_best = early_stopping is not None and early_stopping.stopped_epoch and phase.restore_best_weights
+    if phase.ema_momentum is not None and not finished_before_fit and not restored_best:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    last_epoch = history[-1]["epoch"] - 1 if history else initial_epoch - 1
+    checkpoint.set_model(model)
+    checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))
+    record = _phase_record(phase, history, initial_epoch if saved is not None else None)
+    record.update(replicas=run.replicas, batch_size=int(phase.batch_size))
+    best_text = f"best {phase.monitor} {record['best']:.4f} at epoch {record['best_epoch']}" if record["best"] is not None else ""
+    print(
+        f"{title} done: {record['epochs_run']} epochs"
+        f"{' (early stop)' if record['stopped_early'] else ''}, {best_text}, {seconds:.1f}s this run",
+        flush=True,
+    )
+    return record
+
+
+def _phase_callbacks(phase: Phase, verbose: int):
+    """The phase's own callbacks (early stopping, schedule, weight averaging, plateau), with the two that checkpoints record."""
+    early_stopping = reduce_lr = None
+    phase_callbacks = []
+    monitor_mode = "min" if phase.monitor.endswith("loss") else "max"
+    if phase.patience is not None:
+        early_stopping = ResumableEarlyStopping(
+            monitor=phase.monitor,
+            mode=monitor_mode,
+            patience=int(phase.patience),
+            min_delta=phase.min_delta,
+            restore_best_weights=phase.restore_best_weights,
+            verbose=1 if verbose else 0,
         )
-    else:
-        run_state = {"format": CHECKPOINT_FORMAT, "phases": plan, "history": [[] for _ in phases]}
-        start_phase = 0
-
-    results = []
-    for index, phase in enumerate(phases):
-        history = run_state["history"][index]
-        if index < start_phase:
-            print(f"Phase {index + 1}/{len(phases)} {phase.name}: already finished ({len(history)} epochs).", flush=True)
-            results.append(dict(_phase_record(phase, history, None), replicas=distribution.replicas if distribution else 1))
-            continue
-        configure_trainable(model, phase)
-        with scope():
-            optimizer = make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
-            model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
-
-        early_stopping = reduce_lr = None
-        phase_callbacks = []
-        monitor_mode = "min" if phase.monitor.endswith("loss") else "max"
-        if phase.patience is not None:
-            early_stopping = ResumableEarlyStopping(
-                monitor=phase.monitor,
-                mode=monitor_mode,
-                patience=int(phase.patience),
-                min_delta=phase.min_delta,
-                restore_best_weights=phase.restore_best_weights,
-                verbose=1 if verbose else 0,
-            )
-            phase_callbacks.append(early_stopping)
-        if phase.schedule == "cosine":
-            phase_callbacks.append(CosineSchedule(phase))
-        if phase.ema_momentum is not None:
-            # Validation (and so the history, EarlyStopping and ReduceLROnPlateau) sees the averaged weights;
-            # between validations the model holds the raw weights, so each checkpoint stores the raw weights
-            # and the optimizer its averages, and a resumed phase continues both.
-            phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
-        if phase.reduce_lr_patience is not None and phase.schedule != "cosine":
-            reduce_lr = ResumableReduceLROnPlateau(
-                monitor=phase.monitor,
-                mode=monitor_mode,
-                factor=phase.reduce_lr_factor,
-                patience=int(phase.reduce_lr_patience),
-                min_lr=phase.min_lr,
-                min_delta=phase.min_delta,
-                verbose=1 if verbose else 0,
-            )
-            phase_callbacks.append(reduce_lr)
-
-        resuming = saved is not None and index == saved["phase"] and not saved["phase_done"]
-        initial_epoch = 0
-        finished_before_fit = False
-        if resuming:
-            with scope():
-                _restore_optimizer(model, store.read_arrays(saved["optimizer"]))
-            best = store.read_arrays(saved["best_weights"]) if saved.get("best_weights") else None
-            if early_stopping is not None and saved.get("early_stopping"):
-                early_stopping.restore(saved["early_stopping"], best)
-            if reduce_lr is not None and saved.get("reduce_lr"):
-                reduce_lr.restore(saved["reduce_lr"])
-            initial_epoch = saved["epoch"] + 1
-            finished_before_fit = saved.get("stopped", False) or initial_epoch >= phase.epochs
-            if finished_before_fit and early_stopping is not None and phase.restore_best_weights and best is not None:
-                model.set_weights(best)  # what EarlyStopping.on_train_end would have done
-                M._refresh_normalization(model)
-
-        checkpoint = EpochCheckpoint(store, run_state, index, early_stopping, reduce_lr)
-        trainable_count = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-        print(
-            f"Phase {index + 1}/{len(phases)} {phase.name}: {phase.trainable} ({trainable_count:,} trainable "
-            f"parameters), {phase.optimizer} lr={phase.learning_rate:g}, batch {phase.batch_size}, "
-            f"epochs {initial_epoch + 1}-{phase.epochs}",
-            flush=True,
+        phase_callbacks.append(early_stopping)
+    if phase.schedule == "cosine":
+        phase_callbacks.append(CosineSchedule(phase))
+    if phase.ema_momentum is not None:
+        # Validation (and so the history, EarlyStopping and ReduceLROnPlateau) sees the averaged weights;
+        # between validations the model holds the raw weights, so each checkpoint stores the raw weights
+        # and the optimizer its averages, and a resumed phase continues both.
+        phase_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
+    if phase.reduce_lr_patience is not None and phase.schedule != "cosine":
+        reduce_lr = ResumableReduceLROnPlateau(
+            monitor=phase.monitor,
+            mode=monitor_mode,
+            factor=phase.reduce_lr_factor,
+            patience=int(phase.reduce_lr_patience),
+            min_lr=phase.min_lr,
+            min_delta=phase.min_delta,
+            verbose=1 if verbose else 0,
         )
-        started = time.perf_counter()
-        if not finished_before_fit:
-            fit_kwargs = dict(
-                validation_data=validation,
-                epochs=int(phase.epochs),
-                initial_epoch=initial_epoch,
-                callbacks=phase_callbacks + [checkpoint] + list(callbacks or []),
-                verbose=verbose,
-            )
-            try:
-                with scope():
-                    if y_train is not None:
-                        model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
-                    elif callable(x_train) and not hasattr(x_train, "__getitem__"):
-                        # The data shuffles itself (fit's own shuffle does not apply to a dataset).
-                        model.fit(x_train(int(phase.batch_size)), shuffle=False, **fit_kwargs)
-                    else:
-                        model.fit(x_train, **fit_kwargs)
-            except KeyboardInterrupt:
-                if store is not None:
-                    print(f"Interrupted; the last finished epoch is saved in {store.directory}: run again to resume.", flush=True)
-                raise
-        seconds = time.perf_counter() - started
-        # The phase ends with the averaged weights, unless EarlyStopping restored its best epoch's weights.
-        restored_best = early_stopping is not None and early_stopping.stopped_epoch and phase.restore_best_weights
-        if phase.ema_momentum is not None and not finished_before_fit and not restored_best:
-            model.optimizer.finalize_variable_values(model.trainable_variables)
-        last_epoch = history[-1]["epoch"] - 1 if history else initial_epoch - 1
-        checkpoint.set_model(model)
-        checkpoint.save(last_epoch, phase_done=True, stopped=bool(early_stopping and early_stopping.stopped_epoch))
-        record = _phase_record(phase, history, initial_epoch if resuming else None)
-        record.update(replicas=distribution.replicas if distribution is not None else 1, batch_size=int(phase.batch_size))
-        results.append(record)
-        best_text = f"best {phase.monitor} {record['best']:.4f} at epoch {record['best_epoch']}" if record["best"] is not None else ""
-        print(
-            f"Phase {index + 1}/{len(phases)} {phase.name} done: {record['epochs_run']} epochs"
-            f"{' (early stop)' if record['stopped_early'] else ''}, {best_text}, {seconds:.1f}s this run",
-            flush=True,
-        )
-    return results
+        phase_callbacks.append(reduce_lr)
+    return phase_callbacks, early_stopping, reduce_lr
+
+
+def _restore_phase(run: _Run, phase: Phase, saved: dict, early_stopping, reduce_lr) -> tuple[int, bool]:
+    """Restore an interrupted phase's optimizer and callbacks; return its next epoch and whether it had already finished."""
+    model, store = run.model, run.store
+    with run.scope():
+        _restore_optimizer(model, store.read_arrays(saved["optimizer"]))
+    best = store.read_arrays(saved["best_weights"]) if saved.get("best_weights") else None
+    if early_stopping is not None and saved.get("early_stopping"):
+        early_stopping.restore(saved["early_stopping"], best)
+    if reduce_lr is not None and saved.get("reduce_lr"):
+        reduce_lr.restore(saved["reduce_lr"])
+    initial_epoch = saved["epoch"] + 1
+    finished_before_fit = saved.get("stopped", False) or initial_epoch >= phase.epochs
+    if finished_before_fit and early_stopping is not None and phase.restore_best_weights and best is not None:
+        model.set_weights(best)  # what EarlyStopping.on_train_end would have done
+        M._refresh_normalization(model)
+    return initial_epoch, finished_before_fit
+
+
+def _fit_phase(run: _Run, phase: Phase, fit_callbacks: list, initial_epoch: int) -> None:
+    """Fit the model for the rest of the phase; an interrupt says where its last finished epoch is saved."""
+    model, x_train, y_train = run.model, run.x_train, run.y_train
+    fit_kwargs = dict(
+        validation_data=run.validation,
+        epochs=int(phase.epochs),
+        initial_epoch=initial_epoch,
+        callbacks=fit_callbacks,
+        verbose=run.verbose,
+    )
+    try:
+        with run.scope():
+            if y_train is not None:
+                model.fit(x_train, y_train, batch_size=int(phase.batch_size), shuffle=True, **fit_kwargs)
+            elif callable(x_train) and not hasattr(x_train, "__getitem__"):
+                # The data shuffles itself (fit's own shuffle does not apply to a dataset).
+                model.fit(x_train(int(phase.batch_size)), shuffle=False, **fit_kwargs)
+            else:
+                model.fit(x_train, **fit_kwargs)
+    except KeyboardInterrupt:
+        if run.store is not None:
+            print(f"Interrupted; the last finished epoch is saved in {run.store.directory}: run again to resume.", flush=True)
+        raise
 
 
 def _phase_record(phase: Phase, history: list, resumed_at) -> dict:

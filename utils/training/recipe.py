@@ -16,11 +16,11 @@ first `frozen_layers` (or the first `frozen_fraction`) of the backbone layers fr
 
 `consistency_weight` > 0 trains on two views of every image (the first as `consistency_view` says: "geometry",
 the policy's flips, rotation, shift and zoom only, or "policy", a second draw of the whole policy) with a
-Jensen-Shannon consistency term of that weight (`utils.consistency`). `batch_size` still counts images, so a
+Jensen-Shannon consistency term of that weight (`utils.augment.consistency`). `batch_size` still counts images, so a
 step holds twice as many rows and costs about twice the time.
 
 `precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
-bfloat16 natively (`utils.precision`). Either way `train_recipe` returns a float32 model with the trained weights.
+bfloat16 natively (`utils.training.mixed_precision`). Either way `train_recipe` returns a float32 model with the trained weights.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
     augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
     epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
-    `utils.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
+    `utils.training.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
     train.set_seeds(seed)
     with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
         model, spec = build(recipe, seed=seed)
