@@ -229,7 +229,7 @@ def test_torch_warp_matches_keras_affine_transform(under_torch):
     times slower); it must give Keras' pixels for every fill mode it takes over, borders included."""
     script = (
         "import numpy as np, json, keras\n"
-        "from utils import augment_fused\n"
+        "from utils.augment import fused as augment_fused\n"
         "rng = np.random.default_rng(0)\n"
         "images = keras.ops.convert_to_tensor(rng.uniform(0, 255, (6, 40, 56, 3)).astype('float32'))\n"
         "angle, scale = rng.uniform(-np.pi, np.pi, 6), rng.uniform(0.7, 1.3, 6)\n"
