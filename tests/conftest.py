@@ -19,11 +19,17 @@ REPO_ROOT = config.REPO_ROOT
 SHARED_DATA_DIR = config.SHARED_DATA
 
 
+# Fixtures whose tests belong to a tier by what they cost: the shared real data, a second Python under the torch
+# backend (the notebooks run under torch in the `notebooks` tier), a local Ray cluster.
+FIXTURE_MARKS = {"shared_data_dir": "real_data", "under_torch": "slow", "cluster": "slow"}
+
+
 def pytest_collection_modifyitems(items):
-    """Marks every test that reads the shared real data `real_data`, so that `-m "not real_data"` leaves them out."""
+    """Marks each test by the fixtures it uses (`FIXTURE_MARKS`), so that the tiers of `make test-fast` hold."""
     for item in items:
-        if "shared_data_dir" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.real_data)
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 def make_arrays(count_per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,14 +75,12 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture
 def fresh_keras_session():
-    """Clears the Keras session after a test so that models built by one test do not pile up."""
+    """Clears the Keras session after a test so that models built by one test do not pile up. Python's own garbage
+    collector frees them later: a full collection after every test cost up to 2 s once TensorFlow's heap had grown."""
     yield
-    import gc
-
     import keras
 
-    keras.backend.clear_session()
-    gc.collect()
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture(scope="module")

@@ -186,6 +186,7 @@ def test_tiny_model_fits_one_epoch(pipeline, fresh_keras_session):
     assert np.isfinite(result["loss"]) and result["loss"] > 0
 
 
+@pytest.mark.slow
 def test_tiny_model_fits_under_torch_backend():
     environment = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(

@@ -265,3 +265,54 @@ def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path,
     assert error.startswith("error: ") and name in error and shown in error, error
     assert "Traceback" not in error and len(error.splitlines()) == 1
     assert not out_dir.exists()
+
+
+def test_set_overrides_a_parameter_and_run_json_records_it(tiny_suite, tmp_path):
+    assert runner.main(["--profile", "smoke", "--set", "SEED=7", "--out", str(tmp_path / "run")]) == 0
+    run_dir = tmp_path / "run"
+    assert (run_dir / "first.txt").read_text() == "tensorflow 7"  # --set wins over the profile's 42.
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["overrides"] == {"SEED": 7} and state["parameters"]["SEED"] == 7
+
+
+def test_a_profile_file_path_is_a_profile(tiny_suite, tmp_path):
+    import yaml
+
+    profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
+    profile["parameters"]["SEED"] = 5
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    assert runner.main(["--profile", str(path), "--out", str(tmp_path / "run")]) == 0
+    state = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (tmp_path / "run" / "first.txt").read_text() == "tensorflow 5"
+    assert state["profile"] == "mine" and state["profile_file"] == str(path.resolve())
+
+
+BAD_SETS = {
+    "unknown key": (["SEEDS=3"], "--set SEEDS: no notebook declares this parameter; did you mean SEED?"),
+    "no equals sign": (["SEED"], "--set SEED: write KEY=VALUE"),
+    "runner's own": (["OUT_DIR=/tmp/x"], "--set OUT_DIR: the runner sets OUT_DIR; use --out instead."),
+    "wrong type": (["SEED=many"], "--set SEED=many: SEED is declared as int, not str; give one of type int."),
+    "bad value": (["SEED=1", "FINAL_POLICY=sparkles"], "--set: "),
+    "unknown profile": (["SEED=1"], "--profile nowhere: neither a profile name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SETS))
+def test_a_bad_set_or_profile_stops_before_any_folder_with_one_sentence(tiny_suite, tmp_path, capsys, case):
+    pairs, expected = BAD_SETS[case]
+    if case == "bad value":
+        # The tiny notebooks declare only DATA_PATH, OUT_DIR and SEED; a real parameter's check needs it declared.
+        write_notebook(tiny_suite / "03_third.ipynb", "print(FINAL_POLICY)")
+        notebook = nbformat.read(tiny_suite / "03_third.ipynb", as_version=4)
+        notebook.cells[1].source += '\nFINAL_POLICY: str = "none"'
+        nbformat.write(notebook, tiny_suite / "03_third.ipynb")
+    profile = ["--profile", "nowhere"] if case == "unknown profile" else []
+    out_dir = tmp_path / "run"
+    assert runner.main([*profile, "--set", *pairs, "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "Traceback" not in error and len(error.splitlines()) == 1, error
+    assert expected in error, error
+    if case == "bad value":
+        assert "FINAL_POLICY" in error and "sparkles" in error, error
+    assert not out_dir.exists()

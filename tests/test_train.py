@@ -310,9 +310,10 @@ def _run_worker(backend: str, directory: Path, stage: str) -> subprocess.Complet
     )
 
 
-# The pytest process's backend is fixed at import, so each backend runs in its own process.
-# TensorFlow is also covered in-process above, so its subprocess run counts as slow.
-@pytest.mark.parametrize("backend", [pytest.param("tensorflow", marks=pytest.mark.slow), "torch"])
+# The pytest process's backend is fixed at import, so each backend runs in its own process (the slow tier: a second
+# Python that imports a backend costs more than the fast tier's minutes allow; TensorFlow is covered in-process above).
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_backend_train_kill_resume_in_subprocess(backend, tmp_path):
     if backend == "torch":
         pytest.importorskip("torch")

@@ -12,8 +12,10 @@ folder. A failing notebook stops the run; its executed copy in the run folder ho
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import datetime as dt
+import difflib
 import importlib.util
 import json
 import os
@@ -56,11 +58,21 @@ def select_notebooks(only: list[str] | None, notebooks: list[Path]) -> list[Path
     return sorted(selected)
 
 
+def profile_path(profile: str) -> Path:
+    """The YAML file of a profile: a name of `config.PROFILES` (`notebooks/params/<name>.yaml`) or a file path."""
+    if profile in config.PROFILES:
+        return config.PARAMS_DIR / f"{profile}.yaml"
+    path = Path(profile).expanduser()
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        return path.resolve()
+    raise RunnerError(f"--profile {profile}: neither a profile name ({', '.join(config.PROFILES)}) nor a .yaml file; name one of them.")
+
+
 def load_profile(profile: str) -> dict:
-    """Reads `notebooks/params/<profile>.yaml` and checks its shape."""
-    path = config.PARAMS_DIR / f"{profile}.yaml"
+    """Reads a profile (a name, or a path to a YAML file shaped like `notebooks/params/smoke.yaml`) and checks it."""
+    path = profile_path(profile)
     if not path.exists():
-        raise RunnerError(f"{path}: profile file is missing; choose one of {', '.join(config.PROFILES)}.")
+        raise RunnerError(f"{path}: profile file is missing; choose one of {', '.join(config.PROFILES)} or an existing .yaml file.")
     try:
         content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -69,9 +81,64 @@ def load_profile(profile: str) -> dict:
         raise RunnerError(f"{path}: must be a mapping with a `parameters` mapping of plain values; fix the file.")
     content.setdefault("parameters", {})
     content.setdefault("backend", "tensorflow")
-    content["name"] = profile
+    content["name"] = profile if profile in config.PROFILES else path.stem
+    content["path"] = str(path)
     check_profile_parameters(content["parameters"], path)
     return content
+
+
+# Python types of the values papermill reads from a parameters cell's annotations, for checking `--set` values.
+_DECLARED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+# Parameters that have an option of their own.
+_RUNNER_PARAMETERS = {"DATA_PATH": "--data", "OUT_DIR": "--out"}
+
+
+def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
+    """Every parameter the notebooks' parameters cells declare, by name (papermill's description of it)."""
+    import papermill
+
+    declared = {}
+    for notebook in notebooks:
+        declared.update(papermill.inspect_notebook(str(notebook)))
+    return declared
+
+
+def _declared_type(description: dict) -> str:
+    """The type name of a declared parameter: its annotation, else the type of its default value."""
+    annotated = str(description.get("inferred_type_name") or "None").split("[")[0]
+    if annotated != "None":
+        return annotated
+    try:
+        return type(ast.literal_eval(str(description.get("default")))).__name__
+    except (ValueError, SyntaxError):
+        return "None"
+
+
+def parse_overrides(pairs: list[str], declared: dict[str, dict]) -> dict:
+    """`--set KEY=VALUE` pairs as parameters: each KEY a declared parameter, each VALUE YAML of the declared type."""
+    overrides = {}
+    for pair in pairs or []:
+        key, separator, text = pair.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise RunnerError(f"--set {pair}: write KEY=VALUE, for example --set FINAL_EPOCHS=12.")
+        if key in _RUNNER_PARAMETERS:
+            raise RunnerError(f"--set {key}: the runner sets {key}; use {_RUNNER_PARAMETERS[key]} instead.")
+        if key not in declared:
+            close = difflib.get_close_matches(key, declared, n=1)
+            hint = f"did you mean {close[0]}?" if close else "the parameters are those of the notebooks' parameters cells."
+            raise RunnerError(f"--set {key}: no notebook declares this parameter; {hint}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise RunnerError(f"--set {pair}: the value is not valid YAML; quote strings and write lists as [a, b].") from None
+        declared_type = _declared_type(declared[key])
+        expected = _DECLARED_TYPES.get(declared_type)
+        if expected and value is not None and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
+            given = type(value).__name__
+            raise RunnerError(f"--set {key}={text}: {key} is declared as {declared_type}, not {given}; give one of type {declared_type}.")
+        overrides[key] = value
+    return overrides
 
 
 def check_profile_parameters(parameters: dict, path) -> None:
@@ -188,6 +255,8 @@ class Run:
         state = {
             "status": "running",
             "profile": profile["name"],
+            "profile_file": profile.get("path"),
+            "overrides": profile.get("overrides", {}),
             "data_path": data_path,
             "backend": backend,
             "parameters": parameters,
@@ -329,7 +398,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m utils.runner",
         description="Execute the numbered notebooks in order through papermill and collect a run folder.",
     )
-    parser.add_argument("--profile", choices=config.PROFILES, help="parameter profile in notebooks/params/ (default: smoke)")
+    parser.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help=f"parameter profile: {', '.join(config.PROFILES)} (notebooks/params/<name>.yaml) or a YAML file shaped alike (default: smoke)",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the profile's parameters, e.g. --set FINAL_EPOCHS=12 'CORRUPTIONS=[gaussian_noise]' (checked before any notebook)",
+    )
     parser.add_argument("--data", help="the challenge's npz or an 8-class image folder (default: the profile's)")
     parser.add_argument("--out", help="run folder to create; must not exist (default: a new folder under outputs/)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, by number (01) or name")
@@ -352,9 +433,9 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     if not all_notebooks:
         raise RunnerError(f"{config.NOTEBOOKS_DIR}: holds no numbered notebooks (NN_name.ipynb).")
     if arguments.resume:
-        if arguments.out or arguments.data or arguments.profile or arguments.backend:
+        if arguments.out or arguments.data or arguments.profile or arguments.backend or arguments.set:
             raise RunnerError(
-                "--resume continues a run with its own profile, data, backend and folder; drop the other options "
+                "--resume continues a run with its own profile, parameters, data, backend and folder; drop the other options "
                 "(--only, --workers and --ray-address are allowed)."
             )
         run = Run.load(Path(arguments.resume).expanduser().resolve())
@@ -365,7 +446,8 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
                     run.state["notebooks"].append({"name": notebook.stem, "status": "pending", "seconds": None})
             run.state["notebooks"].sort(key=lambda item: item["name"])
             # Parameters that newer notebooks declare come from the profile; the run's own values win.
-            run.state["parameters"] = {**load_profile(run.state["profile"])["parameters"], **run.state["parameters"]}
+            profile = load_profile(run.state.get("profile_file") or run.state["profile"])
+            run.state["parameters"] = {**profile["parameters"], **run.state["parameters"]}
         elif run.state.get("status") == "done":
             raise RunnerError(f"{run.paths.root}: this run is already complete; start a new run, or add notebooks with --only.")
         names = [item["name"] for item in run.state["notebooks"]]
@@ -381,6 +463,11 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         return run, notebooks
     profile = load_profile(arguments.profile or "smoke")
     notebooks = select_notebooks(arguments.only, all_notebooks)
+    overrides = parse_overrides(arguments.set, declared_parameters(all_notebooks))
+    if overrides:
+        profile["parameters"] = {**profile["parameters"], **overrides}
+        check_profile_parameters(profile["parameters"], "--set")
+    profile["overrides"] = overrides
     backend, note = choose_backend(arguments.backend or str(profile["backend"]))
     out_dir = Path(arguments.out).expanduser().resolve() if arguments.out else default_out_dir(profile["name"])
     if out_dir.exists():
