@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from utils import config  # noqa: E402
 from utils.report import document as report  # noqa: E402
@@ -254,3 +255,28 @@ def test_study_and_robustness_plots_draw_what_they_are_given(tmp_path):
         plots.save_figure(figure, tmp_path / name, name)
         plt.close(figure)
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_accuracy_axes_zoom_on_the_values_they_compare():
+    """Bars and heat maps of accuracies show one or two points of difference: the axis and the colour scale span the
+    values, not 0-1."""
+    assert plots.accuracy_limits([0.97, 0.95, 0.96]) == pytest.approx((0.9, 0.99))
+    assert plots.accuracy_limits([0.2, 0.99], room=0.04) == pytest.approx((0.15, 1.04))
+    assert plots.accuracy_limits([np.nan]) == (0.0, 1.0)
+    study = pd.DataFrame({"policy": ["a", "b"], "clean_accuracy": [0.97, 0.975], "corrupted_accuracy": [0.92, 0.93]})
+    low, high = plots.plot_clean_vs_corrupted(study, "policy", "zoomed").axes[0].get_xlim()
+    assert 0.85 <= low <= 0.9 and 0.975 < high <= 1.04
+    sweep = pd.DataFrame({"backbone": ["x", "y"], "val_accuracy": [0.955, 0.962]})
+    low, _ = plots.plot_metric_bars(sweep, ["val_accuracy"], "backbone", "sweep").axes[0].get_xlim()
+    assert low >= 0.9
+    table = pd.DataFrame([{"kind": k, "severity": s, "accuracy": a} for k, s, a in [("snow", 1, 0.75), ("snow", 5, 0.97)]])
+    colours = plots.plot_robustness_heatmap(table, "kinds").axes[0].images[0]
+    assert colours.norm.vmin == pytest.approx(0.75) and colours.norm.vmax == pytest.approx(0.97)
+
+
+def test_score_histogram_has_a_title_and_log_bins_for_positive_scores():
+    rng = np.random.default_rng(2)
+    scores = np.concatenate([rng.lognormal(1, 0.3, 500), rng.uniform(60, 200, 20)])
+    axis = plots.plot_score_histogram(scores, scores < 57.4, 57.4).axes[0]
+    assert axis.get_title() and axis.get_xscale() == "log" and axis.get_yscale() == "log"
+    assert plots.plot_score_histogram(rng.normal(size=50), np.ones(50, bool), 1.0).axes[0].get_xscale() == "linear"

@@ -125,7 +125,7 @@ def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: 
 
 
 def plot_duplicate_groups(
-    images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 12, columns: int = 8
+    images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 6, columns: int = 8
 ):
     """One row per duplicate group (largest first): its members with their labels; K marks the kept copy."""
     ordered = sorted(groups, key=lambda group: (-len(group["members"]), group["members"][0]))[:max_groups]
@@ -185,6 +185,21 @@ def plot_confusion_matrix(matrix, class_names, title: str = "Confusion matrix (v
     return figure
 
 
+def accuracy_limits(values, margin: float = 0.02, room: float = 0.0) -> tuple[float, float]:
+    """Axis limits that zoom on accuracies (fractions 0-1): from just below the smallest value, rounded down to a
+    multiple of 0.05, to just above the largest (plus `room`, for value labels), so that a difference of one or two
+    points stays visible; the whole 0-1 range only when the values span it."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0 + room
+    low = max(0.0, np.floor((finite.min() - margin) / 0.05) * 0.05)
+    high = min(1.0, finite.max() + margin) + room
+    if high - low < 0.05:
+        low = max(0.0, high - room - 0.05)
+    return float(low), float(high)
+
+
 def plot_metric_bars(table, metric_columns: list[str], label_column: str, title: str):
     """Horizontal bars of one or more metrics per row of a table (e.g. the backbone sweep)."""
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
@@ -195,25 +210,41 @@ def plot_metric_bars(table, metric_columns: list[str], label_column: str, title:
         axis.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     axis.set_yticks(positions + height * (len(metric_columns) - 1) / 2, table[label_column])
     axis.invert_yaxis()
-    axis.set_xlim(0, 1.1)
+    values = table[metric_columns].to_numpy(dtype=float)
+    if np.nanmax(values) <= 1.0:  # fractions: zoom on the range they span
+        axis.set_xlim(*accuracy_limits(values, room=0.04))
+    axis.set_xlabel(", ".join(column.replace("_", " ") for column in metric_columns) + " (axis zoomed on the values)")
     axis.set_title(title)
     axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     return figure
 
 
-def plot_score_histogram(scores, keep_mask, threshold: float, xlabel: str = "out-of-distribution score"):
-    """Scores of kept and dropped images on a log scale, with the threshold that separates them."""
+def plot_score_histogram(
+    scores,
+    keep_mask,
+    threshold: float,
+    xlabel: str = "out-of-distribution score",
+    title: str = "Out-of-distribution scores of kept and dropped images",
+):
+    """Scores of kept and dropped images, with the threshold that separates them. Counts are on a log scale; where
+    every score is positive the bins are log-spaced too, so that the many ordinary cells spread over several bins
+    instead of filling one."""
     scores = np.asarray(scores, dtype=float)
     keep_mask = np.asarray(keep_mask, dtype=bool)
     figure, axis = plt.subplots(figsize=(9, 3.2))
-    bins = np.linspace(scores.min(), max(scores.max(), threshold * 1.05), 80)
+    top = max(scores.max(), threshold * 1.05)
+    logarithmic = scores.min() > 0 and threshold > 0
+    bins = np.geomspace(scores.min(), top, 80) if logarithmic else np.linspace(scores.min(), top, 80)
     axis.hist(scores[keep_mask], bins=bins, label="kept", color="tab:blue", alpha=0.8)
     axis.hist(scores[~keep_mask], bins=bins, label="dropped", color="tab:red", alpha=0.6)
-    axis.axvline(threshold, color="black", linestyle="--", label="threshold")
+    axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
     axis.set_yscale("log")
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel("images")
+    if logarithmic:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel + (" (log scale)" if logarithmic else ""))
+    axis.set_ylabel("images (log scale)")
+    axis.set_title(title)
     axis.legend()
     figure.tight_layout()
     return figure
@@ -269,8 +300,8 @@ def plot_clean_vs_corrupted(
         axis.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     axis.set_yticks(positions + 0.2, table[label_column])
     axis.invert_yaxis()
-    axis.set_xlim(0, 1.12)
-    axis.set_xlabel("validation accuracy")
+    axis.set_xlim(*accuracy_limits(table[[clean_column, corrupted_column]].to_numpy(dtype=float), room=0.04))
+    axis.set_xlabel("validation accuracy (fraction correct; axis zoomed on the values)")
     axis.set_title(title)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
@@ -283,7 +314,9 @@ def plot_robustness_heatmap(table, title: str, value_column: str = "accuracy"):
     corrupted = table[table["kind"] != "clean"]
     grid = corrupted.pivot_table(index="kind", columns="severity", values=value_column, sort=False)
     figure, axis = plt.subplots(figsize=(1.0 * grid.shape[1] + 3.2, 0.32 * grid.shape[0] + 1.4))
-    image = axis.imshow(grid.to_numpy(), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    # The colours span the values shown, so that 0.75 and 0.97 look different; the numbers in the cells stay exact.
+    low, high = accuracy_limits(grid.to_numpy(), margin=0.0)
+    image = axis.imshow(grid.to_numpy(), cmap="RdYlGn", vmin=low, vmax=max(high, low + 0.01), aspect="auto")
     for row in range(grid.shape[0]):
         for column in range(grid.shape[1]):
             axis.text(column, row, f"{grid.iat[row, column]:.2f}", ha="center", va="center", fontsize=7)
@@ -291,6 +324,7 @@ def plot_robustness_heatmap(table, title: str, value_column: str = "accuracy"):
     axis.set_yticks(range(grid.shape[0]), grid.index)
     axis.set_xlabel("severity")
     axis.set_title(title)
-    figure.colorbar(image, ax=axis, fraction=0.046, label=value_column)
+    axis.set_ylabel("corruption kind")
+    figure.colorbar(image, ax=axis, fraction=0.046, label=f"{value_column.replace('_', ' ')} (colours span the values shown)")
     figure.tight_layout()
     return figure
