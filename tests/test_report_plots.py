@@ -280,3 +280,42 @@ def test_score_histogram_has_a_title_and_log_bins_for_positive_scores():
     axis = plots.plot_score_histogram(scores, scores < 57.4, 57.4).axes[0]
     assert axis.get_title() and axis.get_xscale() == "log" and axis.get_yscale() == "log"
     assert plots.plot_score_histogram(rng.normal(size=50), np.ones(50, bool), 1.0).axes[0].get_xscale() == "linear"
+
+
+def test_the_report_opens_with_a_verdict_read_from_the_metrics(tmp_path):
+    from utils.data import write_json
+    from utils.report import verdict
+
+    metrics = tmp_path / "metrics"
+    write_json(metrics / "02_baseline_cnn.json", {"val_accuracy": 0.45})
+    write_json(
+        metrics / "05_finetune_tta.json",
+        {
+            "best_model": "final",
+            "models": {"final": {"robustness": {"TTA": {"clean_accuracy": 0.97, "corrupted_accuracy": 0.921, "worst_kind": "snow"}}}},
+            "submission": {"setting": "TTA", "members": ["05_finetune_tta:final"]},
+        },
+    )
+    state = {"notebooks": [{"name": "01_eda_outliers", "status": "done", "seconds": 185}, {"name": "06_submission", "status": "failed"}]}
+    rows = dict(verdict.verdict_rows(tmp_path, state))
+    assert rows["corrupted validation accuracy, as shipped (TTA)"] == "0.921"
+    assert rows["baseline CNN (02), clean"] == "0.450; gain +0.520" and rows["run time"] == "3 min 05 s for 1 of 2 notebooks"
+    assert "ships" not in rows
+    text = report.render_markdown(verdict.verdict_blocks(tmp_path, state))
+    assert "no submission yet" in text
+    check = {"environment": "platform", "keras": "3.4.1", "zip_megabytes": 1.2, "agreement": 1.0}
+    write_json(
+        metrics / "06_submission.json",
+        {
+            "members": ["05_finetune_tta:final"],
+            "tta_views": ["identity", "flip_horizontal"],
+            "submission_val_accuracy": 0.975,
+            "checks": [check],
+        },
+    )
+    rows = dict(verdict.verdict_rows(tmp_path, state))
+    assert rows["ships"] == "05_finetune_tta:final with TTA views identity, flip_horizontal"
+    assert rows["submission.zip"].startswith("1.2 MB; loads and predicts in the platform's stack (Keras 3.4.1)")
+    assert rows["clean validation accuracy, as shipped"] == "0.975" and rows["baseline CNN (02), clean"].endswith("gain +0.525")
+    document = report.render_markdown(report.report_blocks(tmp_path, state))
+    assert document.index("## Verdict") < document.index("| notebook | status | time |")

@@ -54,6 +54,7 @@ from utils.report.tables import (
     table_block,
 )
 from utils.report.units import count, joined, megabytes, pair, parameters, percent, rate, score, seconds
+from utils.report.verdict import verdict_blocks
 
 __all__ = [
     "COLUMN_FORMATS",
@@ -211,6 +212,7 @@ def report_blocks(run_dir: Path, state: dict) -> list[tuple]:
             "The full numbers of every notebook are in `metrics/`, its tables in `tables/`.",
         )
     )
+    blocks += verdict_blocks(run_dir, state)
     entries = [entry for entry in state.get("notebooks", []) if isinstance(entry, dict)]
     rows = [[str(entry.get("name", "?")), str(entry.get("status", "?")), seconds(entry.get("seconds")) or ""] for entry in entries]
     if rows:

@@ -1,0 +1,82 @@
+"""The report's opening: what the run ships and how well, read from the run's own metrics.
+
+A reader wants first what goes to the platform (the models, the TTA views, the zip's size and whether it loads in
+the platform's stack), the shipped setting's clean and corrupted validation accuracy, its gain over the baseline CNN
+and how long the run took. Every number comes from `metrics/*.json` and `run.json`; what a run did not produce is
+said in words, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from utils.report.units import score, seconds
+
+
+def _metrics(run_dir: Path, notebook: str) -> dict:
+    path = run_dir / "metrics" / f"{notebook}.json"
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def shipped_scores(final: dict) -> dict:
+    """The clean and corrupted validation accuracy of the setting 05 recommended (`submission.setting`): the
+    ensemble's, or the final model's under that setting's views; {} when 05 recorded none."""
+    setting = (final.get("submission") or {}).get("setting")
+    if setting == "ensemble":
+        return dict(final.get("ensemble") or {}, setting="ensemble")
+    best = final.get("best_model")
+    robustness = ((final.get("models") or {}).get(best) or {}).get("robustness") or {}
+    return dict(robustness.get(setting) or {}, setting=setting) if setting in robustness else {}
+
+
+def verdict_rows(run_dir: Path, state: dict) -> list[list[str]]:
+    """The verdict table's rows (measure, value) from what the run recorded."""
+    baseline, final, submission = (_metrics(run_dir, name) for name in ("02_baseline_cnn", "05_finetune_tta", "06_submission"))
+    rows = []
+    scores = shipped_scores(final)
+    if submission.get("members"):
+        rows.append(
+            ["ships", f"{', '.join(submission['members'])} with TTA views {', '.join(submission.get('tta_views') or ['identity'])}"]
+        )
+    checks = {check.get("environment"): check for check in submission.get("checks") or [] if isinstance(check, dict)}
+    if checks:
+        size = next(iter(checks.values())).get("zip_megabytes")
+        platform = checks.get("platform")
+        where = (
+            f"loads and predicts in the platform's stack (Keras {platform.get('keras')}), agreement {score(platform.get('agreement'))}"
+            if platform
+            else "checked in the suite's stack only (the platform's stack is not installed: `make platform-venv`)"
+        )
+        rows.append(["submission.zip", f"{size} MB; {where}"])
+    if submission.get("submission_val_accuracy") is not None:
+        rows.append(["clean validation accuracy, as shipped", score(submission["submission_val_accuracy"])])
+    if scores.get("corrupted_accuracy") is not None:
+        rows.append([f"corrupted validation accuracy, as shipped ({scores['setting']})", score(scores["corrupted_accuracy"])])
+        if scores.get("worst_kind"):
+            rows.append(["worst corruption kind", f"{scores['worst_kind']} ({score(scores.get('worst_kind_accuracy'))})"])
+    shipped_clean = submission.get("submission_val_accuracy", scores.get("clean_accuracy"))
+    if baseline.get("val_accuracy") is not None:
+        gain = f"; gain {shipped_clean - baseline['val_accuracy']:+.3f}" if shipped_clean is not None else ""
+        rows.append(["baseline CNN (02), clean", score(baseline["val_accuracy"]) + gain])
+    entries = [entry for entry in state.get("notebooks", []) if isinstance(entry, dict)]
+    total = sum(entry.get("seconds") or 0 for entry in entries)
+    if total:
+        finished = sum(entry.get("status") == "done" for entry in entries)
+        rows.append(["run time", f"{seconds(total)} for {finished} of {len(entries)} notebooks"])
+    return rows
+
+
+def verdict_blocks(run_dir: Path, state: dict) -> list[tuple]:
+    """The report's first section: a verdict table, or one sentence saying why there is none yet."""
+    rows = verdict_rows(run_dir, state)
+    blocks: list[tuple] = [("heading", 2, "Verdict")]
+    if not any(row[0] == "ships" for row in rows):
+        blocks.append(("paragraph", "This run has no submission yet: notebook 06 did not finish, so nothing below is what would ship."))
+    if rows:
+        blocks.append(("table", ["measure", "value"], rows, None))
+    return blocks
