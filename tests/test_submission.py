@@ -11,6 +11,7 @@ import pytest
 from utils import config, models, submission, synthetic
 from utils.evaluation import metrics as evaluate
 from utils.evaluation import tta
+from utils.submission import export
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +228,31 @@ def test_a_compact_convnext_crosses_keras_versions(tmp_path):
     report = submission.validate(zip_path, images, expected, python=str(config.PLATFORM_PYTHON))
     assert report["keras"] == "3.4.1"
     assert report["agreement"] >= submission.MIN_AGREEMENT
+
+
+def test_package_replaces_the_zip_only_with_a_checked_one_and_writes_its_reference(tiny_run, tmp_path, monkeypatch):
+    """`python -m utils.submission package` checks the new zip before it replaces the old one, and writes the new
+    model's reference predictions beside it; a zip that fails its check leaves the earlier zip and reference as they were."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    zip_path = run_dir / "submission.zip"
+    monkeypatch.setattr(config, "PLATFORM_PYTHON", tmp_path / "no-platform-python")
+    assert submission.main(["package", str(run_dir), "--tta", "identity", "flip_horizontal"]) == 0
+    reference = run_dir / submission.REFERENCE_FILE
+    with np.load(reference) as archive:
+        expected, indices = archive["expected"], archive["indices"]
+    model = models.load_model(run_dir / "models", "02_baseline_cnn_baseline")
+    images, _ = submission.reference_images(None)
+    np.testing.assert_array_equal(indices, np.arange(len(images)))
+    np.testing.assert_array_equal(expected, tta.predict_probabilities([model], images, ["identity", "flip_horizontal"]).argmax(axis=1))
+    checked_zip, checked_reference = zip_path.read_bytes(), reference.read_bytes()
+
+    def broken(*arguments, **keywords):
+        raise submission.SubmissionError("the new zip predicts nothing")
+
+    monkeypatch.setattr(export, "validate", broken)
+    assert submission.main(["package", str(run_dir), "--tta", "identity"]) == 2
+    assert zip_path.read_bytes() == checked_zip and reference.read_bytes() == checked_reference
+    assert sorted(path.name for path in run_dir.glob("*.zip")) == ["submission.zip"]  # no candidate left behind

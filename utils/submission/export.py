@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import config
+from utils import config, data, models, synthetic
 from utils.data.files import atomic_write
 from utils.evaluation import metrics as evaluate
 from utils.evaluation import tta
@@ -154,6 +154,55 @@ def package(
     return atomic_write(zip_path, write)
 
 
+def reference_path(run_dir: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
+    """Where a zip's reference predictions live: the run folder's `REFERENCE_FILE` for its own submission.zip,
+    `<zip name>_reference.npz` beside any other zip."""
+    paths, zip_path = config.run_paths(run_dir), Path(zip_path)
+    if zip_path.resolve() == paths.submission_zip.resolve():
+        return paths.root / REFERENCE_FILE
+    return zip_path.with_name(f"{zip_path.stem}_reference.npz")
+
+
+def package_and_check(
+    run_dir: str | os.PathLike,
+    members: list[tuple[str, str]],
+    tta_views=("identity",),
+    zip_path: str | os.PathLike | None = None,
+    limit: int = 512,
+    platform_python: str | None = None,
+    log=print,
+) -> tuple[Path, list[dict]]:
+    """Packages the zip beside its destination, checks it in a fresh Python (and in the platform's stack when
+    installed) against this process's predictions of the same models and views, and only then moves it into place
+    together with those reference predictions. A zip that fails leaves the earlier zip and its reference as they were."""
+    paths = config.run_paths(run_dir)
+    destination = Path(zip_path) if zip_path else paths.submission_zip
+    if paths.clean_npz.exists() and paths.split_json.exists():
+        indices = np.asarray(data.load_split(paths.root)["validation"])[:limit]
+        images = data.load_clean(paths.root)[0][indices]
+    else:
+        images, _ = reference_images(None)
+        indices = np.arange(len(images))
+    loaded = [models.load_model(paths.models_dir, f"{notebook}_{name}") for notebook, name in members]
+    expected = tta.predict_probabilities(loaded, images, tta_views).argmax(axis=1).astype(np.int64)
+    candidate = destination.with_name(f".candidate-{destination.name}")
+    try:
+        package(run_dir, members, tta_views, zip_path=candidate)
+        pythons = [("suite", None)] + ([("platform", platform_python)] if platform_python else [])
+        reports = []
+        for label, python in pythons:
+            report = validate(candidate, images, expected, python=python)
+            log(f"{label}: loads and predicts under Keras {report['keras']}, agreement {report['agreement']:.2%}")
+            reports.append({"environment": label, **{key: value for key, value in report.items() if key != "predictions"}})
+        os.replace(candidate, destination)
+    finally:
+        if candidate.exists():
+            candidate.unlink()
+    reference = reference_path(run_dir, destination)
+    atomic_write(reference, lambda temporary: np.savez(temporary, indices=indices, expected=expected))
+    return destination, reports
+
+
 def validate(
     zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarray | None = None, python: str | None = None, timeout: int = 1200
 ) -> dict:
@@ -217,23 +266,21 @@ def validate(
     return report
 
 
-def reference_images(run_dir: str | os.PathLike | None, limit: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def reference_images(
+    run_dir: str | os.PathLike | None, limit: int = 512, seed: int = 0, zip_path: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Validation images of a run (and the classes notebook 06 predicted for them, if it saved them);
     without a run, a few synthetic cells (then only the format is checked)."""
     if run_dir is not None:
         paths = config.run_paths(run_dir)
         if paths.clean_npz.exists() and paths.split_json.exists():
-            from utils import data
-
             images, _ = data.load_clean(paths.root)
-            reference = paths.root / REFERENCE_FILE
+            reference = reference_path(paths.root, zip_path) if zip_path else paths.root / REFERENCE_FILE
             if reference.exists():
                 with np.load(reference, allow_pickle=False) as archive:
                     return images[archive["indices"]], archive["expected"]
             validation = np.asarray(data.load_split(paths.root)["validation"])[:limit]
             return images[validation], None
-    from utils import synthetic
-
     return synthetic.render_cells(np.arange(64) % config.CLASS_COUNT, np.random.default_rng(seed)), None
 
 
@@ -244,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     package_parser.add_argument("run_dir")
     package_parser.add_argument("--models", nargs="+", help="notebook:name of each ensemble member (default: best val_accuracy)")
     package_parser.add_argument("--tta", nargs="+", default=["identity"], help=f"views from {sorted(tta.VIEWS)}")
-    package_parser.add_argument("--out", help="zip path (default RUN_DIR/submission.zip)")
+    package_parser.add_argument(
+        "--out", help="zip path (default RUN_DIR/submission.zip); it is replaced only once the new zip passed its checks"
+    )
     check_parser = verbs.add_parser("check", help="validate a zip as the platform would")
     check_parser.add_argument("zip")
     check_parser.add_argument("--run", help="run folder whose validation images to use (default: the zip's folder)")
@@ -253,11 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.verb == "package":
             members = choose_models(arguments.run_dir, arguments.models)
-            path = package(arguments.run_dir, members, arguments.tta, zip_path=arguments.out)
-            print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB) with {', '.join(f'{n}:{m}' for n, m in members)}")
+            platform_python = str(config.PLATFORM_PYTHON) if config.PLATFORM_PYTHON.exists() else None
+            path, _ = package_and_check(arguments.run_dir, members, arguments.tta, zip_path=arguments.out, platform_python=platform_python)
+            print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB) with {', '.join(f'{n}:{m}' for n, m in members)}, checked")
+            if platform_python is None:
+                print(f"The platform's stack is not installed ({config.PLATFORM_VENV}); `make platform-venv` checks there too.")
             return 0
         run_dir = arguments.run or Path(arguments.zip).resolve().parent
-        images, expected = reference_images(run_dir if (Path(run_dir) / "clean.npz").exists() else None)
+        images, expected = reference_images(run_dir if (Path(run_dir) / "clean.npz").exists() else None, zip_path=arguments.zip)
         started = time.perf_counter()
         report = validate(arguments.zip, images, expected, python=arguments.python)
         agreement = f", agreement {report['agreement']:.2%}" if "agreement" in report else ""
