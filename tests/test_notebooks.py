@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -322,3 +323,64 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
         "05_summary.png",
     ):
         assert (out_dir / "figures" / name).stat().st_size > 5000, name
+
+
+# A number in running text: whole counts with thousands separators, decimals, percentages.
+NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\s*%)?(?!\w|\.\d)")
+
+
+def numbers_outside_code(text: str) -> list[str]:
+    """The numbers of a Markdown text, leaving out code spans (identifiers and file names such as `rotate_90`)."""
+    return ["".join(match.groups(default="")).replace(" ", "") for match in NUMBER.finditer(re.sub(r"`[^`]*`", "", text))]
+
+
+def metric_values(out_dir) -> list[float]:
+    """Every number recorded in the run's metrics JSON files."""
+    values = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            values.append(float(value))
+
+    for path in sorted((out_dir / "metrics").glob("*.json")):
+        walk(json.loads(path.read_text()))
+    return values
+
+
+def matches_a_metric(token: str, values: list[float]) -> bool:
+    """Whether a printed number is one of the metrics as the findings print it (count, rounded value or percent)."""
+    percent = token.endswith("%")
+    digits = token.rstrip("%").replace(",", "")
+    decimals = len(digits.partition(".")[2])
+    number = float(digits)
+    scale = 100.0 if percent else 1.0
+    return any(abs(round(value * scale, decimals) - number) < 1e-9 for value in values)
+
+
+def test_numbers_matcher_can_fail():
+    assert numbers_outside_code("drops 1,847 of `rotate_90` images: 0.971 and 98.3 %") == ["1,847", "0.971", "98.3%"]
+    assert matches_a_metric("98.3%", [0.98333]) and matches_a_metric("1,847", [1847]) and not matches_a_metric("0.972", [0.9714])
+
+
+def test_every_findings_number_is_one_of_the_run_metrics(smoke_run):
+    """Each notebook ends with findings rendered from its metrics: every number they print is a recorded metric, and
+    the typed prose above them carries no number at all."""
+    out_dir, _ = smoke_run
+    values = metric_values(out_dir)
+    for path in NOTEBOOKS:
+        executed = nbformat.read(out_dir / path.name, as_version=4)
+        prose = executed.cells[-2].source
+        assert prose.startswith("## What the run found") and numbers_outside_code(prose) == [], (path.name, prose)
+        cell = executed.cells[-1]
+        assert "findings" in cell.metadata.get("tags", []), path.name
+        rendered = "".join(output.get("data", {}).get("text/markdown", "") for output in cell.outputs)
+        tokens = numbers_outside_code(rendered)
+        assert rendered and tokens, (path.name, rendered)
+        unmatched = [token for token in tokens if not matches_a_metric(token, values)]
+        assert unmatched == [], f"{path.name}: {unmatched} are not numbers of the run's metrics:\n{rendered}"
