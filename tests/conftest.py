@@ -20,8 +20,9 @@ SHARED_DATA_DIR = config.SHARED_DATA
 
 
 # Fixtures whose tests belong to a tier by what they cost: the shared real data, a second Python under the torch
-# backend (the notebooks run under torch in the `notebooks` tier), a local Ray cluster.
-FIXTURE_MARKS = {"shared_data_dir": "real_data", "under_torch": "slow", "cluster": "slow"}
+# backend (the notebooks run under torch in the `notebooks` tier), a local Ray cluster, a training on two logical
+# devices in a second Python.
+FIXTURE_MARKS = {"shared_data_dir": "real_data", "under_torch": "slow", "cluster": "slow", "two_device_results": "slow"}
 
 
 def pytest_collection_modifyitems(items):

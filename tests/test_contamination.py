@@ -79,6 +79,7 @@ def test_held_out_contaminants_are_flagged_among_drawn_cells(seed):
     assert rates["cells flagged %"] <= 5.0, rates
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0])
 def test_contaminants_are_flagged_and_cells_are_kept_on_real_data(shared_data_dir, seed):
     benchmark = build_benchmark(shared_data_dir, seed=seed)
@@ -162,6 +163,7 @@ def test_tile_cells_hold_no_planted_picture_on_real_data(shared_data_dir):
         assert len(group) <= 2 or all(index < len(cells) for index in group), len(group)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0])
 def test_smear_fields_are_flagged_and_cells_are_kept_on_real_data(shared_data_dir, seed):
     benchmark = build_field_benchmark(shared_data_dir, seed=seed, fields=240)

@@ -54,13 +54,14 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_stops_before_any_notebook(tmp_path, case):
+def test_bad_input_stops_before_any_notebook(tmp_path, case, capsys):
+    """In-process (`runner.main`, as `python -m utils.runner` calls it; the command itself is tested below)."""
     data_path = BAD_INPUTS[case](tmp_path)
     out_dir = tmp_path / "run"
-    result = run_cli("--profile", "smoke", "--data", str(data_path), "--out", str(out_dir))
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    assert runner.main(["--profile", "smoke", "--data", str(data_path), "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    lines = error.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     named = str(data_path)
     if case == "unreadable-image":
