@@ -152,32 +152,42 @@ def near_duplicate_candidates(
                     mean,
                     basis,
                 )
-            similarity = queries @ database.T
-            query_rows, match_list, value_list = [], [], []
             query_indices = np.arange(block.start, block.stop)
-            similarity[np.arange(len(query_indices)), query_indices] = -1.0
-            # Take the best `neighbours` matches by repeated arg-max, which is
-            # much faster than a partial sort of every row.
-            rows = np.arange(len(query_indices))
-            best = None
-            for _ in range(neighbours if scale == 1.0 else zoom_neighbours):
-                matches = similarity.argmax(axis=1)
-                values = similarity[rows, matches]
-                if best is None:
-                    best = values
-                keep = (values >= min_similarity) & (values >= best - similarity_margin)
-                query_rows.append(query_indices[keep])
-                match_list.append(matches[keep])
-                value_list.append(values[keep])
-                similarity[rows, matches] = -np.inf
-            query_rows = np.concatenate(query_rows)
-            pair_blocks.append(np.stack([query_rows, np.concatenate(match_list)], axis=1))
+            query_rows, matches, values = _best_matches(
+                queries @ database.T,
+                query_indices,
+                neighbours if scale == 1.0 else zoom_neighbours,
+                min_similarity,
+                similarity_margin,
+            )
+            pair_blocks.append(np.stack([query_rows, matches], axis=1))
             scale_blocks.append(np.full(len(query_rows), scale))
-            similarity_blocks.append(np.concatenate(value_list))
+            similarity_blocks.append(values)
     pairs = np.concatenate(pair_blocks)
     scales = np.concatenate(scale_blocks)
     similarities = np.concatenate(similarity_blocks)
     return pairs, scales, similarities, base
+
+
+def _best_matches(similarity, query_indices, count, min_similarity, similarity_margin):
+    """The `count` best matches of each query row (itself excluded) that reach `min_similarity` and lie within
+    `similarity_margin` of the row's best: (query indices, matched indices, similarities)."""
+    query_rows, match_list, value_list = [], [], []
+    similarity[np.arange(len(query_indices)), query_indices] = -1.0
+    # Take the best matches by repeated arg-max, which is much faster than a partial sort of every row.
+    rows = np.arange(len(query_indices))
+    best = None
+    for _ in range(count):
+        matches = similarity.argmax(axis=1)
+        values = similarity[rows, matches]
+        if best is None:
+            best = values
+        keep = (values >= min_similarity) & (values >= best - similarity_margin)
+        query_rows.append(query_indices[keep])
+        match_list.append(matches[keep])
+        value_list.append(values[keep])
+        similarity[rows, matches] = -np.inf
+    return np.concatenate(query_rows), np.concatenate(match_list), np.concatenate(value_list)
 
 
 def estimate_zoom(first_descriptors, second_descriptors, radii, angles, max_steps, radius_step):

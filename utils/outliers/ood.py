@@ -200,13 +200,7 @@ def ood_scores(
     if len(fit_indices) < 10:
         raise ValueError(f"Need at least 10 distinct images to learn what the data looks like, got {len(fit_indices)}.")
     fit_indices = _centred_fit_indices(images, fit_indices, centre_margin)
-    fit_features = features[fit_indices]
-    median = np.median(fit_features, axis=0)
-    spread = np.quantile(fit_features, 0.75, axis=0) - np.quantile(fit_features, 0.25, axis=0)
-    spread = np.where(spread > 1e-6, spread, 1.0)
-    standardized = (features - median) / spread
-    # Clip extreme values so that a single absurd feature cannot dominate.
-    standardized = np.clip(standardized, -50, 50).astype(np.float64)
+    standardized = _robust_standardized(features, features[fit_indices])
 
     # Full covariances in F dimensions need several hundred images each.
     components = max(1, min(n_components, len(fit_indices) // 600))
@@ -220,6 +214,16 @@ def ood_scores(
     quantile = np.quantile(inlier_scores, threshold_quantile)
     threshold = quantile + threshold_margin * (quantile - np.median(inlier_scores))
     return scores.astype(np.float64), float(threshold)
+
+
+def _robust_standardized(features, fit_features):
+    """Features centred on the fit images' median and scaled by their interquartile range, clipped to +-50."""
+    median = np.median(fit_features, axis=0)
+    spread = np.quantile(fit_features, 0.75, axis=0) - np.quantile(fit_features, 0.25, axis=0)
+    spread = np.where(spread > 1e-6, spread, 1.0)
+    standardized = (features - median) / spread
+    # Clip extreme values so that a single absurd feature cannot dominate.
+    return np.clip(standardized, -50, 50).astype(np.float64)
 
 
 def _trimmed_mixture_scores(

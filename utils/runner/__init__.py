@@ -1,4 +1,4 @@
-"""Runs the numbered notebooks through papermill (`execute`), with a profile's parameters checked before any
+"""Runs the numbered notebooks through papermill (`execute`), with a profile's parameters (`profiles`) checked before any
 notebook starts (`parameters`).
 
     python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...] [--resume DIR]

@@ -1,0 +1,137 @@
+"""Profiles and parameters: a profile's YAML (a name of `config.PROFILES` or a file), `--set` overrides checked against
+what the notebooks declare, and the parameter checks, all before any notebook runs."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import difflib
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from utils import config
+
+
+class RunnerError(Exception):
+    """A problem with the command line or its inputs; the message is one sentence."""
+
+
+def profile_path(profile: str) -> Path:
+    """The YAML file of a profile: a name of `config.PROFILES` (`notebooks/params/<name>.yaml`) or a file path."""
+    if profile in config.PROFILES:
+        return config.PARAMS_DIR / f"{profile}.yaml"
+    path = Path(profile).expanduser()
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        return path.resolve()
+    raise RunnerError(f"--profile {profile}: neither a profile name ({', '.join(config.PROFILES)}) nor a .yaml file; name one of them.")
+
+
+def load_profile(profile: str) -> dict:
+    """Reads a profile (a name, or a path to a YAML file shaped like `notebooks/params/smoke.yaml`) and checks it."""
+    path = profile_path(profile)
+    if not path.exists():
+        raise RunnerError(f"{path}: profile file is missing; choose one of {', '.join(config.PROFILES)} or an existing .yaml file.")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RunnerError(f"{path}: is not valid YAML ({str(error).splitlines()[0]}); fix the file.") from None
+    if not isinstance(content, dict) or not isinstance(content.get("parameters", {}), dict):
+        raise RunnerError(f"{path}: must be a mapping with a `parameters` mapping of plain values; fix the file.")
+    content.setdefault("parameters", {})
+    content.setdefault("backend", "tensorflow")
+    content["name"] = profile if profile in config.PROFILES else path.stem
+    content["path"] = str(path)
+    check_profile_parameters(content["parameters"], path)
+    return content
+
+
+# Python types of the values papermill reads from a parameters cell's annotations, for checking `--set` values.
+_DECLARED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+# Parameters that have an option of their own.
+_RUNNER_PARAMETERS = {"DATA_PATH": "--data", "OUT_DIR": "--out"}
+
+
+def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
+    """Every parameter the notebooks' parameters cells declare, by name (papermill's description of it)."""
+    import papermill
+
+    declared = {}
+    for notebook in notebooks:
+        declared.update(papermill.inspect_notebook(str(notebook)))
+    return declared
+
+
+def _declared_type(description: dict) -> str:
+    """The type name of a declared parameter: its annotation, else the type of its default value."""
+    annotated = str(description.get("inferred_type_name") or "None").split("[")[0]
+    if annotated != "None":
+        return annotated
+    try:
+        return type(ast.literal_eval(str(description.get("default")))).__name__
+    except (ValueError, SyntaxError):
+        return "None"
+
+
+def parse_overrides(pairs: list[str], declared: dict[str, dict]) -> dict:
+    """`--set KEY=VALUE` pairs as parameters: each KEY a declared parameter, each VALUE YAML of the declared type."""
+    overrides = {}
+    for pair in pairs or []:
+        key, separator, text = pair.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise RunnerError(f"--set {pair}: write KEY=VALUE, for example --set FINAL_EPOCHS=12.")
+        if key in _RUNNER_PARAMETERS:
+            raise RunnerError(f"--set {key}: the runner sets {key}; use {_RUNNER_PARAMETERS[key]} instead.")
+        if key not in declared:
+            close = difflib.get_close_matches(key, declared, n=1)
+            hint = f"did you mean {close[0]}?" if close else "the parameters are those of the notebooks' parameters cells."
+            raise RunnerError(f"--set {key}: no notebook declares this parameter; {hint}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise RunnerError(f"--set {pair}: the value is not valid YAML; quote strings and write lists as [a, b].") from None
+        declared_type = _declared_type(declared[key])
+        expected = _DECLARED_TYPES.get(declared_type)
+        if expected and value is not None and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
+            given = type(value).__name__
+            raise RunnerError(f"--set {key}={text}: {key} is declared as {declared_type}, not {given}; give one of type {declared_type}.")
+        overrides[key] = value
+    return overrides
+
+
+def check_profile_parameters(parameters: dict, path) -> None:
+    """Stops a run before any notebook when a parameter names an unknown policy, corruption, view,
+    optimizer or model, or a severity outside 1-5 (one sentence naming the file and the parameter)."""
+    from utils.runner.parameters import check_parameters
+
+    try:
+        # The checks import Keras; TensorFlow's C++ start-up logs (file descriptor 2) would
+        # otherwise bury the runner's one-sentence errors.
+        with kernel_log(Path(os.devnull)):
+            check_parameters(parameters)
+    except ValueError as error:
+        raise RunnerError(f"{path}: {error}") from None
+
+
+@contextlib.contextmanager
+def kernel_log(path: Path):
+    """Sends the kernels' own stderr (TensorFlow's C++ logs, kernel warnings) to a log file.
+
+    The kernel process inherits file descriptor 2, so it is pointed at the log while a notebook
+    runs; the runner's progress goes to stdout and stays readable.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
