@@ -384,3 +384,46 @@ def test_every_findings_number_is_one_of_the_run_metrics(smoke_run):
         assert rendered and tokens, (path.name, rendered)
         unmatched = [token for token in tokens if not matches_a_metric(token, values)]
         assert unmatched == [], f"{path.name}: {unmatched} are not numbers of the run's metrics:\n{rendered}"
+
+
+def metric_items(path) -> dict:
+    """A metrics JSON flattened to {dotted key: value}, without the timings (they measure the machine)."""
+    items = {}
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}")
+        elif isinstance(value, list):
+            for position, item in enumerate(value):
+                walk(item, f"{key}[{position}]")
+        elif "second" not in key:
+            items[key] = value
+
+    walk(json.loads(path.read_text()), "")
+    return items
+
+
+def test_run_all_in_jupyter_with_the_smoke_profile_equals_the_runners_smoke_run(smoke_run, tmp_path, monkeypatch):
+    """Executed as Jupyter's Run All does (no parameters but the run folder, so PROFILE = "smoke" fills the rest),
+    notebooks 01 and 02 record the metrics of the runner's smoke run."""
+    import papermill
+
+    out_dir, _ = smoke_run
+    backend = json.loads((out_dir / "run.json").read_text())["backend"]
+    if backend != "tensorflow":
+        pytest.skip("one backend shows it; the other smoke run checks its own notebooks")
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    run_all = tmp_path / "run_all"
+    for name in ("01_eda_outliers", "02_baseline_cnn"):
+        papermill.execute_notebook(
+            str(REPO_ROOT / "notebooks" / f"{name}.ipynb"),
+            str(tmp_path / f"{name}.ipynb"),
+            parameters={"OUT_DIR": str(run_all)},
+            kernel_name="python3",
+            cwd=str(REPO_ROOT / "notebooks"),
+            progress_bar=False,
+        )
+        runner_metrics = metric_items(out_dir / "metrics" / f"{name}.json")
+        run_all_metrics = metric_items(run_all / "metrics" / f"{name}.json")
+        assert run_all_metrics == runner_metrics, name

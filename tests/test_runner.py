@@ -293,6 +293,7 @@ BAD_SETS = {
     "unknown key": (["SEEDS=3"], "--set SEEDS: no notebook declares this parameter; did you mean SEED?"),
     "no equals sign": (["SEED"], "--set SEED: write KEY=VALUE"),
     "runner's own": (["OUT_DIR=/tmp/x"], "--set OUT_DIR: the runner sets OUT_DIR; use --out instead."),
+    "profile": (["PROFILE=cpu"], "--set PROFILE: the runner sets PROFILE; use --profile instead."),
     "wrong type": (["SEED=many"], "--set SEED=many: SEED is declared as int, not str; give one of type int."),
     "bad value": (["SEED=1", "FINAL_POLICY=sparkles"], "--set: "),
     "unknown profile": (["SEED=1"], "--profile nowhere: neither a profile name"),
@@ -317,3 +318,31 @@ def test_a_bad_set_or_profile_stops_before_any_folder_with_one_sentence(tiny_sui
     if case == "bad value":
         assert "FINAL_POLICY" in error and "sparkles" in error, error
     assert not out_dir.exists()
+
+
+def test_profile_fill_gives_the_parameters_left_at_none_the_profiles_values(capsys):
+    """What a notebook's second code cell does under Jupyter's Run All."""
+    from utils.runner import profiles
+
+    namespace = {"SEED": None, "BASELINE_EPOCHS": 7, "DATA_PATH": None, "NOT_IN_THE_PROFILE": None}
+    filled = profiles.fill("smoke", namespace)
+    assert filled == {"SEED": 42, "DATA_PATH": "synthetic"}
+    assert namespace == {"SEED": 42, "BASELINE_EPOCHS": 7, "DATA_PATH": "synthetic", "NOT_IN_THE_PROFILE": None}
+    assert "2 parameters taken from it" in capsys.readouterr().out
+    cpu = {"DATA_PATH": None}
+    profiles.fill("cpu", cpu)
+    assert cpu["DATA_PATH"] == str(config.DEFAULT_DATA_PATH.resolve())
+
+
+def test_every_notebook_parameter_at_none_is_set_by_every_profile():
+    """A parameter left at None must get a value from whichever profile a student picks."""
+    import papermill
+    import yaml
+
+    for notebook in sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        declared = papermill.inspect_notebook(str(notebook))
+        at_none = {name for name, item in declared.items() if item["default"] == "None"} - {"DATA_PATH"}
+        assert "PROFILE" in declared, notebook.name
+        for profile in config.PROFILES:
+            values = yaml.safe_load((config.PARAMS_DIR / f"{profile}.yaml").read_text())["parameters"]
+            assert at_none <= set(values), f"{notebook.name}: {sorted(at_none - set(values))} missing from {profile}.yaml"

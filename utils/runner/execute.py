@@ -32,6 +32,7 @@ from utils.runner.profiles import (
     kernel_log,
     load_profile,
     parse_overrides,
+    profile_data_path,
 )
 from utils.sweeps import fanout
 
@@ -82,10 +83,9 @@ def resolve_data_path(profile: dict, data_argument: str | None) -> str:
     if data_argument:
         data_path = str(Path(data_argument).expanduser().resolve())
     else:
-        default = profile.get("data", str(config.DEFAULT_DATA_PATH))
-        if default == config.SYNTHETIC_DATA:
+        data_path = profile_data_path(profile)
+        if data_path == config.SYNTHETIC_DATA:
             return config.SYNTHETIC_DATA
-        data_path = str((config.REPO_ROOT / default).resolve()) if not Path(default).is_absolute() else default
         if not Path(data_path).exists():
             raise RunnerError(
                 f"{data_path}: not found; the {profile['name']} profile needs the real data: put the "
@@ -134,7 +134,7 @@ class Run:
     def create(cls, out_dir: Path, profile: dict, data_path: str, backend: str, notebooks: list[Path]) -> Run:
         out_dir.mkdir(parents=True, exist_ok=False)
         paths = config.run_paths(out_dir)
-        parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root))
+        parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root), PROFILE=profile["reference"])
         state = {
             "status": "running",
             "profile": profile["name"],

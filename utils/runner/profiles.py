@@ -7,6 +7,7 @@ import ast
 import contextlib
 import difflib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def load_profile(profile: str) -> dict:
     content.setdefault("backend", "tensorflow")
     content["name"] = profile if profile in config.PROFILES else path.stem
     content["path"] = str(path)
+    # What names the profile in a notebook's PROFILE: its name, or the file's path.
+    content["reference"] = profile if profile in config.PROFILES else str(path)
     check_profile_parameters(content["parameters"], path)
     return content
 
@@ -53,7 +56,7 @@ _DECLARED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": 
 
 
 # Parameters that have an option of their own.
-_RUNNER_PARAMETERS = {"DATA_PATH": "--data", "OUT_DIR": "--out"}
+_RUNNER_PARAMETERS = {"DATA_PATH": "--data", "OUT_DIR": "--out", "PROFILE": "--profile"}
 
 
 def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
@@ -68,7 +71,9 @@ def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
 
 def _declared_type(description: dict) -> str:
     """The type name of a declared parameter: its annotation, else the type of its default value."""
-    annotated = str(description.get("inferred_type_name") or "None").split("[")[0]
+    # "int", "list[int]", "int | None" or "Optional[int]": the first type that is not None.
+    parts = [part.strip() for part in re.split(r"[|\[\],]", str(description.get("inferred_type_name") or "None"))]
+    annotated = next((part for part in parts if part and part not in ("None", "Optional")), "None")
     if annotated != "None":
         return annotated
     try:
@@ -135,3 +140,29 @@ def kernel_log(path: Path):
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def profile_data_path(profile: dict) -> str:
+    """The profile's `data` as a `DATA_PATH`: "synthetic", or a path (relative ones from the repository's root)."""
+    data = str(profile.get("data", config.DEFAULT_DATA_PATH))
+    if data == config.SYNTHETIC_DATA or Path(data).is_absolute():
+        return data
+    return str((config.REPO_ROOT / data).resolve())
+
+
+def fill(profile: str, namespace: dict) -> dict:
+    """Gives every parameter of a notebook's `namespace` (its `globals()`) that is still None the value of `profile`
+    (a name of `config.PROFILES` or a YAML file), `DATA_PATH` the profile's data; returns what it filled.
+
+    This is what makes Jupyter's Run All run a profile: the parameters cell leaves the profile's parameters at None,
+    so a value typed there (or injected by papermill, as the runner injects every value) wins over the profile."""
+    content = load_profile(profile)
+    values = {"DATA_PATH": profile_data_path(content), **content["parameters"]}
+    filled = {name: value for name, value in values.items() if name in namespace and namespace[name] is None}
+    namespace.update(filled)
+    source = content.get("path", profile)
+    if filled:
+        print(f"Profile {content['name']} ({source}): {len(filled)} parameters taken from it.")
+    else:
+        print(f"Profile {content['name']}: every parameter was given (the runner passes them all), none taken from {source}.")
+    return filled
