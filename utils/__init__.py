@@ -2,6 +2,7 @@
 only downward (a test walks the imports):
 
     config       paths, class names, outlier reasons: the vocabulary every room shares
+    notebook_cells  what a numbered notebook's parameters cell declares
     data         reading and checking the training data, the run's clean set and split, atomic files
     outliers     exact and near copies, out-of-distribution pictures, the drop policy (notebook 01)
     synthetic    the embedded synthetic data set and the contamination benchmark's data

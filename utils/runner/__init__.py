@@ -20,19 +20,23 @@ from utils.runner.execute import (
     resolve_data_path,
     select_notebooks,
 )
+from utils.runner.profiles import declared_parameters, notebook_declared, parse_overrides
 
 __all__ = [
     "BACKENDS",
     "Run",
     "RunnerError",
     "choose_backend",
+    "declared_parameters",
     "default_out_dir",
     "execute",
     "list_notebooks",
     "load_profile",
     "main",
+    "notebook_declared",
     "notebook_parameters",
     "parse_arguments",
+    "parse_overrides",
     "prepare",
     "resolve_data_path",
     "select_notebooks",

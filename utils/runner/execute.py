@@ -31,6 +31,7 @@ from utils.runner.profiles import (
     declared_parameters,
     kernel_log,
     load_profile,
+    notebook_declared,
     parse_overrides,
     profile_data_path,
 )
@@ -117,9 +118,7 @@ def git_commit() -> str | None:
 
 def notebook_parameters(notebook: Path, available: dict) -> dict:
     """Keeps only the parameters that the notebook's `parameters` cell declares."""
-    import papermill
-
-    declared = papermill.inspect_notebook(str(notebook))
+    declared = notebook_declared(notebook)
     return {name: value for name, value in available.items() if name in declared}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from utils import config
+from utils import config, notebook_cells
 
 
 class RunnerError(Exception):
@@ -59,13 +59,19 @@ _DECLARED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": 
 _RUNNER_PARAMETERS = {"DATA_PATH": "--data", "OUT_DIR": "--out", "PROFILE": "--profile"}
 
 
-def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
-    """Every parameter the notebooks' parameters cells declare, by name (papermill's description of it)."""
-    import papermill
+def notebook_declared(notebook: Path) -> dict[str, dict]:
+    """The parameters a notebook's cell tagged `parameters` declares, by name (`utils.notebook_cells.declared`)."""
+    try:
+        return notebook_cells.declared(notebook)
+    except ValueError as error:
+        raise RunnerError(str(error)) from None
 
+
+def declared_parameters(notebooks: list[Path]) -> dict[str, dict]:
+    """Every parameter the notebooks' parameters cells declare, by name (described as `notebook_declared` does)."""
     declared = {}
     for notebook in notebooks:
-        declared.update(papermill.inspect_notebook(str(notebook)))
+        declared.update(notebook_declared(notebook))
     return declared
 
 

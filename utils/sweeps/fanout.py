@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils import config
+from utils import config, notebook_cells
 from utils.sweeps import shards
 
 FANNED_OUT = ("03_pretrained_sweep", "04_augmentation_study")
@@ -37,9 +37,7 @@ RETRIES = 1
 
 def notebook_defaults(notebook: Path) -> dict:
     """The values of a notebook's parameters cell, by name."""
-    import papermill
-
-    declared = papermill.inspect_notebook(str(notebook))
+    declared = notebook_cells.declared(notebook)
     return {name: ast.literal_eval(item["default"]) for name, item in declared.items()}
 
 
