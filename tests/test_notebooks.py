@@ -86,9 +86,8 @@ def test_runner_prints_progress_and_the_report_shows_everything(smoke_run):
     executed = nbformat.read(out_dir / "01_eda_outliers.ipynb", as_version=4)
     # The runner passes every parameter, so the profile fills none of them in its notebooks.
     for name in (entry["name"] for entry in state["notebooks"]):
-        printed_cells = "".join(
-            output.get("text", "") for cell in nbformat.read(out_dir / f"{name}.ipynb", as_version=4).cells for output in cell.get("outputs", [])
-        )
+        cells = nbformat.read(out_dir / f"{name}.ipynb", as_version=4).cells
+        printed_cells = "".join(output.get("text", "") for cell in cells for output in cell.get("outputs", []))
         assert "every parameter was given (the runner passes them all)" in printed_cells, name
     inline_images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(inline_images) >= len(EXPECTED_FIGURES_01)
