@@ -322,3 +322,56 @@ def test_recipe_rejects_bad_schedule_and_input_norm_in_one_sentence():
         recipe.Recipe(model="resnet", input_norm="global")
     with pytest.raises(ValueError, match="ema_momentum"):
         recipe.Recipe(ema_momentum=1.0)
+
+
+def test_progressive_resizing_trains_the_first_epochs_on_smaller_images(tmp_path, fresh_keras_session):
+    split = tiny_split(8)
+    tiny = recipe.Recipe(
+        model="resnet",
+        widths=[8, 16],
+        blocks=[1, 1],
+        input_norm="per_channel",
+        policy="basic",
+        epochs=3,
+        batch_size=16,
+        patience=None,
+        reduce_lr_patience=None,
+        schedule="cosine",
+        progressive_sizes=[[48, 1], [64, 1]],
+    )
+    assert recipe.epoch_sizes(tiny) == [48, 64, 96]
+
+    # The batches of each epoch take that epoch's size.
+    from utils import augment
+
+    schedule = augment.InputSizeSchedule(recipe.epoch_sizes(tiny))
+    batches = augment.resized_batches(augment.training_dataset(split.x_train, split.y_train, 16, "basic", seed=0), schedule)
+    for epoch, size in enumerate([48, 64, 96, 96]):
+        schedule.on_epoch_begin(epoch)
+        shapes = {tuple(images.shape[1:]) for images, _ in batches}
+        assert shapes == {(size, size, 3)}, epoch
+
+    model, spec, history, _ = recipe.train_recipe(tiny, split, checkpoint_dir=tmp_path / "checkpoint", seed=0, verbose=0)
+    assert len(history) == 3 and all(np.isfinite(entry["loss"]) for entry in history)
+    # The model returned takes the 96-px images the submission gives it, and rebuilds from its spec.
+    assert tuple(model.input_shape) == (None, 96, 96, 3)
+    assert spec["recipe"]["progressive_sizes"] == [[48, 1], [64, 1]]
+    rebuilt = models.build_model(spec)
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(split.x_validation, verbose=0), model.predict(split.x_validation, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model": "baseline"}, "needs a fully convolutional net"),
+        ({"progressive_sizes": [[64, 10]]}, "leave the last epochs at image_size"),
+        ({"progressive_sizes": [[128, 2]]}, "between 32 and image_size 96"),
+        ({"progressive_sizes": [64, 2]}, r"\[size, epochs\] pairs"),
+        ({"consistency_weight": 1.0, "policy": "robust"}, "cannot be combined"),
+    ],
+)
+def test_progressive_sizes_are_checked_in_one_sentence(changes, message):
+    settings = dict(model="resnet", epochs=10, progressive_sizes=[[64, 4]])
+    with pytest.raises(ValueError, match=message):
+        recipe.Recipe(**{**settings, **changes})

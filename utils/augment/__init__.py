@@ -2,7 +2,7 @@
 applied per batch by an `Augmenter` (`pipeline`) inside the batches `fit` reads (`datasets`), and the two-view
 consistency loss (`consistency`)."""
 
-from utils.augment.datasets import preview, training_dataset
+from utils.augment.datasets import InputSizeSchedule, preview, resized_batches, training_dataset
 from utils.augment.pipeline import (
     FUSED_LAYERS,
     LABEL_MIXING_LAYERS,
@@ -28,4 +28,6 @@ __all__ = [
     "resolve_policy",
     "seen_corruptions",
     "training_dataset",
+    "InputSizeSchedule",
+    "resized_batches",
 ]

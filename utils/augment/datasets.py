@@ -130,6 +130,51 @@ def training_dataset(
     return _AugmentedBatches(images, labels, batch_size, augmenter, shuffle, int(seed), workers)
 
 
+class InputSizeSchedule(keras.callbacks.Callback):
+    """Progressive resizing: the batches of `resized_batches` take the side length `sizes[epoch]` (the last entry for
+    every later epoch). Keras creates each epoch's iterator after `on_epoch_begin`, so every batch of an epoch,
+    prefetched ones included, has that epoch's size; a resumed training sets the size of the epoch it resumes at."""
+
+    def __init__(self, sizes: list[int]):
+        super().__init__()
+        import tensorflow as tf
+
+        if not sizes:
+            raise ValueError("InputSizeSchedule needs the size of at least one epoch.")
+        self.sizes = [int(size) for size in sizes]
+        self.variable = tf.Variable(self.sizes[0], dtype=tf.int32, trainable=False, name="input_size")
+
+    def size(self, epoch: int) -> int:
+        return self.sizes[min(int(epoch), len(self.sizes) - 1)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(self.size(epoch))
+
+
+def resized_batches(dataset, schedule: InputSizeSchedule):
+    """`dataset`'s batches (a tf.data.Dataset of square images and labels, as `training_dataset` makes them) at the side
+    length the schedule holds for the current epoch: downscaled with an antialiasing filter, as a smaller picture of
+    the same cell would be, and passed through untouched at their own size."""
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError("Progressive resizing needs the tf.data pipeline (TensorFlow installed); train at one size without it.")
+
+    def resize(images, labels):
+        size = schedule.variable.read_value()
+        own = tf.shape(images)[1]
+        images = tf.cond(
+            tf.equal(size, own),
+            lambda: images,
+            lambda: tf.image.resize(images, tf.stack([size, size]), method="bilinear", antialias=True),
+        )
+        return tf.ensure_shape(images, [None, None, None, 3]), labels
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.map(resize, num_parallel_calls=1, deterministic=True).prefetch(2).with_options(options)
+
+
 def preview(images, labels, policy, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Augmented uint8 images and their (possibly mixed) float32 labels, for figure grids."""
     images = np.asarray(images)

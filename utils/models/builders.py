@@ -357,8 +357,9 @@ def model_spec(
     return spec
 
 
-def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Model:
-    """Build the architecture a spec describes (transfer backbones with the given `weights`)."""
+def build_model(spec: dict, weights=None, seed: int | None = None, any_input_size: bool = False) -> keras.Model:
+    """Build the architecture a spec describes (transfer backbones with the given `weights`). `any_input_size` builds a
+    compact net that takes images of any side length (for progressive resizing); the weights are the same."""
     kind = spec.get("kind")
     if kind == "baseline":
         return build_baseline_cnn(
@@ -373,7 +374,7 @@ def build_model(spec: dict, weights=None, seed: int | None = None) -> keras.Mode
         )
     if kind in SCRATCH_NETS:
         common = dict(
-            input_size=spec.get("input_size", INPUT_SIZE),
+            input_size=None if any_input_size else spec.get("input_size", INPUT_SIZE),
             num_classes=spec.get("num_classes", CLASS_COUNT),
             widths=tuple(spec["widths"]),
             blocks=tuple(spec["blocks"]),

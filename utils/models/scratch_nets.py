@@ -79,7 +79,8 @@ def _scratch_input(input_size: int, image_size: int | None, input_norm: str, wid
     x = inputs
     # The input's scaling and standardisation stay in float32 under a mixed precision policy
     # (`utils.training.mixed_precision`): a low-contrast image standardised from bfloat16 would lose what it has left.
-    if image_size and int(image_size) != int(input_size):
+    # input_size None takes any size (progressive resizing trains so): nothing to resize to then.
+    if image_size and input_size and int(image_size) != int(input_size):
         x = keras.layers.Resizing(int(image_size), int(image_size), interpolation="bilinear", name="resize", dtype="float32")(x)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale", dtype="float32")(x)
     if input_norm == "per_image":

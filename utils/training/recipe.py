@@ -19,6 +19,10 @@ the policy's flips, rotation, shift and zoom only, or "policy", a second draw of
 Jensen-Shannon consistency term of that weight (`utils.augment.consistency`). `batch_size` still counts images, so a
 step holds twice as many rows and costs about twice the time.
 
+`progressive_sizes` trains the first epochs on smaller images (progressive resizing): [[64, 20]] trains epochs 1-20 on
+the augmented batches downscaled to 64 px and the rest at `image_size`, with one optimizer and one schedule throughout.
+The compact nets are fully convolutional, so the same weights serve every size; the returned model takes 96-px images.
+
 `precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
 bfloat16 natively (`utils.training.mixed_precision`). Either way `train_recipe` returns a float32 model with the trained weights.
 """
@@ -74,6 +78,7 @@ class Recipe:
     consistency_weight: float = 0.0
     consistency_view: str = "geometry"
     precision: str = "float32"
+    progressive_sizes: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -89,6 +94,7 @@ class Recipe:
         precision.check(self.precision, "precision")
         if consistency.check_weight(self.consistency_weight):
             consistency.check_policy(self.policy)
+        self.progressive_sizes = check_progressive_sizes(self.progressive_sizes, self)
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
@@ -99,7 +105,38 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def build(recipe: Recipe, seed: int | None = None):
+def check_progressive_sizes(progressive_sizes, recipe: Recipe) -> list[list[int]]:
+    """`progressive_sizes` as [[size, epochs], ...], checked: the leading epochs' smaller sizes of a compact net."""
+    if not progressive_sizes:
+        return []
+    if recipe.model not in models.SCRATCH_NETS:
+        raise ValueError(f"progressive_sizes needs a fully convolutional net ('resnet' or 'convnext'), not {recipe.model!r}.")
+    if recipe.consistency_weight:
+        raise ValueError("progressive_sizes and consistency_weight cannot be combined; set one of them.")
+    pairs = []
+    for pair in progressive_sizes:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+            raise ValueError(f"progressive_sizes takes [size, epochs] pairs of integers, such as [[64, 20]] (got {pair!r}).")
+        size, epochs = pair
+        if not 32 <= size <= recipe.image_size or epochs < 1:
+            raise ValueError(
+                f"progressive_sizes {pair}: the size must lie between 32 and image_size {recipe.image_size} px and the epochs be at least 1."
+            )
+        pairs.append([size, epochs])
+    if sum(epochs for _, epochs in pairs) >= recipe.epochs:
+        raise ValueError(
+            f"progressive_sizes {pairs} covers {sum(e for _, e in pairs)} of {recipe.epochs} epochs; leave the last epochs at image_size."
+        )
+    return pairs
+
+
+def epoch_sizes(recipe: Recipe) -> list[int]:
+    """The image side length of every epoch of the recipe."""
+    sizes = [size for size, epochs in recipe.progressive_sizes for _ in range(epochs)]
+    return sizes + [recipe.image_size] * (recipe.epochs - len(sizes))
+
+
+def build(recipe: Recipe, seed: int | None = None, any_input_size: bool = False):
     """The recipe's model (with its weights source) and the spec that rebuilds it."""
     if recipe.model == "baseline":
         spec = models.model_spec(
@@ -121,7 +158,7 @@ def build(recipe: Recipe, seed: int | None = None):
             image_size=recipe.image_size,
             input_norm=recipe.input_norm,
         )
-        return models.build_model(spec, seed=seed), spec
+        return models.build_model(spec, seed=seed, any_input_size=any_input_size), spec
     spec = models.model_spec(
         kind="transfer",
         backbone=recipe.model,
@@ -177,7 +214,8 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     `utils.training.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
     train.set_seeds(seed)
     with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
-        model, spec = build(recipe, seed=seed)
+        # Progressive resizing trains a model that takes any image size; the one returned takes the spec's size.
+        model, spec = build(recipe, seed=seed, any_input_size=bool(recipe.progressive_sizes))
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
     spec["training_precision"] = computed_in
     if computed_in != "float32":
@@ -185,10 +223,13 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
 
     consistency_view = recipe.consistency_view if recipe.consistency_weight else None
 
+    size_schedule = augment.InputSizeSchedule(epoch_sizes(recipe)) if recipe.progressive_sizes else None
+
     def make_training_data(batch_size: int):
-        return augment.training_dataset(
+        batches = augment.training_dataset(
             split.x_train, split.y_train, batch_size, recipe.policy, seed=seed, consistency_view=consistency_view
         )
+        return augment.resized_batches(batches, size_schedule) if size_schedule is not None else batches
 
     trainer = model
     if recipe.consistency_weight:
@@ -206,10 +247,11 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
         distribution=distribution,
+        callbacks=[size_schedule] if size_schedule is not None else None,
     )
     history = [entry for record in records for entry in record["history"]]
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
-    if computed_in != "float32":
+    if computed_in != "float32" or recipe.progressive_sizes:
         model = float32_copy(model, spec, distribution)
     return model, spec, history, phase_starts
 
