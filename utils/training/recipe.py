@@ -120,7 +120,7 @@ def check_progressive_sizes(progressive_sizes, recipe: Recipe) -> list[list[int]
         size, epochs = pair
         if not 32 <= size <= recipe.image_size or epochs < 1:
             raise ValueError(
-                f"progressive_sizes {pair}: the size must lie between 32 and image_size {recipe.image_size} px and the epochs be at least 1."
+                f"progressive_sizes {pair}: each size between 32 and image_size {recipe.image_size} px, each count of epochs 1 or more."
             )
         pairs.append([size, epochs])
     if sum(epochs for _, epochs in pairs) >= recipe.epochs:
