@@ -302,7 +302,7 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert "train_missed" not in final
     # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
     assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
-    assert final["spec"]["input_norm"] == parameters["FINAL_INPUT_NORM"]
+    assert final["spec"]["input_norm"] == parameters["FINAL_RECIPE"]["input_norm"]
     assert {"seen_corrupted_accuracy", "unseen_corrupted_accuracy"} <= set(final["robustness"]["TTA"])
     assert final["robustness"]["TTA"]["unseen_corrupted_accuracy"] is not None
     study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())

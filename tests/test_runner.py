@@ -228,33 +228,37 @@ def test_backend_choice(monkeypatch):
 
 
 BAD_PARAMETERS = {
-    "STUDY_POLICIES": (["none", "randaugmnt"], "randaugmnt"),
-    "FINAL_POLICY": ("robustt", "robustt"),
-    "CORRUPTIONS": (["gaussian_noise", "fogg"], "fogg"),
-    "CORRUPTION_SEVERITIES": ([1, 6], "1-5"),
-    "FINAL_TTA_VIEWS": (["identity", "rotate_37"], "rotate_37"),
-    "TTA_VIEWS": (["flip_diagonal"], "flip_diagonal"),
-    "STUDY_OPTIMIZERS": (["adamw", "rmsprop"], "rmsprop"),
-    "FINAL_MODEL": ("ResNet9000", "ResNet9000"),
-    "FINAL_INPUT_NORM": ("per_pixel", "per_pixel"),
-    "LR_SCHEDULE": ("one_cycle", "one_cycle"),
-    "EMA_MOMENTUM": (1.5, "1.5"),
-    "FINAL_WEIGHT_DECAY": (-0.5, "-0.5"),
-    "CONSISTENCY_WEIGHT": (-2, "-2"),
-    "CONSISTENCY_VIEW": ("clean", "clean"),
-    "FINAL_PRECISION": ("bfloat16", "bfloat16"),
-    "BASELINE_PRECISION": ("float16", "float16"),
-    "STUDY_PRECISION": ("float64", "float64"),
+    "STUDY_POLICIES": ("STUDY_POLICIES", ["none", "randaugmnt"], "randaugmnt"),
+    "FINAL_POLICY": ("FINAL_POLICY", "robustt", "robustt"),
+    "CORRUPTIONS": ("CORRUPTIONS", ["gaussian_noise", "fogg"], "fogg"),
+    "CORRUPTION_SEVERITIES": ("CORRUPTION_SEVERITIES", [1, 6], "1-5"),
+    "FINAL_TTA_VIEWS": ("FINAL_TTA_VIEWS", ["identity", "rotate_37"], "rotate_37"),
+    "TTA_VIEWS": ("TTA_VIEWS", ["flip_diagonal"], "flip_diagonal"),
+    "STUDY_OPTIMIZERS": ("STUDY_OPTIMIZERS", ["adamw", "rmsprop"], "rmsprop"),
+    "FINAL_MODEL": ("FINAL_MODEL", "ResNet9000", "ResNet9000"),
+    "BASELINE_PRECISION": ("BASELINE_PRECISION", "float16", "float16"),
+    "STUDY_PRECISION": ("STUDY_PRECISION", "float64", "float64"),
+    "recipe not a mapping": ("FINAL_RECIPE", [1, 2], "mapping of recipe fields"),
+    "recipe unknown field": ("FINAL_RECIPE", {"learning_rat": 0.01}, "learning_rat is not a field of the recipe"),
+    "recipe field twice": ("FINAL_RECIPE", {"epochs": 3}, "epochs has a parameter of its own"),
+    "recipe input norm": ("FINAL_RECIPE", {"input_norm": "per_pixel"}, "per_pixel"),
+    "recipe schedule": ("FINAL_RECIPE", {"schedule": "one_cycle"}, "one_cycle"),
+    "recipe optimizer": ("FINAL_RECIPE", {"optimizer": "rmsprop"}, "rmsprop"),
+    "recipe weight average": ("FINAL_RECIPE", {"ema_momentum": 1.5}, "1.5"),
+    "recipe weight decay": ("FINAL_RECIPE", {"weight_decay": -0.5}, "-0.5"),
+    "recipe consistency": ("FINAL_RECIPE", {"consistency_weight": -2}, "-2"),
+    "recipe precision": ("FINAL_RECIPE", {"precision": "bfloat16"}, "bfloat16"),
+    "recipe progressive sizes": ("FINAL_RECIPE", {"progressive_sizes": [[64, 5]]}, "leave the last epochs"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_PARAMETERS))
-def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path, monkeypatch, capsys, name):
+@pytest.mark.parametrize("case", sorted(BAD_PARAMETERS))
+def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path, monkeypatch, capsys, case):
     """A profile that names an unknown policy, corruption, view, optimizer or model, or a severity
-    outside 1-5, stops before any notebook: one sentence naming the parameter, no run folder."""
+    outside 1-5, or a bad recipe field, stops before any notebook: one sentence naming the parameter, no run folder."""
     import yaml
 
-    value, shown = BAD_PARAMETERS[name]
+    name, value, shown = BAD_PARAMETERS[case]
     profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
     profile["parameters"][name] = value
     params_dir = tmp_path / "params"
@@ -370,3 +374,10 @@ def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optio
     assert overrides == {"FINAL_EPOCHS": 3, "CORRUPTION_SEVERITIES": [1, 5]}
     with pytest.raises(runner.RunnerError, match="FINAL_EPOCHS is declared as int"):
         runner.parse_overrides(["FINAL_EPOCHS=many"], every)
+    # One field of a mapping parameter changes; the profile's other fields stay.
+    cpu = runner.load_profile("cpu")["parameters"]
+    changed = runner.parse_overrides(["FINAL_RECIPE.learning_rate=0.002", "FINAL_RECIPE.batch_size=64"], every, cpu)
+    assert changed["FINAL_RECIPE"] == {**cpu["FINAL_RECIPE"], "learning_rate": 0.002, "batch_size": 64}
+    assert cpu["FINAL_RECIPE"]["learning_rate"] == 0.001
+    with pytest.raises(runner.RunnerError, match="FINAL_EPOCHS is declared as int, not a mapping"):
+        runner.parse_overrides(["FINAL_EPOCHS.count=3"], every, cpu)

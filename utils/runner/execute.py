@@ -291,7 +291,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override the profile's parameters, e.g. --set FINAL_EPOCHS=12 'CORRUPTIONS=[gaussian_noise]' (checked before any notebook)",
+        help="override the profile's parameters, e.g. --set FINAL_EPOCHS=12 'CORRUPTIONS=[gaussian_noise]' "
+        "FINAL_RECIPE.learning_rate=0.002 (checked before any notebook)",
     )
     parser.add_argument("--data", help="the challenge's npz or an 8-class image folder (default: the profile's)")
     parser.add_argument("--out", help="run folder to create; must not exist (default: a new folder under outputs/)")
@@ -345,7 +346,7 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         return run, notebooks
     profile = load_profile(arguments.profile or "smoke")
     notebooks = select_notebooks(arguments.only, all_notebooks)
-    overrides = parse_overrides(arguments.set, declared_parameters(all_notebooks))
+    overrides = parse_overrides(arguments.set, declared_parameters(all_notebooks), profile["parameters"])
     if overrides:
         profile["parameters"] = {**profile["parameters"], **overrides}
         check_profile_parameters(profile["parameters"], "--set")

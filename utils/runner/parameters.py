@@ -1,6 +1,6 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, input standardisation, learning-rate schedules, weight decay, weight averaging and
-data-parallel training (DISTRIBUTE, BATCH_SCALING).
+views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), and 05's whole
+recipe (FINAL_RECIPE, checked as `utils.training.recipe.Recipe` checks its fields).
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
 notebook calls it on its own values (for hand runs), so a typo stops the run before training with
@@ -71,42 +71,6 @@ def _check_image_sizes(values, parameter: str):
             raise ValueError(f"{parameter} must hold whole pixel sizes from 32 to 600 (got {value!r}).")
 
 
-def _check_input_norm(value, parameter: str):
-    from utils import models
-
-    if value not in models.INPUT_NORMS:
-        raise ValueError(f"{parameter} must be one of {', '.join(models.INPUT_NORMS)} (got {value!r}).")
-
-
-def _check_schedule(value, parameter: str):
-    from utils.training import phases as train
-
-    if value not in train.SCHEDULES:
-        raise ValueError(f"{parameter} must be one of {', '.join(train.SCHEDULES)} (got {value!r}).")
-
-
-def _check_ema_momentum(value, parameter: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or 0 < value < 1):
-        raise ValueError(f"{parameter} must be 0 (no weight averaging) or a momentum between 0 and 1 such as 0.999 (got {value!r}).")
-
-
-def _check_weight_decay(value, parameter: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == -1 or 0 <= value < 1):
-        raise ValueError(f"{parameter} must be -1 (the optimizer's default) or a decay from 0 to below 1 such as 0.05 (got {value!r}).")
-
-
-def _check_consistency_weight(value, parameter: str):
-    from utils.augment import consistency
-
-    consistency.check_weight(value, parameter)
-
-
-def _check_consistency_view(value, parameter: str):
-    from utils.augment import consistency
-
-    consistency.check_first_view(value, parameter)
-
-
 def _check_precision(value, parameter: str):
     from utils.training import mixed_precision as precision
 
@@ -131,20 +95,12 @@ CHECKS = {
     "STUDY_POLICIES": _check_policies,
     "FINAL_POLICY": _check_policy,
     "STUDY_OPTIMIZERS": _check_optimizers,
-    "FINAL_OPTIMIZER": _check_optimizers,
     "STUDY_IMAGE_SIZES": _check_image_sizes,
     "FINAL_IMAGE_SIZE": _check_image_sizes,
     "CORRUPTIONS": _check_corruptions,
     "CORRUPTION_SEVERITIES": _check_severities,
     "TTA_VIEWS": _check_views,
     "FINAL_TTA_VIEWS": _check_views,
-    "FINAL_INPUT_NORM": _check_input_norm,
-    "LR_SCHEDULE": _check_schedule,
-    "EMA_MOMENTUM": _check_ema_momentum,
-    "FINAL_WEIGHT_DECAY": _check_weight_decay,
-    "CONSISTENCY_WEIGHT": _check_consistency_weight,
-    "CONSISTENCY_VIEW": _check_consistency_view,
-    "FINAL_PRECISION": _check_precision,
     "BASELINE_PRECISION": _check_precision,
     "STUDY_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
@@ -152,8 +108,32 @@ CHECKS = {
 }
 
 
+def _check_final_recipe(parameters: dict) -> None:
+    """05's recipe as it will train: FINAL_RECIPE's fields with the notebook's own knobs on top."""
+    from utils.training import recipe
+
+    settings = parameters.get("FINAL_RECIPE")
+    if settings is None:
+        return
+    if not isinstance(settings, dict):
+        raise ValueError(f"FINAL_RECIPE must be a mapping of recipe fields, such as {{learning_rate: 0.002}} (got {settings!r}).")
+    decay = settings.get("weight_decay")
+    if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1):
+        raise ValueError(f"FINAL_RECIPE: weight_decay must be null (the optimizer's default) or in [0, 1), such as 0.05 (got {decay!r}).")
+    policy = parameters.get("FINAL_POLICY")
+    recipe.from_settings(
+        settings,
+        model=parameters.get("FINAL_MODEL"),
+        policy=None if policy == POLICY_FROM_STUDY else policy,
+        epochs=parameters.get("FINAL_EPOCHS"),
+        image_size=parameters.get("FINAL_IMAGE_SIZE"),
+        weights=parameters.get("WEIGHTS") or None,
+    )
+
+
 def check_parameters(parameters: dict) -> None:
     """Raises ValueError (one sentence naming the parameter and the choices) for the first bad value."""
     for name, check in CHECKS.items():
         if name in parameters:
             check(parameters[name], name)
+    _check_final_recipe(parameters)

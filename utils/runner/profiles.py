@@ -88,12 +88,14 @@ def _declared_type(description: dict) -> str:
         return "None"
 
 
-def parse_overrides(pairs: list[str], declared: dict[str, dict]) -> dict:
-    """`--set KEY=VALUE` pairs as parameters: each KEY a declared parameter, each VALUE YAML of the declared type."""
+def parse_overrides(pairs: list[str], declared: dict[str, dict], current: dict | None = None) -> dict:
+    """`--set KEY=VALUE` pairs as parameters: each KEY a declared parameter, each VALUE YAML of the declared type.
+    `KEY.FIELD=VALUE` changes one field of a mapping parameter (such as FINAL_RECIPE.learning_rate=0.002), keeping the
+    other fields of its value in `current` (the profile's parameters)."""
     overrides = {}
     for pair in pairs or []:
         key, separator, text = pair.partition("=")
-        key = key.strip()
+        key, _, field = key.strip().partition(".")
         if not separator or not key:
             raise RunnerError(f"--set {pair}: write KEY=VALUE, for example --set FINAL_EPOCHS=12.")
         if key in _RUNNER_PARAMETERS:
@@ -107,6 +109,12 @@ def parse_overrides(pairs: list[str], declared: dict[str, dict]) -> dict:
         except yaml.YAMLError:
             raise RunnerError(f"--set {pair}: the value is not valid YAML; quote strings and write lists as [a, b].") from None
         declared_type = _declared_type(declared[key])
+        if field:
+            if declared_type != "dict":
+                raise RunnerError(f"--set {pair}: {key} is declared as {declared_type}, not a mapping, so it has no field {field}.")
+            base = overrides.get(key, (current or {}).get(key)) or {}
+            overrides[key] = {**base, field: value}
+            continue
         expected = _DECLARED_TYPES.get(declared_type)
         if expected and value is not None and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
             given = type(value).__name__

@@ -14,7 +14,7 @@ what the notebooks recorded. The measures:
 - shipped_setting and *_shipped: the setting 05 recommends and 06 ships (no TTA, all views, or the
   flips and rotations alone) and its four accuracies: the numbers the submission should score;
 - training_minutes (05's fit), run_minutes (01 + 05 + 06 as the runner timed them), training_precision
-  (float32, or mixed_bfloat16 where FINAL_PRECISION "auto" found a CPU that computes bfloat16);
+  (float32, or mixed_bfloat16 where FINAL_RECIPE.precision "auto" found a CPU that computes bfloat16);
 - submission_images_per_second: the zip's predictions per second with its TTA views, in this
   suite's stack and in the platform's (06's checks);
 - peak_memory_gib: the largest resident set of a notebook kernel (only when this script ran them).
@@ -93,7 +93,7 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
     rows.append(("corruption_images", final.get("corruption_images"), "images"))
     training = final.get("training_seconds")
     rows.append(("training_minutes", None if training is None else round(training / 60, 2), "minutes"))
-    # The number format training computed in (FINAL_PRECISION "auto" picks bfloat16 on CPUs that compute it).
+    # The number format training computed in (FINAL_RECIPE.precision "auto" picks bfloat16 on CPUs that compute it).
     spec_path = run_dir / "models" / "05_finetune_tta_final.json"
     spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
     rows.append(("training_precision", spec.get("training_precision", "float32"), "name"))
