@@ -229,3 +229,19 @@ def test_the_eager_path_keeps_the_batch_a_tensor_from_the_first_layer_to_the_las
     assert conversions == [(16, 96, 96, 3)]
     assert out.dtype == np.float32 and out.shape == images.shape and out.min() >= 0 and out.max() <= 255
     assert not np.array_equal(out, images) and np.array_equal(labels, np.eye(8, dtype="float32")[np.arange(16) % 8])
+
+
+def test_final_policy_comes_from_04_when_asked(tmp_path, capsys):
+    import json
+
+    from utils import config
+    from utils.augment import policies
+    from utils.runner import parameters
+
+    assert policies.FROM_STUDY == parameters.POLICY_FROM_STUDY
+    assert policies.final_policy("robust_exposure", tmp_path) == "robust_exposure"
+    assert policies.final_policy("from_04", tmp_path) == policies.FALLBACK_POLICY
+    assert "04 did not run" in capsys.readouterr().out
+    paths = config.run_paths(tmp_path).make_dirs()
+    paths.metrics_json("04_augmentation_study").write_text(json.dumps({"best_recipe": {"policy": "augmix"}}))
+    assert policies.final_policy("from_04", tmp_path) == "augmix"

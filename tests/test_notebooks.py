@@ -326,8 +326,15 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
         "05_robustness_no_tta.png",
         "05_robustness_tta.png",
         "05_summary.png",
+        "05_per_class_recall.png",
+        "05_misclassified_validation.png",
+        "05_corruption_grid.png",
+        "05_accuracy_per_kind.png",
     ):
         assert (out_dir / "figures" / name).stat().st_size > 5000, name
+    # Every figure of the run has a caption for the report.
+    captions = json.loads((out_dir / "figures" / "captions.json").read_text())
+    assert {path.name for path in (out_dir / "figures").glob("*.png")} == set(captions)
 
 
 # A number in running text: whole counts with thousands separators, decimals, percentages.

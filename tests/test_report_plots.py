@@ -319,3 +319,59 @@ def test_the_report_opens_with_a_verdict_read_from_the_metrics(tmp_path):
     assert rows["clean validation accuracy, as shipped"] == "0.975" and rows["baseline CNN (02), clean"].endswith("gain +0.525")
     document = report.render_markdown(report.report_blocks(tmp_path, state))
     assert document.index("## Verdict") < document.index("| notebook | status | time |")
+
+
+def _robustness_rows():
+    rows = [{"setting": setting, "kind": "clean", "family": "clean", "severity": 0, "accuracy": 0.97} for setting in ("no TTA", "TTA")]
+    for kind, base in (("gaussian_noise", 0.90), ("snow", 0.70), ("defocus_blur", 0.80)):
+        for severity in (1, 5):
+            for setting, gain in (("no TTA", 0.0), ("TTA", 0.02 if kind != "snow" else -0.01)):
+                accuracy = base + gain - 0.1 * (severity == 5)
+                rows.append({"setting": setting, "kind": kind, "family": "x", "severity": severity, "accuracy": accuracy})
+    return pd.DataFrame(rows)
+
+
+def test_model_figures_draw_what_they_promise():
+    from utils.report import model_figures
+
+    per_class = pd.DataFrame({"class": ["basophil", "platelet"], "recall": [0.91, 0.99], "precision": [0.95, 0.98], "support": [120, 230]})
+    figure = model_figures.plot_per_class_scores(per_class)
+    axis = figure.axes[0]
+    # Lowest recall first (at the top of an inverted axis), with its cell count, on an axis zoomed onto the values.
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["basophil (120 cells)", "platelet (230 cells)"]
+    assert axis.get_xlim()[0] >= 0.85 and axis.get_title() and "recall" in axis.get_xlabel()
+    plt.close(figure)
+
+    robustness = _robustness_rows()
+    table = model_figures.per_kind_accuracy(robustness)
+    assert list(table.columns) == ["no TTA", "TTA"] and "clean" not in table.index
+    assert table.loc["snow", "TTA"] == pytest.approx(0.64) and table.loc["snow", "no TTA"] == pytest.approx(0.65)
+    figure = model_figures.plot_accuracy_per_kind(robustness, seen_kinds=["gaussian_noise"])
+    left, right = figure.axes
+    assert [label.get_text() for label in left.get_yticklabels()] == ["snow", "defocus_blur", "gaussian_noise"]
+    colours = [tuple(np.round(bar.get_facecolor()[:3], 3)) for bar in left.patches[:3]]
+    seen, unseen = (tuple(np.round(matplotlib.colors.to_rgb(c), 3)) for c in (model_figures.SEEN_COLOUR, model_figures.UNSEEN_COLOUR))
+    assert colours == [unseen, unseen, seen]
+    assert [round(bar.get_width(), 6) for bar in right.patches[:3]] == [-1.0, 2.0, 2.0]
+    assert "points" in right.get_xlabel() and figure._suptitle.get_text()
+    plt.close(figure)
+
+
+def test_misclassified_cells_and_the_corruption_grid():
+    from utils.report import model_figures
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 96, 96, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    probabilities = np.eye(8)[[0, 2, 2, 0, 4, 1]] * 0.6 + 0.05
+    figure, wrong = model_figures.plot_misclassified(images, labels, probabilities, config.CLASS_NAMES, count=2, columns=4)
+    assert wrong == 3
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert len(titles) == 2 and all("\nas " in title for title in titles)
+    plt.close(figure)
+    figure = model_figures.plot_corruption_grid(images[0], ["gaussian_noise", "stain_shift"], [1, 5])
+    assert len(figure.axes) == 2 * 3 and figure.axes[1].get_title() == "severity 1"
+    assert figure.axes[0].get_ylabel() == "gaussian_noise"
+    # The clean cell is drawn as it is, the harsh noise changes it.
+    assert np.array_equal(figure.axes[0].images[0].get_array(), images[0])
+    assert not np.array_equal(figure.axes[2].images[0].get_array(), images[0])
+    plt.close(figure)

@@ -174,3 +174,27 @@ TRAINED_CORRUPTIONS["robust_codec"] = (*TRAINED_CORRUPTIONS["robust_optics"], "j
 def seen_corruptions(policy) -> tuple[str, ...]:
     """The corruption kinds a named policy trains for (empty for custom layer lists and other names)."""
     return TRAINED_CORRUPTIONS.get(policy, ()) if isinstance(policy, str) else ()
+
+
+# 05 trains with the best policy that 04 found when FINAL_POLICY is this value.
+FROM_STUDY = "from_04"
+# The policy 05 falls back to when 04 did not run in the run folder.
+FALLBACK_POLICY = "robust"
+
+
+def final_policy(requested, run_dir) -> object:
+    """The policy notebook 05 trains with: `requested`, or, when it is "from_04", the policy of 04's best recipe in the
+    run folder `run_dir` (`FALLBACK_POLICY` when 04 did not run there). Prints where it came from."""
+    import json
+
+    from utils import config
+
+    if requested != FROM_STUDY:
+        return requested
+    study_metrics = config.run_paths(run_dir).metrics_json("04_augmentation_study")
+    if not study_metrics.exists():
+        print(f"{study_metrics} is missing (04 did not run), so the final model uses the {FALLBACK_POLICY!r} policy.")
+        return FALLBACK_POLICY
+    policy = json.loads(study_metrics.read_text())["best_recipe"]["policy"]
+    print(f"Policy from 04: {policy}")
+    return policy

@@ -9,7 +9,7 @@ one sentence that names the parameter and the choices. Parameters not listed her
 
 from __future__ import annotations
 
-# 05 takes the best policy that 04 found when FINAL_POLICY is this value.
+# 05 takes the best policy that 04 found when FINAL_POLICY is this value (`utils.augment.policies.FROM_STUDY`).
 POLICY_FROM_STUDY = "from_04"
 
 
