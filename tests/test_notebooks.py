@@ -29,6 +29,7 @@ EXPECTED_FIGURES_01 = [
     "01_duplicate_groups.png",
     "01_ood_scores.png",
     "01_class_counts_clean.png",
+    "01_samples_clean.png",
 ]
 
 
