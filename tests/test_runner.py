@@ -237,7 +237,8 @@ BAD_PARAMETERS = {
     "STUDY_OPTIMIZERS": ("STUDY_OPTIMIZERS", ["adamw", "rmsprop"], "rmsprop"),
     "FINAL_MODEL": ("FINAL_MODEL", "ResNet9000", "ResNet9000"),
     "BASELINE_PRECISION": ("BASELINE_PRECISION", "float16", "float16"),
-    "STUDY_PRECISION": ("STUDY_PRECISION", "float64", "float64"),
+    "study recipe precision": ("STUDY_RECIPE", {"precision": "float64"}, "float64"),
+    "sweep recipe unknown field": ("SWEEP_RECIPE", {"head_unit": 64}, "SWEEP_RECIPE: head_unit is not a field"),
     "recipe not a mapping": ("FINAL_RECIPE", [1, 2], "mapping of recipe fields"),
     "recipe unknown field": ("FINAL_RECIPE", {"learning_rat": 0.01}, "learning_rat is not a field of the recipe"),
     "recipe field twice": ("FINAL_RECIPE", {"epochs": 3}, "epochs has a parameter of its own"),
@@ -353,7 +354,7 @@ def test_every_notebook_parameter_at_none_is_set_by_every_profile():
             assert at_none <= set(values), f"{notebook.name}: {sorted(at_none - set(values))} missing from {profile}.yaml"
         checked += len(at_none)
     # Most parameters of the six notebooks are left at None for the profile to fill.
-    assert checked >= 60
+    assert checked >= 45
 
 
 def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optional_ones():

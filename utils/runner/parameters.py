@@ -1,6 +1,7 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), and 05's whole
-recipe (FINAL_RECIPE, checked as `utils.training.recipe.Recipe` checks its fields).
+views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), and the recipe
+mappings of 03, 04 and 05 (SWEEP_RECIPE, STUDY_RECIPE, FINAL_RECIPE, checked as `utils.training.recipe.Recipe` checks
+its fields).
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
 notebook calls it on its own values (for hand runs), so a typo stops the run before training with
@@ -102,33 +103,56 @@ CHECKS = {
     "TTA_VIEWS": _check_views,
     "FINAL_TTA_VIEWS": _check_views,
     "BASELINE_PRECISION": _check_precision,
-    "STUDY_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
 }
 
 
-def _check_final_recipe(parameters: dict) -> None:
-    """05's recipe as it will train: FINAL_RECIPE's fields with the notebook's own knobs on top."""
+# The recipe mappings of notebooks 03, 04 and 05, and the recipe fields their notebooks set from parameters of their own
+# (a list parameter gives its first entry, as the first cell of a sweep trains it).
+RECIPE_MAPPINGS = {
+    "SWEEP_RECIPE": {"model": "SWEEP_BACKBONES", "epochs": "SWEEP_EPOCHS", "image_size": "IMAGE_SIZE", "weights": "WEIGHTS"},
+    "STUDY_RECIPE": {
+        "model": "STUDY_MODEL",
+        "policy": "STUDY_POLICIES",
+        "optimizer": "STUDY_OPTIMIZERS",
+        "image_size": "STUDY_IMAGE_SIZES",
+        "epochs": "STUDY_EPOCHS",
+        "weights": "WEIGHTS",
+    },
+    "FINAL_RECIPE": {
+        "model": "FINAL_MODEL",
+        "policy": "FINAL_POLICY",
+        "epochs": "FINAL_EPOCHS",
+        "image_size": "FINAL_IMAGE_SIZE",
+        "weights": "WEIGHTS",
+    },
+}
+
+
+def _knob(parameters: dict, name: str):
+    value = parameters.get(name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if name == "FINAL_POLICY" and value == POLICY_FROM_STUDY:
+        return None
+    return value or None if name == "WEIGHTS" else value
+
+
+def _check_recipes(parameters: dict) -> None:
+    """Each recipe mapping as its notebook will train it: the mapping's fields with the notebook's own knobs on top."""
     from utils.training import recipe
 
-    settings = parameters.get("FINAL_RECIPE")
-    if settings is None:
-        return
-    if not isinstance(settings, dict):
-        raise ValueError(f"FINAL_RECIPE must be a mapping of recipe fields, such as {{learning_rate: 0.002}} (got {settings!r}).")
-    decay = settings.get("weight_decay")
-    if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1):
-        raise ValueError(f"FINAL_RECIPE: weight_decay must be null (the optimizer's default) or in [0, 1), such as 0.05 (got {decay!r}).")
-    policy = parameters.get("FINAL_POLICY")
-    recipe.from_settings(
-        settings,
-        model=parameters.get("FINAL_MODEL"),
-        policy=None if policy == POLICY_FROM_STUDY else policy,
-        epochs=parameters.get("FINAL_EPOCHS"),
-        image_size=parameters.get("FINAL_IMAGE_SIZE"),
-        weights=parameters.get("WEIGHTS") or None,
-    )
+    for mapping, knobs in RECIPE_MAPPINGS.items():
+        settings = parameters.get(mapping)
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            raise ValueError(f"{mapping} must be a mapping of recipe fields, such as {{learning_rate: 0.002}} (got {settings!r}).")
+        decay = settings.get("weight_decay")
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1):
+            raise ValueError(f"{mapping}: weight_decay must be null (the optimizer's default) or in [0, 1), such as 0.05 (got {decay!r}).")
+        recipe.from_settings(settings, mapping, **{field: _knob(parameters, name) for field, name in knobs.items()})
 
 
 def check_parameters(parameters: dict) -> None:
@@ -136,4 +160,4 @@ def check_parameters(parameters: dict) -> None:
     for name, check in CHECKS.items():
         if name in parameters:
             check(parameters[name], name)
-    _check_final_recipe(parameters)
+    _check_recipes(parameters)

@@ -4,11 +4,11 @@
     python -m utils.runner --profile gpu --ray-address HOST:6379   # an existing Ray cluster
 
 For a notebook of `FANNED_OUT`, the runner asks `next_cells` which cells are still to train, runs
-each as a Ray task that executes the notebook through papermill with `GRID_CELL` set (the notebook
+each as a Ray task that executes the notebook through papermill with `BLOODCELL_GRID_CELL` set (the notebook
 then trains that cell alone and writes a shard, see `utils/sweeps/shards.py`), and repeats until no cell is
 left: 03 has one round, 04 up to three (policies, then optimizers with the best policy, then input
 sizes), because each step of its study picks from the one before. Afterwards the runner executes the
-notebook once more without `GRID_CELL`; it takes every cell from its shard and draws the tables and
+notebook once more without a cell set; it takes every cell from its shard and draws the tables and
 figures of a sequential run.
 
 A task asks for one GPU when the cluster has GPUs, else one CPU. A task that raises or whose worker
@@ -65,14 +65,19 @@ def execute_cell(cell: str, job: dict) -> float:
     folder = shards.cell_folder(job["run_root"], job["notebook_stem"], cell)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.update(job["environment"])
-    papermill.execute_notebook(
-        job["notebook"],
-        str(folder / Path(job["notebook"]).name),
-        parameters=dict(job["parameters"], GRID_CELL=cell),
-        cwd=str(config.NOTEBOOKS_DIR),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    # The kernel inherits the cell from the environment; a worker process that runs the next task must not.
+    os.environ[shards.CELL_VARIABLE] = cell
+    try:
+        papermill.execute_notebook(
+            job["notebook"],
+            str(folder / Path(job["notebook"]).name),
+            parameters=job["parameters"],
+            cwd=str(config.NOTEBOOKS_DIR),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+    finally:
+        os.environ.pop(shards.CELL_VARIABLE, None)
     return time.perf_counter() - started
 
 

@@ -1,7 +1,8 @@
 """Shards: what one cell of a fanned-out sweep hands back to its notebook (no Ray here).
 
-With `python -m utils.runner --workers N`, notebooks 03 and 04 run once per cell with `GRID_CELL`
-set (`utils/sweeps/fanout.py`). Such a run trains that one cell and writes everything into the cell's own
+With `python -m utils.runner --workers N`, notebooks 03 and 04 run once per cell with the environment variable
+`BLOODCELL_GRID_CELL` naming the cell (`utils/sweeps/fanout.py`; the notebooks never see it: `current_cell` and
+`sweep_paths` read it for the sweep functions). Such a run trains that one cell and writes everything into the cell's own
 folder, a run folder of its own inside the real one:
 
     <run>/shards/<notebook>/<cell>/   models/, metrics/, tables/, figures/, checkpoints/, the executed
@@ -9,7 +10,7 @@ folder, a run folder of its own inside the real one:
 
 `shard.json` holds the cell's result (its table row, history, phase starts), the metrics entry's
 model name and the files that belong in the run folder. The notebook then runs once more without
-`GRID_CELL`: for each cell it `adopt`s the finished shard (copies its files, adds its metrics entry)
+a cell set: for each cell it `adopt`s the finished shard (copies its files, adds its metrics entry)
 instead of training, so the tables and figures are the ones a sequential run draws. A cell without a
 finished shard is trained there as usual, so a run resumed without Ray completes the missing cells.
 """
@@ -17,6 +18,7 @@ finished shard is trained there as usual, so a run resumed without Ray completes
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +27,19 @@ from utils.data.files import write_json
 
 SHARDS_FOLDER = "shards"
 SHARD_FILE = "shard.json"
+# The environment variable that restricts a notebook run to one cell of its sweep.
+CELL_VARIABLE = "BLOODCELL_GRID_CELL"
+
+
+def current_cell() -> str:
+    """The one cell a fanned-out notebook run trains, or "" for a whole sweep."""
+    return os.environ.get(CELL_VARIABLE, "")
+
+
+def sweep_paths(run_folder: config.RunPaths, notebook: str) -> config.RunPaths:
+    """Where a sweep notebook writes: the run folder, or, in a fanned-out run of one cell, that cell's shard folder."""
+    cell = current_cell()
+    return cell_paths(run_folder.root, notebook, cell) if cell else run_folder
 
 
 def cell_folder(run_root, notebook: str, cell: str) -> Path:

@@ -92,17 +92,18 @@ def run_study(
     select_by: str = "corrupted_accuracy",
     seed: int = 42,
     distribution=None,
-    only_cell: str = "",
+    only_cell: str | None = None,
 ) -> StudyResult:
     """Trains and scores every cell; writes `models/`, `metrics/<notebook>.json` and one robustness
     table per model (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice.
     `distribution` (`utils.training.distribute`) trains each cell data-parallel.
 
-    Fanned out (utils/sweeps/fanout.py): with `only_cell` (a cell name) it trains that cell alone, with
-    `paths` its shard folder, and writes the shard; without it, a cell that has a finished shard is
-    taken from it instead of trained (`utils.sweeps.shards`)."""
+    Fanned out (utils/sweeps/fanout.py): with `only_cell` (a cell name; by default `shards.current_cell()`) it trains
+    that cell alone, with `paths` its shard folder (`shards.sweep_paths`), and writes the shard; without it, a cell
+    that has a finished shard is taken from it instead of trained (`utils.sweeps.shards`)."""
     if select_by not in SELECT_BY:
         raise ValueError(f"SELECT_BY must be one of {', '.join(SELECT_BY)} (got {select_by!r}).")
+    only_cell = shards.current_cell() if only_cell is None else only_cell
     result = StudyResult()
     cells = _CellRunner(
         split=split,
@@ -146,7 +147,8 @@ def _run_only_cell(cells: _CellRunner, base: recipe.Recipe, policies, optimizers
     grid = [base.replace(policy=p, optimizer=o, image_size=size) for p in policies for o in optimizers for size in image_sizes]
     cell_recipe = next((candidate for candidate in grid if cell_name(candidate) == only_cell), None)
     if cell_recipe is None:
-        raise ValueError(f"GRID_CELL {only_cell!r} is not a cell of this study; choose one of {', '.join(map(cell_name, grid))}.")
+        names = ", ".join(map(cell_name, grid))
+        raise ValueError(f"{shards.CELL_VARIABLE} {only_cell!r} is not a cell of this study; choose one of {names}.")
     # Labelled a policy row, the shard's own tables and figures draw as a study of one policy (the merge redraws them all).
     cells.run_cell("policy", cell_recipe)
     cells.result.best = {
