@@ -375,3 +375,31 @@ def test_progressive_sizes_are_checked_in_one_sentence(changes, message):
     settings = dict(model="resnet", epochs=10, progressive_sizes=[[64, 4]])
     with pytest.raises(ValueError, match=message):
         recipe.Recipe(**{**settings, **changes})
+
+
+def test_progressive_crops_keep_the_cells_size():
+    """ "crop" cuts a window of each image at a random place: every output image is a window of its input, unscaled."""
+    import tensorflow as tf
+
+    from utils import augment
+
+    images = np.random.default_rng(0).integers(0, 255, (16, 96, 96, 3)).astype(np.float32)
+    batches = tf.data.Dataset.from_tensors((images, np.zeros((16, 8), np.float32)))
+    schedule = augment.InputSizeSchedule([64, 96])
+    cropped = augment.resized_batches(batches, schedule, mode="crop", seed=1)
+    schedule.on_epoch_begin(0)
+    windows = next(iter(cropped))[0].numpy()
+    assert windows.shape == (16, 64, 64, 3)
+    places = []
+    for window, image in zip(windows, images):
+        errors = {
+            (row, column): np.abs(window - image[row : row + 64, column : column + 64]).max() for row in range(33) for column in range(33)
+        }
+        place = min(errors, key=errors.get)
+        assert errors[place] < 0.01
+        places.append(place)
+    assert len(set(places)) > 8  # the windows move from image to image
+    schedule.on_epoch_begin(1)
+    assert np.array_equal(next(iter(cropped))[0].numpy(), images)
+    with pytest.raises(ValueError, match="mode must be one of resize, crop"):
+        augment.resized_batches(batches, schedule, mode="zoom")

@@ -2,7 +2,7 @@
 applied per batch by an `Augmenter` (`pipeline`) inside the batches `fit` reads (`datasets`), and the two-view
 consistency loss (`consistency`)."""
 
-from utils.augment.datasets import InputSizeSchedule, preview, resized_batches, training_dataset
+from utils.augment.datasets import PROGRESSIVE_MODES, InputSizeSchedule, preview, resized_batches, training_dataset
 from utils.augment.pipeline import (
     FUSED_LAYERS,
     LABEL_MIXING_LAYERS,
@@ -30,4 +30,5 @@ __all__ = [
     "training_dataset",
     "InputSizeSchedule",
     "resized_batches",
+    "PROGRESSIVE_MODES",
 ]

@@ -151,23 +151,37 @@ class InputSizeSchedule(keras.callbacks.Callback):
         self.variable.assign(self.size(epoch))
 
 
-def resized_batches(dataset, schedule: InputSizeSchedule):
+PROGRESSIVE_MODES = ("resize", "crop")
+
+
+def resized_batches(dataset, schedule: InputSizeSchedule, mode: str = "resize", seed: int = 0):
     """`dataset`'s batches (a tf.data.Dataset of square images and labels, as `training_dataset` makes them) at the side
-    length the schedule holds for the current epoch: downscaled with an antialiasing filter, as a smaller picture of
-    the same cell would be, and passed through untouched at their own size."""
+    length the schedule holds for the current epoch, passed through untouched at their own size. `mode` "resize"
+    downscales each image whole with an antialiasing filter, as a smaller picture of the same cell would be; "crop"
+    cuts a window of that size at a random place of each image, so that the cell keeps its size in pixels."""
     import tensorflow as tf
 
+    if mode not in PROGRESSIVE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(PROGRESSIVE_MODES)} (got {mode!r}).")
     if not isinstance(dataset, tf.data.Dataset):
         raise ValueError("Progressive resizing needs the tf.data pipeline (TensorFlow installed); train at one size without it.")
+    generator = tf.random.Generator.from_seed(int(seed))
+
+    def smaller(images, size):
+        if mode == "resize":
+            return tf.image.resize(images, tf.stack([size, size]), method="bilinear", antialias=True)
+        count, own = tf.shape(images)[0], tf.shape(images)[1]
+        # Boxes whose corners land on pixel centres: crop_and_resize then copies the window's pixels unchanged.
+        room = tf.cast(own - size, tf.float32)
+        top_left = tf.floor(generator.uniform([count, 2]) * (room + 1.0))
+        scale = tf.cast(own - 1, tf.float32)
+        boxes = tf.concat([top_left, top_left + tf.cast(size - 1, tf.float32)], axis=1) / scale
+        return tf.image.crop_and_resize(images, boxes, tf.range(count), tf.stack([size, size]))
 
     def resize(images, labels):
         size = schedule.variable.read_value()
         own = tf.shape(images)[1]
-        images = tf.cond(
-            tf.equal(size, own),
-            lambda: images,
-            lambda: tf.image.resize(images, tf.stack([size, size]), method="bilinear", antialias=True),
-        )
+        images = tf.cond(tf.equal(size, own), lambda: images, lambda: smaller(images, size))
         return tf.ensure_shape(images, [None, None, None, 3]), labels
 
     options = tf.data.Options()

@@ -20,7 +20,9 @@ Jensen-Shannon consistency term of that weight (`utils.augment.consistency`). `b
 step holds twice as many rows and costs about twice the time.
 
 `progressive_sizes` trains the first epochs on smaller images (progressive resizing): [[64, 20]] trains epochs 1-20 on
-the augmented batches downscaled to 64 px and the rest at `image_size`, with one optimizer and one schedule throughout.
+smaller versions of the augmented batches and the rest at `image_size`, with one optimizer and one schedule throughout.
+`progressive_mode` "resize" downscales each image whole (a cell then looks smaller than at test time); "crop" cuts a
+64-px window at a random place of each image, so that a cell keeps the size it has at test time.
 The compact nets are fully convolutional, so the same weights serve every size; the returned model takes 96-px images.
 
 `precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
@@ -79,6 +81,7 @@ class Recipe:
     consistency_view: str = "geometry"
     precision: str = "float32"
     progressive_sizes: list = field(default_factory=list)
+    progressive_mode: str = "resize"
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -95,6 +98,8 @@ class Recipe:
         if consistency.check_weight(self.consistency_weight):
             consistency.check_policy(self.policy)
         self.progressive_sizes = check_progressive_sizes(self.progressive_sizes, self)
+        if self.progressive_mode not in augment.PROGRESSIVE_MODES:
+            raise ValueError(f"progressive_mode must be one of {', '.join(augment.PROGRESSIVE_MODES)} (got {self.progressive_mode!r}).")
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
@@ -247,7 +252,9 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         batches = augment.training_dataset(
             split.x_train, split.y_train, batch_size, recipe.policy, seed=seed, consistency_view=consistency_view
         )
-        return augment.resized_batches(batches, size_schedule) if size_schedule is not None else batches
+        if size_schedule is None:
+            return batches
+        return augment.resized_batches(batches, size_schedule, mode=recipe.progressive_mode, seed=seed)
 
     trainer = model
     if recipe.consistency_weight:
