@@ -58,3 +58,25 @@ def test_machine_names_cores_and_bfloat16(monkeypatch):
     assert profile_bench.machine().endswith(" with bfloat16, " + profile_bench.platform.machine())
     monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: False)
     assert "bfloat16" not in profile_bench.machine()
+
+
+def test_time_to_the_targets_reads_the_history_and_its_curve(tmp_path):
+    import pandas as pd
+
+    run = finished_run(tmp_path, "mixed_bfloat16")
+    (run / "tables").mkdir()
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "seconds": [60.0, 60.0, 60.0, 60.0],
+            "val_accuracy": [0.90, 0.965, 0.971, 0.975],
+            "corrupted_probe_accuracy": [None, 0.91, None, 0.925],
+        }
+    )
+    history.to_csv(run / "tables" / "05_history.csv", index=False)
+    rows = {name: value for name, value, _ in profile_bench.measures(run)}
+    assert rows["minutes_to_clean_0.97"] == 3.0 and rows["minutes_to_corrupted_0.92"] == 4.0
+    # Without a curve, the corrupted target is unknown; a clean target never reached is null too.
+    history.drop(columns="corrupted_probe_accuracy").assign(val_accuracy=0.9).to_csv(run / "tables" / "05_history.csv", index=False)
+    rows = {name: value for name, value, _ in profile_bench.measures(run)}
+    assert rows["minutes_to_clean_0.97"] is None and rows["minutes_to_corrupted_0.92"] is None

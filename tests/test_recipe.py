@@ -403,3 +403,41 @@ def test_progressive_crops_keep_the_cells_size():
     assert np.array_equal(next(iter(cropped))[0].numpy(), images)
     with pytest.raises(ValueError, match="mode must be one of resize, crop"):
         augment.resized_batches(batches, schedule, mode="zoom")
+
+
+def test_the_accuracy_curve_joins_the_history_and_reads_time_to_a_target(monkeypatch, fresh_keras_session):
+    from utils.evaluation import curve
+
+    split = tiny_split(8)
+    calls = []
+
+    def small_probe_set(x_validation, y_validation, images_per_cell=32, seed=0):
+        calls.append(images_per_cell)
+        return x_validation[:8], y_validation[:8]
+
+    monkeypatch.setattr(curve, "corrupted_probe_set", small_probe_set)
+    tiny = recipe.Recipe(
+        model="resnet",
+        widths=[8, 16],
+        blocks=[1, 1],
+        epochs=3,
+        batch_size=16,
+        patience=None,
+        reduce_lr_patience=None,
+        schedule="cosine",
+        ema_momentum=0.9,
+        curve_every=2,
+    )
+    _, _, history, _ = recipe.train_recipe(tiny, split, seed=0, verbose=0)
+    assert calls == [32]
+    # Probed after epoch 2 and after the last epoch; the minutes grow and leave the probes out.
+    probed = [entry for entry in history if "corrupted_probe_accuracy" in entry]
+    assert [entry["epoch"] for entry in probed] == [2, 3]
+    assert 0 < probed[0]["training_minutes"] < probed[1]["training_minutes"]
+    assert all(0.0 <= entry["corrupted_probe_accuracy"] <= 1.0 for entry in probed)
+
+    rows = [{"training_minutes": 1.0, "corrupted_probe_accuracy": 0.5}, {"training_minutes": 2.5, "corrupted_probe_accuracy": 0.93}]
+    assert curve.time_to(rows, "corrupted_probe_accuracy", 0.92) == 2.5
+    assert curve.time_to(rows, "corrupted_probe_accuracy", 0.95) is None
+    with pytest.raises(ValueError, match="curve_every must be 0"):
+        recipe.Recipe(model="resnet", curve_every=-1)

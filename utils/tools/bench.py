@@ -13,6 +13,10 @@ what the notebooks recorded. The measures:
   training augmentation imitates and the kinds it never saw (`policies.TRAINED_CORRUPTIONS`);
 - shipped_setting and *_shipped: the setting 05 recommends and 06 ships (no TTA, all views, or the
   flips and rotations alone) and its four accuracies: the numbers the submission should score;
+- minutes_to_clean_0.97 / minutes_to_corrupted_0.92: 05's training minutes until its validation accuracy (clean,
+  without TTA, every epoch) first reaches 0.97, and until the accuracy on the corrupted probe set (`FINAL_RECIPE.curve_every`,
+  `utils.evaluation.curve`: a small fixed proxy of the corruption suite, without TTA) first reaches 0.92; null when
+  never reached (or, for the second, when the recipe records no curve);
 - training_minutes (05's fit), run_minutes (01 + 05 + 06 as the runner timed them), training_precision
   (float32, or mixed_bfloat16 where FINAL_RECIPE.precision "auto" found a CPU that computes bfloat16);
 - submission_images_per_second: the zip's predictions per second with its TTA views, in this
@@ -91,6 +95,7 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         for key in ("clean_accuracy", "corrupted_accuracy", "seen_corrupted_accuracy", "unseen_corrupted_accuracy"):
             rows.append((f"{key}_shipped", robustness[shipped].get(key), "fraction"))
     rows.append(("corruption_images", final.get("corruption_images"), "images"))
+    rows.extend(time_to_targets(run_dir))
     training = final.get("training_seconds")
     rows.append(("training_minutes", None if training is None else round(training / 60, 2), "minutes"))
     # The number format training computed in (FINAL_RECIPE.precision "auto" picks bfloat16 on CPUs that compute it).
@@ -107,6 +112,31 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         rows.append((f"submission_images_per_second_{check.get('environment')}", check.get("images_per_second"), "images/s"))
     rows.append(("submission_tta_views", len(submission.get("tta_views", [])), "views"))
     return rows
+
+
+CLEAN_TARGET, CORRUPTED_TARGET = 0.97, 0.92
+
+
+def time_to_targets(run_dir: Path) -> list[tuple[str, object, str]]:
+    """Training minutes of 05's final model until its clean validation accuracy reaches 0.97 and its corrupted probe
+    accuracy 0.92, from `tables/05_history.csv` (epochs timed by their `seconds`, probes left out)."""
+    import pandas as pd
+
+    from utils.evaluation import curve
+
+    path = run_dir / "tables" / "05_history.csv"
+    if not path.exists():
+        return [(f"minutes_to_clean_{CLEAN_TARGET}", None, "minutes"), (f"minutes_to_corrupted_{CORRUPTED_TARGET}", None, "minutes")]
+    history = pd.read_csv(path)
+    history["minutes"] = history["seconds"].cumsum() / 60
+    rows = [dict(row, training_minutes=row["minutes"]) for row in history.to_dict("records")]
+    clean = curve.time_to(rows, "val_accuracy", CLEAN_TARGET)
+    probed = [row for row in rows if row.get("corrupted_probe_accuracy") == row.get("corrupted_probe_accuracy")]  # not NaN
+    corrupted = curve.time_to(probed, "corrupted_probe_accuracy", CORRUPTED_TARGET) if "corrupted_probe_accuracy" in history else None
+    return [
+        (f"minutes_to_clean_{CLEAN_TARGET}", None if clean is None else round(clean, 2), "minutes"),
+        (f"minutes_to_corrupted_{CORRUPTED_TARGET}", None if corrupted is None else round(corrupted, 2), "minutes"),
+    ]
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,10 @@ smaller versions of the augmented batches and the rest at `image_size`, with one
 64-px window at a random place of each image, so that a cell keeps the size it has at test time.
 The compact nets are fully convolutional, so the same weights serve every size; the returned model takes 96-px images.
 
+`curve_every` > 0 scores the model every that many epochs on a small fixed corrupted set (`utils.evaluation.curve`):
+the history rows then hold `training_minutes` and `corrupted_probe_accuracy`, the curve of accuracy against training
+time. The probes are not counted as training time.
+
 `precision` "mixed_bfloat16" trains in bfloat16 with float32 weights; "auto" does so only on a CPU that computes
 bfloat16 natively (`utils.training.mixed_precision`). Either way `train_recipe` returns a float32 model with the trained weights.
 """
@@ -41,6 +45,7 @@ from utils import augment, models
 
 # Models of the suite's own that always train from scratch, in one phase.
 from utils.augment import consistency
+from utils.evaluation import curve
 from utils.training import finetune
 from utils.training import mixed_precision as precision
 from utils.training import phases as train
@@ -82,6 +87,7 @@ class Recipe:
     precision: str = "float32"
     progressive_sizes: list = field(default_factory=list)
     progressive_mode: str = "resize"
+    curve_every: int = 0
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -98,6 +104,8 @@ class Recipe:
         if consistency.check_weight(self.consistency_weight):
             consistency.check_policy(self.policy)
         self.progressive_sizes = check_progressive_sizes(self.progressive_sizes, self)
+        if isinstance(self.curve_every, bool) or not isinstance(self.curve_every, int) or self.curve_every < 0:
+            raise ValueError(f"curve_every must be 0 (no curve) or a number of epochs (got {self.curve_every!r}).")
         if self.progressive_mode not in augment.PROGRESSIVE_MODES:
             raise ValueError(f"progressive_mode must be one of {', '.join(augment.PROGRESSIVE_MODES)} (got {self.progressive_mode!r}).")
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
@@ -247,6 +255,10 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     consistency_view = recipe.consistency_view if recipe.consistency_weight else None
 
     size_schedule = augment.InputSizeSchedule(epoch_sizes(recipe)) if recipe.progressive_sizes else None
+    curve_probe = None
+    if recipe.curve_every:
+        x_probe, y_probe = curve.corrupted_probe_set(split.x_validation, split.y_validation, seed=seed)
+        curve_probe = curve.AccuracyCurve(x_probe, y_probe, every=recipe.curve_every, epochs=recipe.epochs)
 
     def make_training_data(batch_size: int):
         batches = augment.training_dataset(
@@ -272,9 +284,15 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
         distribution=distribution,
-        callbacks=[size_schedule] if size_schedule is not None else None,
+        callbacks=[callback for callback in (size_schedule, curve_probe) if callback is not None] or None,
     )
     history = [entry for record in records for entry in record["history"]]
+    if curve_probe is not None:
+        # The curve of a one-phase recipe: its rows join the history by epoch (a resumed training has the rows since).
+        by_epoch = {row["epoch"]: row for row in curve_probe.rows}
+        for entry in history:
+            row = by_epoch.get(entry.get("epoch"), {})
+            entry.update({key: row[key] for key in ("training_minutes", "corrupted_probe_accuracy") if key in row})
     phase_starts = np.cumsum([len(record["history"]) for record in records])[:-1].tolist()
     if computed_in != "float32" or recipe.progressive_sizes:
         model = float32_copy(model, spec, distribution)
