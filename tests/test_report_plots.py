@@ -375,3 +375,30 @@ def test_misclassified_cells_and_the_corruption_grid():
     assert np.array_equal(figure.axes[0].images[0].get_array(), images[0])
     assert not np.array_equal(figure.axes[2].images[0].get_array(), images[0])
     plt.close(figure)
+
+
+def test_every_chart_has_a_title_and_labelled_axes():
+    """A chart a reader must read values from names them: a title, and both axes labelled (units where there are units)."""
+    history = [{"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.45}, {"loss": 0.8, "accuracy": 0.6}]
+    images = np.random.default_rng(0).integers(0, 255, (16, 96, 96, 3), dtype=np.uint8)
+    labels = np.arange(16) % 8
+    table = pd.DataFrame({"name": ["a", "b"], "val_accuracy": [0.9, 0.95], "clean_accuracy": [0.9, 0.95], "corrupted_accuracy": [0.8, 0.7]})
+    figures = {
+        "learning curves": plots.plot_learning_curves(history),
+        "phase curves": plots.plot_phase_curves({"m": (history, [])}),
+        "class counts": plots.plot_class_counts({"input": np.arange(8)}, config.CLASS_NAMES),
+        "channels": plots.plot_channel_statistics(images, labels, config.CLASS_NAMES),
+        "confusion": plots.plot_confusion_matrix(np.eye(8, dtype=int), config.CLASS_NAMES),
+        "bars": plots.plot_metric_bars(table, ["val_accuracy"], "name", "Bars"),
+        "clean vs corrupted": plots.plot_clean_vs_corrupted(table, "name", "Pairs"),
+        "histogram": plots.plot_score_histogram(np.array([1.0, 2.0, 30.0]), np.array([True, True, False]), 10.0),
+    }
+    for name, figure in figures.items():
+        charts = [axis for axis in figure.axes if axis.get_label() != "<colorbar>"]
+        assert charts, name
+        title = figure._suptitle.get_text() if figure._suptitle is not None else ""
+        for axis in charts:
+            assert title or axis.get_title(), name
+            assert axis.get_xlabel(), name
+            assert axis.get_ylabel() or name in ("bars", "clean vs corrupted"), name
+        plt.close(figure)

@@ -38,6 +38,7 @@ def plot_class_counts(counts: dict[str, np.ndarray], class_names, title: str = "
         bars = axis.bar(positions + (offset - (len(counts) - 1) / 2) * width, values, width, label=name)
         axis.bar_label(bars, fontsize=7, padding=1)
     axis.set_xticks(positions, class_names, rotation=20)
+    axis.set_xlabel("class")
     axis.set_ylabel("images")
     axis.set_title(title)
     if len(counts) > 1:
@@ -80,10 +81,11 @@ def plot_channel_statistics(images: np.ndarray, labels: np.ndarray, class_names,
         histogram, edges = np.histogram(images[..., channel], bins=64, range=(0, 256))
         right.plot(edges[:-1], histogram / histogram.sum(), color=colour, label="RGB"[channel])
     left.set_xticks(positions, class_names, rotation=20)
-    left.set_ylabel("mean pixel value per image")
+    left.set_xlabel("class")
+    left.set_ylabel("mean pixel value per image (0-255)")
     left.set_title("Channel means per class (bars: one standard deviation)")
     left.legend()
-    right.set_xlabel("pixel value")
+    right.set_xlabel("pixel value (0-255)")
     right.set_ylabel("fraction of pixels")
     right.set_title("Pixel histograms per channel")
     right.legend()
@@ -152,7 +154,7 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves", ph
         values = [entry.get(key, np.nan) for entry in history]
         if not np.all(np.isnan(np.asarray(values, dtype=float))):
             axis.plot(epochs, values, style, marker="o", markersize=3, label=key)
-    for axis, name in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+    for axis, name in ((loss_axis, "loss (cross-entropy)"), (accuracy_axis, "accuracy (fraction correct)")):
         for start in phase_starts or []:
             axis.axvline(start + 0.5, color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel("epoch")
@@ -250,7 +252,7 @@ def plot_score_histogram(
     return figure
 
 
-def plot_phase_curves(histories: dict, metric: str = "accuracy"):
+def plot_phase_curves(histories: dict, metric: str = "accuracy", title: str = ""):
     """Training and validation `metric` per epoch, one panel per model; a dotted line marks where a
     new training phase starts. `histories` maps a model name to (history rows, phase start epochs)."""
     figure, axes = plt.subplots(1, max(1, len(histories)), figsize=(5 * max(1, len(histories)), 3.4), squeeze=False)
@@ -262,10 +264,11 @@ def plot_phase_curves(histories: dict, metric: str = "accuracy"):
             axis.axvline(start + 0.5, color="grey", linestyle=":")
         axis.set_title(name)
         axis.set_xlabel("epoch")
-        axis.set_ylabel(metric)
+        axis.set_ylabel(f"{metric} (fraction correct)" if metric == "accuracy" else metric)
         if metric == "accuracy":
             axis.set_ylim(0, 1)
         axis.legend()
+    figure.suptitle(title or f"Training and validation {metric} per epoch of each model")
     figure.tight_layout()
     return figure
 
