@@ -58,6 +58,22 @@ def test_notebook_is_committed_clean_with_a_plain_parameters_cell(path):
         assert lines[statement.lineno - 2].lstrip().startswith("#"), f"parameter on line {statement.lineno} has a comment"
 
 
+# A lesson reads in short steps: no code cell over 30 lines. The parameters cell may reach 36, since each
+# of its knobs carries a comment line above it.
+LONGEST_CELL = 30
+LONGEST_PARAMETERS_CELL = 36
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_no_code_cell_is_longer_than_a_screen(path):
+    notebook = nbformat.read(path, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code_cells):
+        limit = LONGEST_PARAMETERS_CELL if "parameters" in cell.metadata.get("tags", []) else LONGEST_CELL
+        length = len(cell.source.splitlines())
+        assert length <= limit, f"{path.name}: code cell {number + 1} has {length} lines (at most {limit}); split it or move code to utils."
+
+
 @pytest.fixture(scope="module", params=["tensorflow", "torch"])
 def smoke_run(request, tmp_path_factory):
     """The whole suite on the smoke profile, once per Keras backend, shared by this module's tests."""
