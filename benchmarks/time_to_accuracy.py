@@ -1,0 +1,135 @@
+"""Accuracy against training minutes for several recipe tries, side by side: the figure of BENCHMARKS.md's
+"Time to accuracy".
+
+    python benchmarks/time_to_accuracy.py --tries "48 epochs (the old recipe)=outputs/tries/o1" \
+        "40 epochs, 64-px crops first=outputs/tries/p3" --out docs/figures/time-to-accuracy.png
+
+Each try is LABEL=FOLDER, where FOLDER is a try of `python -m utils.tools.recipe_search` trained with
+`curve_every` (its `history.json`) or a run folder whose 05 did (`tables/05_history.csv`). The left panel draws the
+clean validation accuracy after every epoch (without TTA, the weight average when the recipe keeps one), the right
+panel the corrupted probe set of `utils.evaluation.curve` (32 validation images x 26 kinds x 5 severities, without
+TTA), both against the training minutes so far (the probes' own time left out). Dashed lines mark the targets
+(0.97 clean, 0.92 corrupted: the old recipe's accuracy with TTA). Prints one JSON line per try with its minutes to
+each target, its last accuracies and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+CLEAN_TARGET = 0.97
+CORRUPTED_TARGET = 0.92
+
+
+def read_history(folder: Path) -> list[dict]:
+    """The per-epoch rows of a try's history.json or a run's tables/05_history.csv, each with training_minutes
+    (cumulative, from the epochs' own seconds)."""
+    json_path, csv_path = folder / "history.json", folder / "tables" / "05_history.csv"
+    if json_path.exists():
+        rows = json.loads(json_path.read_text())
+    elif csv_path.exists():
+        import pandas as pd
+
+        rows = [{key: value for key, value in row.items() if value == value} for row in pd.read_csv(csv_path).to_dict("records")]
+    else:
+        raise SystemExit(
+            f"{folder} holds neither history.json (a recipe_search try) nor tables/05_history.csv (a run); pass one of those folders."
+        )
+    minutes = 0.0
+    for row in rows:
+        minutes += float(row.get("seconds") or 0) / 60
+        row["minutes"] = minutes
+    if not rows or "val_accuracy" not in rows[0]:
+        raise SystemExit(f"{folder}: its history has no val_accuracy per epoch; train the try with validation data.")
+    return rows
+
+
+def machine() -> str:
+    """The CPU's model name and core count, as /proc/cpuinfo and os give them."""
+    name = platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def first_reaching(rows: list[dict], column: str, target: float) -> float | None:
+    return next((row["minutes"] for row in rows if row.get(column) is not None and row[column] >= target), None)
+
+
+def summary(label: str, rows: list[dict]) -> dict:
+    probed = [row for row in rows if row.get("corrupted_probe_accuracy") is not None]
+    return {
+        "try": label,
+        "epochs": len(rows),
+        "training_minutes": round(rows[-1]["minutes"], 1),
+        f"minutes_to_clean_{CLEAN_TARGET}": _rounded(first_reaching(rows, "val_accuracy", CLEAN_TARGET)),
+        f"minutes_to_corrupted_{CORRUPTED_TARGET}": _rounded(first_reaching(probed, "corrupted_probe_accuracy", CORRUPTED_TARGET)),
+        "last_clean": round(float(rows[-1]["val_accuracy"]), 4),
+        "last_corrupted_probe": round(float(probed[-1]["corrupted_probe_accuracy"]), 4) if probed else None,
+        "machine": machine(),
+    }
+
+
+def _rounded(value):
+    return None if value is None else round(value, 1)
+
+
+def plot(tries: dict[str, list[dict]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (clean_axis, corrupted_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for label, rows in tries.items():
+        minutes = [row["minutes"] for row in rows]
+        clean_axis.plot(minutes, [row["val_accuracy"] for row in rows], marker=".", label=label)
+        probed = [row for row in rows if row.get("corrupted_probe_accuracy") is not None]
+        probed_minutes = [row["minutes"] for row in probed]
+        corrupted_axis.plot(probed_minutes, [row["corrupted_probe_accuracy"] for row in probed], marker="o", label=label)
+    for axis, target, title in (
+        (clean_axis, CLEAN_TARGET, "Clean validation accuracy (no TTA)"),
+        (corrupted_axis, CORRUPTED_TARGET, "Corrupted probe accuracy (26 kinds x 5 severities, no TTA)"),
+    ):
+        axis.axhline(target, color="grey", linestyle="--", linewidth=1)
+        axis.annotate(f"target {target}", (0, target), xytext=(2, 3), textcoords="offset points", fontsize=8, color="grey")
+        # The scale that shows the end of training, where the recipes differ by a point or two.
+        axis.set_ylim(0.80 if axis is clean_axis else 0.70, 1.0)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("training minutes (probes excluded)")
+        axis.set_ylabel("fraction correct")
+        axis.grid(alpha=0.3)
+    clean_axis.legend(fontsize=8, loc="lower right")
+    figure.suptitle(f"Accuracy against training minutes ({machine()})", fontsize=11)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    print(json.dumps({"figure": str(out)}))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tries", nargs="+", required=True, help="LABEL=FOLDER, one per try")
+    parser.add_argument("--out", default="time-to-accuracy.png", help="the figure (PNG)")
+    arguments = parser.parse_args(argv)
+    tries = {}
+    for pair in arguments.tries:
+        if "=" not in pair:
+            raise SystemExit(f"--tries takes LABEL=FOLDER pairs (got {pair!r}).")
+        label, folder = pair.rsplit("=", 1)
+        tries[label] = read_history(Path(folder))
+    for label, rows in tries.items():
+        print(json.dumps(summary(label, rows)))
+    plot(tries, Path(arguments.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
