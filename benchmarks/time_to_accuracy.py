@@ -21,13 +21,15 @@ import os
 import platform
 from pathlib import Path
 
+from utils.evaluation import curve
+
 CLEAN_TARGET = 0.97
 CORRUPTED_TARGET = 0.92
 
 
 def read_history(folder: Path) -> list[dict]:
-    """The per-epoch rows of a try's history.json or a run's tables/05_history.csv, each with training_minutes
-    (cumulative, from the epochs' own seconds)."""
+    """The per-epoch rows of a try's history.json or a run's tables/05_history.csv, each with `minutes`: the training
+    minutes so far, from the epochs' own seconds (`utils.evaluation.curve.with_minutes`)."""
     json_path, csv_path = folder / "history.json", folder / "tables" / "05_history.csv"
     if json_path.exists():
         rows = json.loads(json_path.read_text())
@@ -39,10 +41,7 @@ def read_history(folder: Path) -> list[dict]:
         raise SystemExit(
             f"{folder} holds neither history.json (a recipe_search try) nor tables/05_history.csv (a run); pass one of those folders."
         )
-    minutes = 0.0
-    for row in rows:
-        minutes += float(row.get("seconds") or 0) / 60
-        row["minutes"] = minutes
+    rows = curve.with_minutes(rows)
     if not rows or "val_accuracy" not in rows[0]:
         raise SystemExit(f"{folder}: its history has no val_accuracy per epoch; train the try with validation data.")
     return rows
@@ -85,30 +84,11 @@ def plot(tries: dict[str, list[dict]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from utils.report import model_figures
 
-    figure, (clean_axis, corrupted_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for label, rows in tries.items():
-        minutes = [row["minutes"] for row in rows]
-        clean_axis.plot(minutes, [row["val_accuracy"] for row in rows], marker=".", label=label)
-        probed = [row for row in rows if row.get("corrupted_probe_accuracy") is not None]
-        probed_minutes = [row["minutes"] for row in probed]
-        corrupted_axis.plot(probed_minutes, [row["corrupted_probe_accuracy"] for row in probed], marker="o", label=label)
-    for axis, target, title in (
-        (clean_axis, CLEAN_TARGET, "Clean validation accuracy (no TTA)"),
-        (corrupted_axis, CORRUPTED_TARGET, "Corrupted probe accuracy (26 kinds x 5 severities, no TTA)"),
-    ):
-        axis.axhline(target, color="grey", linestyle="--", linewidth=1)
-        axis.annotate(f"target {target}", (0, target), xytext=(2, 3), textcoords="offset points", fontsize=8, color="grey")
-        # The scale that shows the end of training, where the recipes differ by a point or two.
-        axis.set_ylim(0.80 if axis is clean_axis else 0.70, 1.0)
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("training minutes (probes excluded)")
-        axis.set_ylabel("fraction correct")
-        axis.grid(alpha=0.3)
-    clean_axis.legend(fontsize=8, loc="lower right")
-    figure.suptitle(f"Accuracy against training minutes ({machine()})", fontsize=11)
-    figure.tight_layout()
+    figure = model_figures.plot_accuracy_against_minutes(
+        tries, CLEAN_TARGET, CORRUPTED_TARGET, title=f"Accuracy against training minutes ({machine()})"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
     print(json.dumps({"figure": str(out)}))

@@ -337,6 +337,7 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert len(summary) == 4 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
     for name in (
         "05_learning_curves.png",
+        "05_accuracy_against_minutes.png",
         "05_missed_training_cells.png",
         "05_tta_views.png",
         "05_confusion_matrix.png",

@@ -402,3 +402,26 @@ def test_every_chart_has_a_title_and_labelled_axes():
             assert axis.get_xlabel(), name
             assert axis.get_ylabel() or name in ("bars", "clean vs corrupted"), name
         plt.close(figure)
+
+
+def test_accuracy_against_minutes_counts_the_epochs_seconds_and_zooms_on_the_end():
+    from utils.evaluation import curve
+    from utils.report import model_figures
+
+    history = [
+        {"epoch": 1, "seconds": 30.0, "val_accuracy": 0.5},
+        {"epoch": 2, "seconds": 30.0, "val_accuracy": 0.90, "corrupted_probe_accuracy": 0.80},
+        {"epoch": 3, "seconds": float("nan"), "val_accuracy": 0.95},
+        {"epoch": 4, "seconds": 60.0, "val_accuracy": 0.96, "corrupted_probe_accuracy": float("nan")},
+    ]
+    rows = curve.with_minutes(history)
+    assert [row["minutes"] for row in rows] == [0.5, 1.0, 1.0, 2.0]
+    assert "minutes" not in history[0], "the history is not changed in place"
+    figure = model_figures.plot_accuracy_against_minutes({"old": rows, "new": rows[:2]}, clean_target=0.97, corrupted_target=0.92)
+    clean_axis, corrupted_axis = figure.axes
+    assert [len(line.get_xdata()) for line in corrupted_axis.get_lines() if line.get_label() in ("old", "new")] == [1, 1]
+    low, high = clean_axis.get_ylim()
+    assert 0.85 < low < 0.9 and high >= 0.97, "the clean axis zooms on the last half and shows the target"
+    for axis in figure.axes:
+        assert axis.get_title() and axis.get_xlabel() == "training minutes (probes excluded)" and axis.get_ylabel()
+    plt.close(figure)

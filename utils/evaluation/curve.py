@@ -75,6 +75,17 @@ class AccuracyCurve(keras.callbacks.Callback):
         return swapper
 
 
+def with_minutes(history: list[dict]) -> list[dict]:
+    """The history's rows (one per epoch, each with its `seconds`), each with `minutes`: the training minutes up to the
+    end of that epoch. Rows without seconds (a resumed run's earlier epochs read from a table) count as zero."""
+    minutes, rows = 0.0, []
+    for entry in history:
+        seconds = entry.get("seconds")
+        minutes += float(seconds) / 60 if seconds == seconds and seconds is not None else 0.0  # NaN from a table: zero
+        rows.append(dict(entry, minutes=minutes))
+    return rows
+
+
 def time_to(rows: list[dict], column: str, target: float) -> float | None:
     """The training minutes of the first curve row whose `column` reaches `target`, or None when none does."""
     for row in rows:

@@ -1,5 +1,6 @@
 """Figures of a trained model's behaviour (notebook 05): recall per class, the validation cells it gets wrong, what each
-corruption does to a cell, and accuracy per corruption kind, seen or unseen in training, with and without TTA.
+corruption does to a cell, accuracy per corruption kind, seen or unseen in training, with and without TTA, and accuracy
+against training minutes.
 
 Each function returns a matplotlib Figure with a title and labelled axes; `utils.report.plots.save_figure` writes it
 with its caption.
@@ -127,5 +128,43 @@ def plot_accuracy_per_kind(robustness, seen_kinds, title: str = "Accuracy per co
     right.axvline(0, color="black", linewidth=0.8)
     right.set_xlabel("TTA's gain (accuracy points)")
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _present(value) -> bool:
+    """A measured value: neither None nor NaN (a table's empty cell)."""
+    return value is not None and value == value
+
+
+def plot_accuracy_against_minutes(curves: dict, clean_target: float | None = None, corrupted_target: float | None = None, title: str = ""):
+    """Clean validation accuracy after every epoch (left) and the corrupted probe accuracy of `utils.evaluation.curve`
+    (right) against training minutes, one line per entry of `curves` (a label: history rows with `minutes`, from
+    `curve.with_minutes`). Dashed lines mark the targets; both axes zoom on the last half of training, where recipes
+    differ by a point or two."""
+    figure, (clean_axis, corrupted_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for label, rows in curves.items():
+        clean_axis.plot([row["minutes"] for row in rows], [row.get("val_accuracy") for row in rows], marker=".", label=label)
+        probed = [row for row in rows if _present(row.get("corrupted_probe_accuracy"))]
+        probed_minutes = [row["minutes"] for row in probed]
+        corrupted_axis.plot(probed_minutes, [row["corrupted_probe_accuracy"] for row in probed], marker="o", label=label)
+    panels = (
+        (clean_axis, clean_target, "val_accuracy", "Clean validation accuracy (no TTA)"),
+        (corrupted_axis, corrupted_target, "corrupted_probe_accuracy", "Corrupted probe (26 kinds x 5 severities, no TTA)"),
+    )
+    for axis, target, column, panel_title in panels:
+        values = [row[column] for rows in curves.values() for row in rows[len(rows) // 2 :] if _present(row.get(column))]
+        values += [target] if target else []
+        if values:
+            axis.set_ylim(max(0.0, min(values) - 0.03), min(1.0, max(values) + 0.02))
+        if target:
+            axis.axhline(target, color="grey", linestyle="--", linewidth=1)
+            axis.annotate(f"target {target}", (0, target), xytext=(2, 3), textcoords="offset points", fontsize=8, color="grey")
+        axis.set_title(panel_title, fontsize=10)
+        axis.set_xlabel("training minutes (probes excluded)")
+        axis.set_ylabel("fraction correct")
+        axis.grid(alpha=0.3)
+    clean_axis.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title or "Accuracy against training minutes", fontsize=11)
     figure.tight_layout()
     return figure
