@@ -177,6 +177,10 @@ def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
     assert submission.recommend(single, views, members, better_ensemble)["members"] == ["05_finetune_tta:final", "02_baseline_cnn:baseline"]
     worse_ensemble = {"clean_accuracy": 0.85, "corrupted_accuracy": 0.60}
     assert submission.recommend(single, views, members, worse_ensemble)["members"] == ["05_finetune_tta:final"]
+    # An ensemble scored without views (05 scores it so) ships without views.
+    unviewed_ensemble = {**better_ensemble, "views": ["identity"]}
+    assert submission.recommend(single, views, members, unviewed_ensemble)["tta_views"] == ["identity"]
+    assert submission.recommend(single, views, members, better_ensemble)["tta_views"] == views["TTA"]
 
 
 def test_recommend_picks_the_best_of_several_view_settings():

@@ -139,3 +139,32 @@ def test_views_give_the_same_pixels_in_the_platform_numpy():
     assert there.pop("numpy").startswith("1.")
     for name, view in tta.VIEWS.items():
         assert abs(float(np.asarray(view(images), "float64").sum()) - there[name]) < 1e-3 * images.size, name
+
+
+def test_the_ensemble_row_is_scored_without_views_one_pass_per_member(monkeypatch):
+    """05's ensemble row costs one prediction per member and image: every corrupted set and the clean split are
+    predicted with the identity view only, and the row and summary say so."""
+    import keras
+    import numpy as np
+
+    from utils.evaluation import final_scores, tta
+
+    inputs = keras.Input((96, 96, 3))
+    outputs = keras.layers.Dense(8, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    members = [keras.Model(inputs, outputs), keras.Model(inputs, outputs)]
+    asked = []
+    original = tta.predict_view_probabilities
+
+    def recording(ensemble, images, views, batch_size=64):
+        asked.append(list(views))
+        return original(ensemble, images, views, batch_size)
+
+    monkeypatch.setattr(tta, "predict_view_probabilities", recording)
+    x = np.random.default_rng(0).integers(0, 255, (16, 96, 96, 3), dtype=np.uint8)
+    y = np.arange(16) % 8
+    table, summary, row = final_scores.ensemble_row(
+        members, [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")], x, y, x, y, ["gaussian_noise"], [1, 3], [], 0
+    )
+    assert asked and all(views == ["identity"] for views in asked)
+    assert summary["views"] == ["identity"] and row["views"].iloc[0] == "no TTA" and row["members"].iloc[0] == 2
+    assert set(table["kind"]) == {"clean", "gaussian_noise"}

@@ -246,7 +246,7 @@ def headline_final(run_dir: Path, metrics: dict) -> list[tuple]:
                 pair(percent(plain.get("corrupted_accuracy")), percent(with_tta.get("corrupted_accuracy")), "without TTA", tta_label),
             ),
             ("Worst corruption", worst),
-            ("Ensemble (all views)", ensemble_line),
+            ("Ensemble" + (" (no TTA)" if ensemble and ensemble.get("views") == ["identity"] else " (all views)"), ensemble_line),
             ("06 will ship", ships),
         ]
     )

@@ -77,10 +77,10 @@ def available_members(run_dir: str | os.PathLike, first: tuple[str, str], reques
 
 def recommend(single: dict, view_sets: dict, members: list[tuple[str, str]], ensemble: dict | None = None) -> dict:
     """What 06 should ship, from 05's robustness summaries of the single model, one per setting
-    ({"no TTA": {...}, "TTA": {...}, ...}, with each setting's views in `view_sets`), and the ensemble's
-    with the "TTA" setting's views: the setting with the highest mean of clean and corrupted accuracy (a
-    tie goes to the later setting), and the ensemble when it scores higher than every setting of the
-    single model. The result names the chosen setting."""
+    ({"no TTA": {...}, "TTA": {...}, ...}, with each setting's views in `view_sets`), and the ensemble's (scored
+    with its own "views", else the "TTA" setting's): the setting with the highest mean of clean and corrupted
+    accuracy (a tie goes to the later setting), and the ensemble, with the views it was scored with, when it scores
+    higher than every setting of the single model. The result names the chosen setting."""
 
     def combined(scores: dict) -> float:
         return (scores["clean_accuracy"] + scores["corrupted_accuracy"]) / 2
@@ -93,7 +93,8 @@ def recommend(single: dict, view_sets: dict, members: list[tuple[str, str]], ens
         if best is None or combined(scores) >= combined(single[best]):
             best = setting
     if ensemble is not None and combined(ensemble) > combined(single[best]):
-        return {"members": [f"{n}:{m}" for n, m in members], "tta_views": list(view_sets["TTA"]), "setting": "ensemble"}
+        views = ensemble.get("views") or view_sets["TTA"]
+        return {"members": [f"{n}:{m}" for n, m in members], "tta_views": list(views), "setting": "ensemble"}
     return {"members": [f"{members[0][0]}:{members[0][1]}"], "tta_views": list(view_sets[best]), "setting": best}
 
 
