@@ -421,7 +421,12 @@ def test_accuracy_against_minutes_counts_the_epochs_seconds_and_zooms_on_the_end
     clean_axis, corrupted_axis = figure.axes
     assert [len(line.get_xdata()) for line in corrupted_axis.get_lines() if line.get_label() in ("old", "new")] == [1, 1]
     low, high = clean_axis.get_ylim()
-    assert 0.85 < low < 0.9 and high >= 0.97, "the clean axis zooms on the last half and shows the target"
+    assert low < 0.5 and high >= 0.97, "a short curve shows every epoch, and the target"
+    plt.close(figure)
+    long_curve = curve.with_minutes([{"seconds": 60.0, "val_accuracy": 0.5 + 0.05 * epoch} for epoch in range(10)])
+    figure = model_figures.plot_accuracy_against_minutes({"long": long_curve}, clean_target=0.97)
+    low, high = figure.axes[0].get_ylim()
+    assert 0.7 < low < 0.75 and high >= 0.97, "a long curve zooms on its last half (0.75 to 0.95) and shows the target"
     for axis in figure.axes:
         assert axis.get_title() and axis.get_xlabel() == "training minutes (probes excluded)" and axis.get_ylabel()
     plt.close(figure)

@@ -140,8 +140,8 @@ def _present(value) -> bool:
 def plot_accuracy_against_minutes(curves: dict, clean_target: float | None = None, corrupted_target: float | None = None, title: str = ""):
     """Clean validation accuracy after every epoch (left) and the corrupted probe accuracy of `utils.evaluation.curve`
     (right) against training minutes, one line per entry of `curves` (a label: history rows with `minutes`, from
-    `curve.with_minutes`). Dashed lines mark the targets; both axes zoom on the last half of training, where recipes
-    differ by a point or two."""
+    `curve.with_minutes`). Dashed lines mark the targets; both axes zoom on the last half of a curve of 8 epochs or more, where
+    recipes differ by a point or two."""
     figure, (clean_axis, corrupted_axis) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for label, rows in curves.items():
         clean_axis.plot([row["minutes"] for row in rows], [row.get("val_accuracy") for row in rows], marker=".", label=label)
@@ -153,7 +153,10 @@ def plot_accuracy_against_minutes(curves: dict, clean_target: float | None = Non
         (corrupted_axis, corrupted_target, "corrupted_probe_accuracy", "Corrupted probe (26 kinds x 5 severities, no TTA)"),
     )
     for axis, target, column, panel_title in panels:
-        values = [row[column] for rows in curves.values() for row in rows[len(rows) // 2 :] if _present(row.get(column))]
+        # The last half of a long curve; all of a short one.
+        values = [
+            row[column] for rows in curves.values() for row in rows[len(rows) // 2 if len(rows) >= 8 else 0 :] if _present(row.get(column))
+        ]
         values += [target] if target else []
         if values:
             axis.set_ylim(max(0.0, min(values) - 0.03), min(1.0, max(values) + 0.02))
