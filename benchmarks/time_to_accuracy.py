@@ -59,7 +59,7 @@ def machine() -> str:
 
 
 def first_reaching(rows: list[dict], column: str, target: float) -> float | None:
-    return next((row["minutes"] for row in rows if row.get(column) is not None and row[column] >= target), None)
+    return curve.time_to(rows, column, target, minutes_column="minutes")
 
 
 def summary(label: str, rows: list[dict]) -> dict:

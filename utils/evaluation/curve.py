@@ -86,10 +86,10 @@ def with_minutes(history: list[dict]) -> list[dict]:
     return rows
 
 
-def time_to(rows: list[dict], column: str, target: float) -> float | None:
-    """The training minutes of the first curve row whose `column` reaches `target`, or None when none does."""
+def time_to(rows: list[dict], column: str, target: float, minutes_column: str = "training_minutes") -> float | None:
+    """The training minutes (`minutes_column`) of the first curve row whose `column` reaches `target`, or None when none does."""
     for row in rows:
         value = row.get(column)
         if value is not None and value >= target:
-            return row["training_minutes"]
+            return row[minutes_column]
     return None
