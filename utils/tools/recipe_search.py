@@ -102,7 +102,14 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="continue the interrupted try --name from its last per-epoch checkpoint, with the same --set",
     )
     parser.add_argument("--clean-only", action="store_true", help="score clean accuracy and fit only, without the corruption suite")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the corruption subset and, unless --training-seed, of training")
+    parser.add_argument(
+        "--training-seed",
+        type=int,
+        default=None,
+        help="seed of the weights, the batches and the augmentation only (default: --seed), so that a second run of a "
+        "recipe is scored on the same corrupted images as the first",
+    )
     parser.add_argument("--corruption-images", type=int, default=256)
     parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
@@ -221,6 +228,8 @@ def _summary_row(arguments, model, settings, history, training_minutes, resumed_
         "machine": f"{platform.node()} ({__import__('os').cpu_count()} cores)",
         "backend": keras.backend.backend(),
         "settings": settings,
+        "seed": arguments.seed,
+        "training_seed": arguments.seed if arguments.training_seed is None else arguments.training_seed,
         "parameters": int(model.count_params()),
         "epochs_run": len(history),
         "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
@@ -263,7 +272,8 @@ def main(argv=None) -> int:
     else:
         started = time.perf_counter()
         model, spec, history, _ = recipe.train_recipe(
-            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint", seed=arguments.seed
+            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint",
+            seed=arguments.seed if arguments.training_seed is None else arguments.training_seed,
         )
         training_minutes = round((time.perf_counter() - started) / 60, 2)
         # With a curve (curve_every), the probes are not training time.
