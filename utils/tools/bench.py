@@ -127,12 +127,10 @@ def time_to_targets(run_dir: Path) -> list[tuple[str, object, str]]:
     path = run_dir / "tables" / "05_history.csv"
     if not path.exists():
         return [(f"minutes_to_clean_{CLEAN_TARGET}", None, "minutes"), (f"minutes_to_corrupted_{CORRUPTED_TARGET}", None, "minutes")]
-    history = pd.read_csv(path)
-    history["minutes"] = history["seconds"].cumsum() / 60
-    rows = [dict(row, training_minutes=row["minutes"]) for row in history.to_dict("records")]
-    clean = curve.time_to(rows, "val_accuracy", CLEAN_TARGET)
-    probed = [row for row in rows if row.get("corrupted_probe_accuracy") == row.get("corrupted_probe_accuracy")]  # not NaN
-    corrupted = curve.time_to(probed, "corrupted_probe_accuracy", CORRUPTED_TARGET) if "corrupted_probe_accuracy" in history else None
+    # Epochs without a probe read NaN from the table, which never reaches a target.
+    rows = curve.with_minutes(pd.read_csv(path).to_dict("records"))
+    clean = curve.time_to(rows, "val_accuracy", CLEAN_TARGET, minutes_column="minutes")
+    corrupted = curve.time_to(rows, "corrupted_probe_accuracy", CORRUPTED_TARGET, minutes_column="minutes")
     return [
         (f"minutes_to_clean_{CLEAN_TARGET}", None if clean is None else round(clean, 2), "minutes"),
         (f"minutes_to_corrupted_{CORRUPTED_TARGET}", None if corrupted is None else round(corrupted, 2), "minutes"),
