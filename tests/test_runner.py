@@ -250,7 +250,25 @@ BAD_PARAMETERS = {
     "recipe consistency": ("FINAL_RECIPE", {"consistency_weight": -2}, "-2"),
     "recipe precision": ("FINAL_RECIPE", {"precision": "bfloat16"}, "bfloat16"),
     "recipe progressive sizes": ("FINAL_RECIPE", {"progressive_sizes": [[64, 5]]}, "leave the last epochs"),
+    "recipe stem": ("FINAL_RECIPE", {"stem": "patches"}, "stem must be one of learned, whitened"),
 }
+
+
+def test_fewer_epochs_than_the_cpu_profiles_small_image_epochs_names_the_fix(tmp_path, capsys):
+    """The cpu profile trains its first 24 epochs on 64-px crops, so --set FINAL_EPOCHS=12 alone cannot run: the
+    sentence says what to set with it, before any notebook."""
+    out_dir = tmp_path / "run"
+    assert runner.main(["--profile", "cpu", "--set", "FINAL_EPOCHS=12", "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "FINAL_RECIPE" in error and "covers 24 of 12 epochs" in error and "[[64, 6]]" in error, error
+    assert len(error.splitlines()) == 1 and not out_dir.exists()
+    # With the small-image epochs halved too, the parameters pass (the run then stops on the missing data file).
+    capsys.readouterr()
+    missing = tmp_path / "missing.npz"
+    arguments = ["--profile", "cpu", "--data", str(missing), "--set", "FINAL_EPOCHS=12", "FINAL_RECIPE.progressive_sizes=[[64,6]]"]
+    assert runner.main([*arguments, "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err
+    assert "covers" not in error and "missing.npz" in error, error
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PARAMETERS))

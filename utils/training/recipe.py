@@ -168,7 +168,8 @@ def check_progressive_sizes(progressive_sizes, recipe: Recipe) -> list[list[int]
         pairs.append([size, epochs])
     if sum(epochs for _, epochs in pairs) >= recipe.epochs:
         raise ValueError(
-            f"progressive_sizes {pairs} covers {sum(e for _, e in pairs)} of {recipe.epochs} epochs; leave the last epochs at image_size."
+            f"progressive_sizes {pairs} covers {sum(e for _, e in pairs)} of {recipe.epochs} epochs; leave the last epochs at "
+            f"image_size: train half of them small ([[{pairs[0][0]}, {recipe.epochs // 2}]]) or none ([])."
         )
     return pairs
 
