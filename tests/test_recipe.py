@@ -411,8 +411,8 @@ def test_the_accuracy_curve_joins_the_history_and_reads_time_to_a_target(monkeyp
     split = tiny_split(8)
     calls = []
 
-    def small_probe_set(x_validation, y_validation, images_per_cell=32, seed=0):
-        calls.append(images_per_cell)
+    def small_probe_set(x_validation, y_validation, images_per_cell=32, seed=curve.PROBE_SEED):
+        calls.append((images_per_cell, seed))
         return x_validation[:8], y_validation[:8]
 
     monkeypatch.setattr(curve, "corrupted_probe_set", small_probe_set)
@@ -429,7 +429,8 @@ def test_the_accuracy_curve_joins_the_history_and_reads_time_to_a_target(monkeyp
         curve_every=2,
     )
     _, _, history, _ = recipe.train_recipe(tiny, split, seed=0, verbose=0)
-    assert calls == [32]
+    # The probe is drawn with its own seed, not the training's, so two trainings of one recipe read one probe.
+    assert calls == [(32, curve.PROBE_SEED)] and curve.PROBE_SEED != 0
     # Probed after epoch 2 and after the last epoch; the minutes grow and leave the probes out.
     probed = [entry for entry in history if "corrupted_probe_accuracy" in entry]
     assert [entry["epoch"] for entry in probed] == [2, 3]

@@ -19,7 +19,14 @@ from utils.evaluation import corruptions
 from utils.evaluation import metrics as evaluate
 
 
-def corrupted_probe_set(x_validation, y_validation, images_per_cell: int = 32, seed: int = 0):
+# The probe's images and corruptions are drawn with this seed whatever seed the model trains with, so that the curves
+# of two trainings of one recipe (`recipe_search --training-seed`) read the same probe. Its 32 validation images are
+# few: the probe of one model read 0.886 on one draw and 0.916 (the suite's 256 images) on another, so it compares
+# trainings on one probe, and the suite, not the probe, says how robust a model is.
+PROBE_SEED = 42
+
+
+def corrupted_probe_set(x_validation, y_validation, images_per_cell: int = 32, seed: int = PROBE_SEED):
     """The probe's images and labels: the same stratified `images_per_cell` validation images under every kind and
     severity of the corruption suite (26 kinds x 5 severities: 4,160 images at 32)."""
     indices = evaluate.validation_subset(y_validation, images_per_cell, seed)

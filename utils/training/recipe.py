@@ -272,7 +272,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     size_schedule = augment.InputSizeSchedule(epoch_sizes(recipe)) if recipe.progressive_sizes else None
     curve_probe = None
     if recipe.curve_every:
-        x_probe, y_probe = curve.corrupted_probe_set(split.x_validation, split.y_validation, seed=seed)
+        x_probe, y_probe = curve.corrupted_probe_set(split.x_validation, split.y_validation)
         curve_probe = curve.AccuracyCurve(x_probe, y_probe, every=recipe.curve_every, epochs=recipe.epochs)
 
     def make_training_data(batch_size: int):
