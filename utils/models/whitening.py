@@ -61,7 +61,8 @@ def whiten_stem(model: keras.Model, images: np.ndarray, layer_name: str = "stem_
     chosen = np.random.default_rng(seed).permutation(len(images))[:sample]
     # The stem's input: the images after the model's own resizing and normalisation layers.
     stem_input = keras.Model(model.inputs, layer.input)
-    seen = np.asarray(keras.ops.convert_to_numpy(stem_input.predict(np.asarray(images)[chosen], batch_size=256, verbose=0)), dtype=np.float32)
+    seen = stem_input.predict(np.asarray(images)[chosen], batch_size=256, verbose=0)
+    seen = np.asarray(keras.ops.convert_to_numpy(seen), dtype=np.float32)
     kernel = whitening_kernel(image_patches(seen, kernel_size, stride, seed=seed), kernel_size, seen.shape[-1], int(layer.filters))
     layer.kernel.assign(kernel)
     return kernel

@@ -272,7 +272,9 @@ def main(argv=None) -> int:
     else:
         started = time.perf_counter()
         model, spec, history, _ = recipe.train_recipe(
-            chosen, split, checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint",
+            chosen,
+            split,
+            checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint",
             seed=arguments.seed if arguments.training_seed is None else arguments.training_seed,
         )
         training_minutes = round((time.perf_counter() - started) / 60, 2)

@@ -119,7 +119,9 @@ class Recipe:
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)} (got {self.stem!r}).")
         if self.stem == "whitened" and self.model != "resnet":
-            raise ValueError(f"stem 'whitened' sets the compact ResNet's first convolution; model {self.model!r} has none: use model='resnet'.")
+            raise ValueError(
+                f"stem 'whitened' sets the compact ResNet's first convolution; model {self.model!r} has none: use model='resnet'."
+            )
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
         train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
