@@ -115,7 +115,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
     parser.add_argument("--out", default="/tmp/recipe_search")
     parser.add_argument("--results", default=None, help="JSON-lines file to append the summary to (default: --out/results.jsonl)")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.training_seed is None:
+        arguments.training_seed = arguments.seed
+    return arguments
 
 
 def _open_try(arguments) -> tuple[Path, dict, list, int | None]:
@@ -229,7 +232,7 @@ def _summary_row(arguments, model, settings, history, training_minutes, resumed_
         "backend": keras.backend.backend(),
         "settings": settings,
         "seed": arguments.seed,
-        "training_seed": arguments.seed if arguments.training_seed is None else arguments.training_seed,
+        "training_seed": arguments.training_seed,
         "parameters": int(model.count_params()),
         "epochs_run": len(history),
         "seconds_per_epoch": float(np.median([r["seconds"] for r in epochs])) if epochs else None,
@@ -275,7 +278,7 @@ def main(argv=None) -> int:
             chosen,
             split,
             checkpoint_dir=None if arguments.no_checkpoint else out / "checkpoint",
-            seed=arguments.seed if arguments.training_seed is None else arguments.training_seed,
+            seed=arguments.training_seed,
         )
         training_minutes = round((time.perf_counter() - started) / 60, 2)
         # With a curve (curve_every), the probes are not training time.
