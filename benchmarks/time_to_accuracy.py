@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 
 from utils.evaluation import curve
+from utils.tools import bench
 
 CLEAN_TARGET = 0.97
 CORRUPTED_TARGET = 0.92
@@ -49,13 +49,7 @@ def read_history(folder: Path) -> list[dict]:
 
 def machine() -> str:
     """The CPU's model name and core count, as /proc/cpuinfo and os give them."""
-    name = platform.machine()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+    return f"{bench.cpu_model()}, {os.cpu_count()} cores"
 
 
 def first_reaching(rows: list[dict], column: str, target: float) -> float | None:

@@ -80,3 +80,8 @@ def test_time_to_the_targets_reads_the_history_and_its_curve(tmp_path):
     history.drop(columns="corrupted_probe_accuracy").assign(val_accuracy=0.9).to_csv(run / "tables" / "05_history.csv", index=False)
     rows = {name: value for name, value, _ in profile_bench.measures(run)}
     assert rows["minutes_to_clean_0.97"] is None and rows["minutes_to_corrupted_0.92"] is None
+
+
+def test_machine_names_the_cpu_model(monkeypatch):
+    monkeypatch.setattr(profile_bench, "cpu_model", lambda: "Example CPU 9000")
+    assert ": Example CPU 9000, " in profile_bench.machine()

@@ -41,17 +41,29 @@ from pathlib import Path
 from utils import config
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("AMD EPYC ...", "Intel(R) Xeon(R) ..."), else the architecture."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def machine() -> str:
+    """Host, CPU model, cores and the instruction sets that change training speed (AVX-512, AMX, bfloat16)."""
     from utils.training import mixed_precision as precision
 
     flags = ""
     try:
-        flags = " AVX-512" if "avx512f" in Path("/proc/cpuinfo").read_text() else ""
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        flags = " AVX-512" if "avx512f" in cpuinfo else ""
+        flags += " AMX" if "amx_bf16" in cpuinfo else ""
     except OSError:
         pass
     if precision.cpu_computes_bfloat16():
         flags += " with bfloat16"
-    return f"{platform.node()}: {os.cpu_count()} cores{flags}, {platform.machine()}"
+    return f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores{flags}, {platform.machine()}"
 
 
 def run_profile(profile: str, data: str, out: Path) -> float | None:
