@@ -169,8 +169,9 @@ def main(argv=None) -> int:
     rows = measures(run_dir)
     if peak is not None:
         rows.append(("peak_memory_gib", round(peak, 2), "GiB"))
+    machine_name = machine()
     for measure, value, unit in rows:
-        print(json.dumps({"measure": measure, "value": value, "unit": unit, "machine": machine(), "run": str(run_dir)}), flush=True)
+        print(json.dumps({"measure": measure, "value": value, "unit": unit, "machine": machine_name, "run": str(run_dir)}), flush=True)
     return 0
 
 
