@@ -8,10 +8,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from utils import config, models, submission, synthetic
+from utils import config, models, runner, submission, synthetic
 from utils.evaluation import metrics as evaluate
 from utils.evaluation import tta
+from utils.models import whitening
 from utils.submission import export
+from utils.training import recipe
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,26 @@ def test_efficientnetv2s_with_the_report_head_crosses_keras_versions(tmp_path):
     images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(2))
     probabilities = tta.predict_probabilities([model], images, ["identity"])
     zip_path = submission.package(tmp_path, [("05_final", "EfficientNetV2S")], ["identity"])
+    report = submission.validate(zip_path, images, probabilities.argmax(axis=1), python=str(config.PLATFORM_PYTHON))
+    assert report["keras"] == "3.4.1"
+    assert report["agreement"] >= submission.MIN_AGREEMENT
+
+
+@needs_platform
+@pytest.mark.slow
+def test_the_cpu_profiles_final_network_crosses_keras_versions(tmp_path):
+    """05's network exactly as the cpu profile builds it (its widths and blocks, a stage without blocks, the whitened
+    stem), untrained: saved by this Keras, rebuilt and loaded by Keras 3.4.1 on TensorFlow 2.17."""
+    cpu = runner.load_profile("cpu")["parameters"]
+    final_recipe = recipe.from_settings(cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=1, image_size=cpu["FINAL_IMAGE_SIZE"])
+    model, spec = recipe.build(final_recipe, seed=0)
+    images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(3))
+    if final_recipe.stem == "whitened":
+        whitening.whiten_stem(model, images, seed=0)
+    paths = config.run_paths(tmp_path).make_dirs()
+    models.save_model(model, spec, paths.models_dir, "05_finetune_tta_final")
+    probabilities = tta.predict_probabilities([model], images, ["identity", "flip_horizontal"])
+    zip_path = submission.package(tmp_path, [("05_finetune_tta", "final")], ["identity", "flip_horizontal"])
     report = submission.validate(zip_path, images, probabilities.argmax(axis=1), python=str(config.PLATFORM_PYTHON))
     assert report["keras"] == "3.4.1"
     assert report["agreement"] >= submission.MIN_AGREEMENT
