@@ -320,6 +320,8 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
     assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
     assert final["spec"]["input_norm"] == parameters["FINAL_RECIPE"]["input_norm"]
+    assert final["spec"]["blocks"] == parameters["FINAL_RECIPE"]["blocks"] and final["spec"]["blocks"][0] == 0
+    assert final["spec"]["recipe"]["stem"] == parameters["FINAL_RECIPE"]["stem"] == "whitened"
     assert {"seen_corrupted_accuracy", "unseen_corrupted_accuracy"} <= set(final["robustness"]["TTA"])
     assert final["robustness"]["TTA"]["unseen_corrupted_accuracy"] is not None
     study = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
