@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from utils import data, synthetic
-from utils.tools import recipe_search
+from utils.tools import bench, recipe_search
 
 SHORT = ["--corruption-images", "16", "--severities", "1", "--views", "identity", "flip_horizontal"]
 
@@ -43,6 +43,8 @@ def test_a_saved_model_scores_as_it_did_when_trained(tiny_run, tmp_path, capsys)
     assert recipe_search.main(["--run", str(tiny_run), "--name", "trained", "--out", str(tmp_path), "--set", *recipe, *SHORT]) == 0
     trained = measures(capsys.readouterr().out)
     assert trained["epochs_run"] == 1 and trained["training_minutes"] is not None
+    # The machine is named as `make bench` names it: the CPU model beside the cores.
+    assert trained["machine"] == bench.machine() and bench.cpu_model() in trained["machine"]
     assert (tmp_path / "trained" / "checkpoint").is_dir()  # resumable by default
 
     saved = tmp_path / "trained"

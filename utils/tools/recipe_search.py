@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import time
 from pathlib import Path
+
+from utils.tools import bench
 
 ALL_VIEWS = ["identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "saturation", "central_crop", "shift"]
 
@@ -228,7 +229,7 @@ def _summary_row(arguments, model, settings, history, training_minutes, resumed_
     summary = scores["summary"]
     return {
         "name": arguments.name,
-        "machine": f"{platform.node()} ({__import__('os').cpu_count()} cores)",
+        "machine": bench.machine(),
         "backend": keras.backend.backend(),
         "settings": settings,
         "seed": arguments.seed,
