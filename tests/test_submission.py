@@ -173,8 +173,11 @@ def test_the_cpu_profiles_final_network_crosses_keras_versions(tmp_path):
     """05's network exactly as the cpu profile builds it (its widths and blocks, a stage without blocks, the whitened
     stem), untrained: saved by this Keras, rebuilt and loaded by Keras 3.4.1 on TensorFlow 2.17."""
     cpu = runner.load_profile("cpu")["parameters"]
-    final_recipe = recipe.from_settings(cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=1, image_size=cpu["FINAL_IMAGE_SIZE"])
+    final_recipe = recipe.from_settings(
+        cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=cpu["FINAL_EPOCHS"], image_size=cpu["FINAL_IMAGE_SIZE"]
+    )
     model, spec = recipe.build(final_recipe, seed=0)
+    assert spec["blocks"] == list(cpu["FINAL_RECIPE"]["blocks"])
     images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(3))
     if final_recipe.stem == "whitened":
         whitening.whiten_stem(model, images, seed=0)
