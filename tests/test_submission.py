@@ -11,7 +11,6 @@ import pytest
 from utils import config, models, runner, submission, synthetic
 from utils.evaluation import metrics as evaluate
 from utils.evaluation import tta
-from utils.models import whitening
 from utils.submission import export
 from utils.training import recipe
 
@@ -179,8 +178,7 @@ def test_the_cpu_profiles_final_network_crosses_keras_versions(tmp_path):
     model, spec = recipe.build(final_recipe, seed=0)
     assert spec["blocks"] == list(cpu["FINAL_RECIPE"]["blocks"])
     images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(3))
-    if final_recipe.stem == "whitened":
-        whitening.whiten_stem(model, images, seed=0)
+    recipe.start_stem(final_recipe, model, images)
     paths = config.run_paths(tmp_path).make_dirs()
     models.save_model(model, spec, paths.models_dir, "05_finetune_tta_final")
     probabilities = tta.predict_probabilities([model], images, ["identity", "flip_horizontal"])

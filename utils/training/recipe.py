@@ -253,6 +253,12 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
     ]
 
 
+def start_stem(recipe: Recipe, model, images, seed: int = 0) -> None:
+    """Sets the model's stem as the recipe starts it: whitened from `images` (raw training images), or left random."""
+    if recipe.stem == "whitened":
+        whitening.whiten_stem(model, images, seed=seed)
+
+
 def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2, distribution=None):
     """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
     augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
@@ -262,8 +268,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, ver
     with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
         # Progressive resizing trains a model that takes any image size; the one returned takes the spec's size.
         model, spec = build(recipe, seed=seed, any_input_size=bool(recipe.progressive_sizes))
-    if recipe.stem == "whitened":
-        whitening.whiten_stem(model, split.x_train, seed=seed)
+    start_stem(recipe, model, split.x_train, seed=seed)
     spec["recipe"] = {key: value for key, value in recipe.to_dict().items() if key != "weights"}
     spec["training_precision"] = computed_in
     if computed_in != "float32":
