@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from utils import config
 from utils.report.units import score, seconds
 
 
@@ -68,7 +69,31 @@ def verdict_rows(run_dir: Path, state: dict) -> list[list[str]]:
     if total:
         finished = sum(entry.get("status") == "done" for entry in entries)
         rows.append(["run time", f"{seconds(total)} for {finished} of {len(entries)} notebooks"])
+    device_row = device_description(run_dir, state)
+    if device_row:
+        rows.append(["device", device_row])
     return rows
+
+
+def device_description(run_dir: Path, state: dict) -> str | None:
+    """Where the run trained, as run.json recorded it (GPU model, memory and count, or the CPU), with the number format
+    05's training computed in; None for a run folder written before the runner recorded its device."""
+    device = state.get("device")
+    if not isinstance(device, dict) or not device.get("summary"):
+        return None
+    text = device["summary"]
+    if state.get("needs_gpu") and device.get("kind") != "gpu":
+        text += f" (the {state.get('profile', 'gpu')} profile on the CPU, as --allow-cpu asked)"
+    earlier = [item.get("summary") for item in state.get("earlier_devices") or [] if isinstance(item, dict) and item.get("summary")]
+    if earlier:
+        text += f"; resumed from {', '.join(earlier)}"
+    try:
+        spec = json.loads((config.run_paths(run_dir).models_dir / "05_finetune_tta_final.json").read_text())
+    except (OSError, ValueError):
+        spec = {}
+    if isinstance(spec, dict) and spec.get("training_precision"):
+        text += f"; 05 trained in {spec['training_precision']}"
+    return text
 
 
 def verdict_blocks(run_dir: Path, state: dict) -> list[tuple]:

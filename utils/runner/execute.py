@@ -3,10 +3,12 @@
     python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...]
     python -m utils.runner --resume DIR
     python -m utils.runner ... --workers N | --ray-address ADDRESS   (03 and 04 fanned out over Ray)
+    python -m utils.runner --profile gpu --allow-cpu                   (a GPU profile on a machine without a GPU)
 
 Each notebook gets the profile's parameters plus DATA_PATH and OUT_DIR. Bad input is found before
 any notebook runs and reported in one sentence, without a traceback and without creating a run
-folder. A failing notebook stops the run; its executed copy in the run folder holds the traceback.
+folder; so is a profile that needs a GPU (`device: gpu`, the gpu profile) on a backend that sees none.
+A failing notebook stops the run; its executed copy in the run folder holds the traceback.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from utils.runner.profiles import (
     profile_data_path,
 )
 from utils.sweeps import fanout
+from utils.training import devices
 
 BACKENDS = ("tensorflow", "torch", "jax")
 
@@ -97,6 +100,27 @@ def resolve_data_path(profile: dict, data_argument: str | None) -> str:
     return data_path
 
 
+def check_device(backend: str, needs_gpu: bool, allow_cpu: bool, profile_name: str, log=print) -> dict:
+    """The device the kernels will train on (`devices.describe`); RunnerError with the GPU sentence when the profile
+    needs a GPU, the backend sees none and `--allow-cpu` was not given."""
+    try:
+        # The backends' own start-up logs (CUDA, XLA) would otherwise bury the one sentence.
+        with kernel_log(Path(os.devnull)):
+            device = devices.describe(backend)
+    except Exception as error:  # A broken backend install must not read as "no GPU".
+        raise RunnerError(f"the {backend} backend could not list its devices ({type(error).__name__}: {error}); reinstall it.") from None
+    if needs_gpu and device["kind"] != "gpu":
+        if not allow_cpu:
+            raise RunnerError(devices.no_gpu_sentence(device, profile_name))
+        log(f"No GPU visible to {backend}: running the {profile_name} profile on the CPU, as --allow-cpu asks.")
+    return device
+
+
+def needs_gpu(profile: dict) -> bool:
+    """Whether a profile asks for a GPU (`device: gpu` in its YAML, as the gpu profile does)."""
+    return str(profile.get("device", "any")).lower() == "gpu"
+
+
 def default_out_dir(profile_name: str) -> Path:
     """A new time-stamped folder under outputs/ that does not exist yet."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -130,7 +154,18 @@ class Run:
         self.state = state
 
     @classmethod
-    def create(cls, out_dir: Path, profile: dict, data_path: str, backend: str, notebooks: list[Path]) -> Run:
+    def create(
+        cls,
+        out_dir: Path,
+        profile: dict,
+        data_path: str,
+        backend: str,
+        notebooks: list[Path],
+        device: dict | None = None,
+        *,
+        needs_gpu: bool = False,
+        allow_cpu: bool = False,
+    ) -> Run:
         out_dir.mkdir(parents=True, exist_ok=False)
         paths = config.run_paths(out_dir)
         parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root), PROFILE=profile["reference"])
@@ -141,6 +176,9 @@ class Run:
             "overrides": profile.get("overrides", {}),
             "data_path": data_path,
             "backend": backend,
+            "device": device,
+            "needs_gpu": needs_gpu,
+            "allow_cpu": allow_cpu,
             "parameters": parameters,
             "notebooks": [{"name": nb.stem, "status": "pending", "seconds": None} for nb in notebooks],
             "started_at": dt.datetime.now().isoformat(timespec="seconds"),
@@ -306,6 +344,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="train the cells of 03 and 04 as Ray tasks, N at a time on this machine (requirements-scale.txt)",
     )
     parser.add_argument("--ray-address", metavar="ADDRESS", help="train the cells of 03 and 04 as tasks on the Ray cluster at ADDRESS")
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="run a profile that needs a GPU (gpu) even when the backend sees none: for tests, or for the patient",
+    )
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     return parser.parse_args(argv)
 
@@ -319,7 +362,7 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         if arguments.out or arguments.data or arguments.profile or arguments.backend or arguments.set:
             raise RunnerError(
                 "--resume continues a run with its own profile, parameters, data, backend and folder; drop the other options "
-                "(--only, --workers and --ray-address are allowed)."
+                "(--only, --allow-cpu, --workers and --ray-address are allowed)."
             )
         run = Run.load(Path(arguments.resume).expanduser().resolve())
         if arguments.only:
@@ -342,7 +385,13 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
                 f"which no longer exist in {config.NOTEBOOKS_DIR}."
             )
         backend, note = choose_backend(run.state["backend"])
-        log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note})")
+        allow_cpu = bool(getattr(arguments, "allow_cpu", False) or run.state.get("allow_cpu"))
+        device = check_device(backend, bool(run.state.get("needs_gpu")), allow_cpu, run.state["profile"], log)
+        if run.state.get("device") and run.state["device"].get("summary") != device["summary"]:
+            # A requeued job may land on another node: each device the run trained on stays on record.
+            run.state.setdefault("earlier_devices", []).append(run.state["device"])
+        run.state["device"] = device
+        log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note}, device: {device['summary']})")
         return run, notebooks
     profile = load_profile(arguments.profile or "smoke")
     notebooks = select_notebooks(arguments.only, all_notebooks)
@@ -357,9 +406,11 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         raise RunnerError(
             f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}."
         )
+    allow_cpu = bool(getattr(arguments, "allow_cpu", False))
+    device = check_device(backend, needs_gpu(profile), allow_cpu, profile["name"], log)
     data_path = resolve_data_path(profile, arguments.data)
-    run = Run.create(out_dir, profile, data_path, backend, notebooks)
-    log(f"Run {out_dir} ({profile['name']} profile, {note}, data: {data_path})")
+    run = Run.create(out_dir, profile, data_path, backend, notebooks, device, needs_gpu=needs_gpu(profile), allow_cpu=allow_cpu)
+    log(f"Run {out_dir} ({profile['name']} profile, {note}, device: {device['summary']}, data: {data_path})")
     return run, notebooks
 
 

@@ -39,15 +39,7 @@ import time
 from pathlib import Path
 
 from utils import config
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it ("AMD EPYC ...", "Intel(R) Xeon(R) ..."), else the architecture."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
+from utils.training.devices import cpu_model
 
 
 def machine() -> str:
