@@ -25,7 +25,8 @@ def test_cpu_flags_decide_whether_bfloat16_is_native(tmp_path, cpuinfo, expected
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo)
     assert precision.cpu_computes_bfloat16(path) is expected
-    assert precision.resolve("auto", path) == ("mixed_bfloat16" if expected else "float32")
+    # Without a GPU (gpus=[]), as on these machines: the CPU decides.
+    assert precision.resolve("auto", path, gpus=[]) == ("mixed_bfloat16" if expected else "float32")
     # An explicit choice does not look at the CPU.
     assert precision.resolve("float32", path) == "float32"
     assert precision.resolve("mixed_bfloat16", path) == "mixed_bfloat16"
@@ -33,11 +34,11 @@ def test_cpu_flags_decide_whether_bfloat16_is_native(tmp_path, cpuinfo, expected
 
 def test_unreadable_cpuinfo_means_float32(tmp_path):
     assert precision.cpu_computes_bfloat16(tmp_path / "missing") is False
-    assert precision.resolve("auto", tmp_path / "missing") == "float32"
+    assert precision.resolve("auto", tmp_path / "missing", gpus=[]) == "float32"
 
 
 def test_unknown_precision_is_one_sentence_naming_the_parameter():
-    with pytest.raises(ValueError, match="FINAL_PRECISION must be one of float32, mixed_bfloat16, auto"):
+    with pytest.raises(ValueError, match="FINAL_PRECISION must be one of float32, mixed_bfloat16, mixed_float16, auto"):
         precision.check("bfloat16", "FINAL_PRECISION")
     with pytest.raises(ValueError, match="precision must be one of"):
         recipe.Recipe(model="resnet", precision="half")
