@@ -116,3 +116,8 @@ def run_paths(out_dir: str | os.PathLike | None = None) -> RunPaths:
     if out_dir in (None, ""):
         out_dir = OUTPUTS_DIR / "interactive"
     return RunPaths(Path(out_dir).expanduser().resolve())
+
+# The suite's public repository: the launcher notebook (notebooks/launch/hosted_runtime.ipynb) clones it on Colab and
+# Kaggle, and the README's "Open in Colab" and Kaggle badges point at it. A fork changes it here, in the launcher's
+# REPOSITORY_URL and in the README's badges (tests/test_hosted.py checks that the three agree).
+REPOSITORY_URL = "https://github.com/bloodcell-suite/bloodcell-suite"
