@@ -3,6 +3,8 @@
     python benchmarks/augmentation.py                                  # baseline CNN, "robust", 3 rounds
     python benchmarks/augmentation.py --model EfficientNetB0 --policy randaugment_cutmix_mixup
     KERAS_BACKEND=torch python benchmarks/augmentation.py              # or --backend torch
+    python benchmarks/augmentation.py --model EfficientNetV2S --image-size 300 --frozen-layers 124 --precision auto --plain numpy
+                                      # the gpu profile's fine-tuning step (benchmarks/gpu_step.sh runs it on a GPU)
 
 One model is built and compiled once; each round times one training epoch over `--images` synthetic
 cells fed plainly and one epoch fed through `augment.training_dataset` with the policy, alternating
@@ -16,7 +18,9 @@ On a shared machine other work can take a core away in the middle of a run, so e
 records the process's CPU time (all threads) and how many cores other processes kept busy meanwhile
 (from /proc/stat, Linux only): "paired_ratio" is the median of the ratios within each round (plain and
 augmented back to back), and "cpu_ratio" is plain over augmented CPU seconds per image, the ratio to
-expect when training is CPU-bound on every core.
+expect when training is CPU-bound on every core. Where `nvidia-smi` answers, each measurement also records the GPU's
+mean utilisation while it ran ("gpu_busy_percent", sampled every 0.2 s): a step fed by the augmentation pipeline that
+keeps the GPU as busy as one fed from memory is not input-bound.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,12 +60,54 @@ def parse_arguments(argv=None):
     parser.add_argument("--backend", help="set KERAS_BACKEND (tensorflow, torch, jax) before Keras is imported")
     parser.add_argument(
         "--precision",
-        choices=("float32", "mixed_bfloat16"),
+        choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
         default="float32",
-        help="Keras dtype policy for the model (mixed_bfloat16 computes in bfloat16, keeps float32 weights)",
+        help="Keras dtype policy for the model (mixed_* compute in bfloat16/float16 and keep float32 weights; auto: what "
+        "the suite's precision 'auto' picks here, by the GPU's compute capability or the CPU's bfloat16)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=96, help="input size a backbone computes at (the model resizes the 96-px cells to it)"
+    )
+    parser.add_argument(
+        "--frozen-layers",
+        type=int,
+        default=0,
+        help="a backbone's first layers (and all its BatchNorm) frozen, as the fine-tuning phase trains it (0: all trainable)",
     )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+class GpuUtilisation:
+    """Samples `nvidia-smi`'s GPU utilisation every 0.2 s while its block runs; `mean` is None without nvidia-smi."""
+
+    QUERY = ("nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits")
+
+    def __init__(self):
+        self.available = shutil.which("nvidia-smi") is not None
+        self.mean = None
+
+    def __enter__(self):
+        self.samples, self.stop = [], threading.Event()
+        if self.available:
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.stop.wait(0.2):
+            try:
+                output = subprocess.run(self.QUERY, capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(statistics.mean(float(value) for value in output.split()))
+            except (OSError, subprocess.SubprocessError, ValueError, statistics.StatisticsError):
+                return
+
+    def __exit__(self, *exception):
+        self.stop.set()
+        if self.available:
+            self.thread.join()
+        self.mean = round(statistics.mean(self.samples), 1) if self.samples else None
+        return False
 
 
 def main(argv=None) -> int:
@@ -74,10 +123,14 @@ def main(argv=None) -> int:
     import numpy as np
 
     from utils import augment, models, synthetic
-    from utils.training import finetune
+    from utils.training import devices, finetune
+    from utils.training import mixed_precision as precision
 
     augment.resolve_policy(arguments.policy, "--policy")
-    keras.mixed_precision.set_global_policy(arguments.precision)
+    if arguments.model in ("baseline", "resnet") and (arguments.image_size != 96 or arguments.frozen_layers):
+        raise SystemExit(f"--image-size and --frozen-layers apply to a backbone of utils.models.BACKBONES, not --model {arguments.model}.")
+    computed_in = precision.resolve(arguments.precision)
+    keras.mixed_precision.set_global_policy(computed_in)
     random = np.random.default_rng(arguments.seed)
     # A few hundred distinct synthetic cells, tiled: rendering is slow and pixel content does not change the speed.
     distinct = min(arguments.images, 256)
@@ -95,10 +148,12 @@ def main(argv=None) -> int:
         widths = tuple(arguments.widths) if arguments.widths else (32, 64, 128, 256)
         spec = models.model_spec(kind="resnet", input_norm="per_channel", bn_momentum=0.9, widths=widths, blocks=(1,) * len(widths))
     else:
-        spec = models.model_spec(kind="transfer", backbone=arguments.model, image_size=96)
+        spec = models.model_spec(kind="transfer", backbone=arguments.model, image_size=arguments.image_size)
     model = models.build_model(spec, weights=None, seed=arguments.seed)
     if arguments.model not in ("baseline", "resnet"):
         finetune.set_batchnorm_momentum(model, 0.9)
+        if arguments.frozen_layers:
+            finetune.set_fine_tune(model, arguments.frozen_layers, freeze_batchnorm=True)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 
     # Built once, as in training: each `fit` below is one fresh, reshuffled pass (one epoch).
@@ -134,13 +189,15 @@ def main(argv=None) -> int:
             return float("nan")
         return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
+    gpu_sampler = GpuUtilisation()
     speed = {"plain": [], "augmented": []}
     cpu = {"plain": [], "augmented": []}
     for round_index in range(arguments.rounds):
         order = ("plain", "augmented") if round_index % 2 == 0 else ("augmented", "plain")
         for kind in order:
             machine_before, cpu_before, started = machine_busy_seconds(), cpu_seconds(), time.perf_counter()
-            (run_plain if kind == "plain" else run_augmented)()
+            with gpu_sampler:
+                (run_plain if kind == "plain" else run_augmented)()
             seconds, busy = time.perf_counter() - started, cpu_seconds() - cpu_before
             others = (machine_busy_seconds() - machine_before - busy) / seconds
             speed[kind].append(len(images) / seconds)
@@ -158,6 +215,7 @@ def main(argv=None) -> int:
                         "cpu_ms_per_image": round(cpu[kind][-1], 3),
                         "cores_busy": round(busy / seconds, 2),
                         "other_processes_cores_busy": round(max(others, 0.0), 2),
+                        "gpu_busy_percent": gpu_sampler.mean,
                     }
                 ),
                 flush=True,
@@ -181,6 +239,10 @@ def main(argv=None) -> int:
                 "deterministic": arguments.deterministic,
                 "batch_size": arguments.batch_size,
                 "precision": arguments.precision,
+                "computed_in": computed_in,
+                "image_size": arguments.image_size if arguments.model not in ("baseline", "resnet") else 96,
+                "frozen_layers": arguments.frozen_layers,
+                "device": devices.describe(keras.backend.backend())["summary"],
                 "images": len(images),
                 "rounds": arguments.rounds,
                 "cpus": os.cpu_count(),
