@@ -87,7 +87,8 @@ def test_a_new_job_starts_a_run_into_its_own_folder(job):
     assert recorded(tmp_path) == ["-m", "utils.runner", "--profile", "gpu", "--out", str(tmp_path / "run")]
     result = run_script({**environment, "DATA": "/data/cells.npz", "SETTINGS": "FINAL_EPOCHS=60 IMAGE_SIZE=224", "PROFILE": "cpu"})
     assert result.returncode == 0, result.stderr
-    assert recorded(tmp_path)[3:] == ["cpu", "--out", str(tmp_path / "run"), "--data", "/data/cells.npz", "--set", "FINAL_EPOCHS=60", "IMAGE_SIZE=224"]
+    expected = ["cpu", "--out", str(tmp_path / "run"), "--data", "/data/cells.npz", "--set", "FINAL_EPOCHS=60", "IMAGE_SIZE=224"]
+    assert recorded(tmp_path)[3:] == expected
 
 
 def test_the_run_folder_defaults_to_one_per_job(job):
