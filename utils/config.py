@@ -117,6 +117,7 @@ def run_paths(out_dir: str | os.PathLike | None = None) -> RunPaths:
         out_dir = OUTPUTS_DIR / "interactive"
     return RunPaths(Path(out_dir).expanduser().resolve())
 
+
 # The suite's public repository: the launcher notebook (notebooks/launch/hosted_runtime.ipynb) clones it on Colab and
 # Kaggle, and the README's "Open in Colab" and Kaggle badges point at it. A fork changes it here, in the launcher's
 # REPOSITORY_URL and in the README's badges (tests/test_hosted.py checks that the three agree).
