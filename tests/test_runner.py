@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
+import time
 
 import nbformat
 import numpy as np
@@ -400,3 +402,82 @@ def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optio
     assert cpu["FINAL_RECIPE"]["learning_rate"] == 0.001
     with pytest.raises(runner.RunnerError, match="FINAL_EPOCHS is declared as int, not a mapping"):
         runner.parse_overrides(["FINAL_EPOCHS.count=3"], every, cpu)
+
+
+SLEEP_ONCE = """
+import pathlib, time
+marker = pathlib.Path(OUT_DIR) / "started.txt"
+first_time = not marker.exists()
+marker.write_text("started")
+if first_time:
+    time.sleep(120)
+"""
+
+
+def test_a_killed_run_is_noticed_and_resumed(tiny_suite, tmp_path, capsys):
+    """SIGKILL leaves run.json saying "running": while the runner lives, --resume refuses (two runners never write
+    one folder); once it is gone, --resume says so in one sentence and continues."""
+    write_notebook(tiny_suite / "02_second.ipynb", SLEEP_ONCE)
+    run_dir = tmp_path / "run"
+    script = (
+        "import sys, pathlib\n"
+        "from utils import config, runner\n"
+        f"config.NOTEBOOKS_DIR = pathlib.Path({str(tiny_suite)!r})\n"
+        f"config.OUTPUTS_DIR = pathlib.Path({str(tmp_path / 'outputs')!r})\n"
+        f"sys.exit(runner.main(['--out', {str(run_dir)!r}]))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "started.txt").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the runner ended before 02 started"
+            time.sleep(0.5)
+        state = json.loads((run_dir / "run.json").read_text())
+        assert state["status"] == "running" and state["owner"]["pid"] == process.pid
+        assert runner.main(["--resume", str(run_dir)]) == 2
+        assert f"is still being run by process {process.pid}" in capsys.readouterr().err
+    finally:
+        process.kill()
+        process.wait()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # Nobody could say otherwise.
+    assert runner.main(["--resume", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"run.json said running, but process {process.pid} on {platform.node()} is gone" in printed
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done" and [entry["status"] for entry in state["notebooks"]] == ["done", "done"]
+    assert state["owner"]["pid"] == os.getpid()
+
+
+def test_owner_state_reads_the_process_table(tmp_path, monkeypatch):
+    from utils.runner import ownership
+
+    me = ownership.this_process()
+    assert me["pid"] == os.getpid() and ownership.owner_state(me) == "alive"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = {**me, "pid": int(finished.stdout)}
+    assert ownership.owner_state(gone) == "gone"
+    # Another process that was given the owner's id later is not the owner.
+    parent = os.getppid()
+    assert ownership.owner_state({**me, "pid": parent, "start_ticks": -1}) == "gone"
+    # A power loss: the owner ran in an earlier boot.
+    assert ownership.owner_state({**me, "boot_id": "an-earlier-boot"}) == ("gone" if me["boot_id"] else "alive")
+    assert ownership.owner_state({**me, "host": "another-node"}) == "elsewhere"
+    assert ownership.owner_state(None) == "gone" and ownership.owner_state({}) == "gone"
+    # /proc/<pid>/stat with a command name holding spaces and parentheses.
+    fake = tmp_path / "proc" / "4242"
+    fake.mkdir(parents=True)
+    fake.joinpath("stat").write_text("4242 (a (strange) name) S " + " ".join(str(number) for number in range(1, 30)))
+    assert ownership.start_ticks(4242, tmp_path / "proc") == 19  # Field 22: the fields after the name count from 3.
+
+
+def test_a_run_folder_of_another_host_continues_with_a_warning(tiny_suite, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert runner.main(["--only", "01", "--out", str(run_dir)]) == 0
+    state = json.loads((run_dir / "run.json").read_text())
+    state["status"] = "running"
+    state["notebooks"] = [{"name": "01_first", "status": "running", "seconds": None}]
+    state["owner"] = {"pid": 1, "host": "gpu-node-17", "boot_id": "x", "start_ticks": 1}
+    (run_dir / "run.json").write_text(json.dumps(state))
+    assert runner.main(["--resume", str(run_dir)]) == 0
+    assert "process 1 on gpu-node-17 is running it, which cannot be checked from here" in capsys.readouterr().out
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "done"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from utils import config
 from utils.data import DataError, load_dataset, write_json
+from utils.runner import ownership
 from utils.runner.profiles import (
     RunnerError,
     check_profile_parameters,
@@ -186,6 +187,7 @@ class Run:
             "git_commit": git_commit(),
             "python": platform.python_version(),
             "host": platform.node(),
+            "owner": ownership.this_process(),
         }
         run = cls(paths, state)
         run.save()
@@ -242,6 +244,7 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
     # that the "python3" kernel starts with the same virtual environment as the runner.
     os.environ["KERAS_BACKEND"] = run.state["backend"]
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    run.state["owner"] = ownership.this_process()
     run.mark("running")
     total = len(notebooks)
     for position, notebook in enumerate(notebooks, start=1):
@@ -365,6 +368,7 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
                 "(--only, --allow-cpu, --workers and --ray-address are allowed)."
             )
         run = Run.load(Path(arguments.resume).expanduser().resolve())
+        check_owner(run, log)
         if arguments.only:
             # Resuming with --only adds notebooks (for example ones written after the run) to the run.
             for notebook in select_notebooks(arguments.only, all_notebooks):
@@ -412,6 +416,32 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     run = Run.create(out_dir, profile, data_path, backend, notebooks, device, needs_gpu=needs_gpu(profile), allow_cpu=allow_cpu)
     log(f"Run {out_dir} ({profile['name']} profile, {note}, device: {device['summary']}, data: {data_path})")
     return run, notebooks
+
+
+def check_owner(run: Run, log=print) -> None:
+    """A run whose run.json says "running": RunnerError while its process is alive (two runners never write one folder);
+    when the process is gone (SIGKILL, a power loss) it is marked interrupted, with one sentence, and may continue."""
+    if run.state.get("status") != "running":
+        return
+    owner = run.state.get("owner") or {}
+    where = f"process {owner.get('pid', '?')} on {owner.get('host') or run.state.get('host', '?')}"
+    state = ownership.owner_state(owner)
+    if state == "alive":
+        raise RunnerError(
+            f"{run.paths.root}: is still being run by {where}; wait for it to finish, or stop it "
+            f"(`kill -TERM {owner.get('pid')}` marks it interrupted) and resume then."
+        )
+    if state == "elsewhere":
+        log(
+            f"{run.paths.root}: run.json says {where} is running it, which cannot be checked from here; "
+            "continuing it here (make sure it is not still running there)."
+        )
+    else:
+        log(f"{run.paths.root}: run.json said running, but {where} is gone (killed, or the machine lost power); continuing it.")
+    for entry in run.state["notebooks"]:
+        if entry.get("status") == "running":
+            entry.update(status="interrupted", seconds=None)
+    run.mark("interrupted", f"{where} ended without marking the run")
 
 
 def check_fanout(arguments: argparse.Namespace) -> fanout.Cluster | None:
