@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.util
 import json
 import os
@@ -22,12 +23,13 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from utils import config
 from utils.data import DataError, load_dataset, write_json
-from utils.runner import ownership
+from utils.runner import ownership, progress
 from utils.runner.profiles import (
     RunnerError,
     check_profile_parameters,
@@ -153,6 +155,9 @@ class Run:
     def __init__(self, paths: config.RunPaths, state: dict):
         self.paths = paths
         self.state = state
+        # The progress watcher saves from its own thread.
+        self.lock = threading.Lock()
+        self.progress_saved = 0.0
 
     @classmethod
     def create(
@@ -207,7 +212,15 @@ class Run:
         return cls(paths, state)
 
     def save(self) -> None:
-        write_json(self.paths.run_json, self.state)
+        with self.lock:
+            write_json(self.paths.run_json, self.state)
+
+    def progress(self, entry: dict, numbers: dict) -> None:
+        """A running notebook's position (`utils.runner.progress`) in its entry, saved at most every 10 seconds."""
+        entry["progress"] = numbers
+        if time.monotonic() - self.progress_saved >= 10:
+            self.progress_saved = time.monotonic()
+            self.save()
 
     def entry(self, name: str) -> dict:
         return next(item for item in self.state["notebooks"] if item["name"] == name)
@@ -234,6 +247,12 @@ def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster 
             cluster.close()
 
 
+def restart_line(watcher: progress.Watcher | None, position: int, total: int, notebook: Path) -> str:
+    """The start of a notebook's closing line: empty when the line that says "[k/n] name ..." is still the last one
+    written, else that text again (the progress lines came after it)."""
+    return f"[{position}/{total}] {notebook.stem} ..." if watcher is not None and watcher.printed else ""
+
+
 def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -258,6 +277,7 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
         entry.update(status="running", seconds=None)
         run.save()
         started = time.perf_counter()
+        watcher = None
         parameters = notebook_parameters(notebook, run.state["parameters"])
         try:
             with kernel_log(run.paths.root / "kernel.log"):
@@ -266,18 +286,25 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
                     if failed:
                         raise fanout.CellsFailed(f"cell(s) {', '.join(failed)} failed on Ray after {fanout.RETRIES + 1} tries")
                     log(f"    {notebook.stem}: every cell has its shard; merging ...", end="", flush=True)
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(output),
-                    parameters=parameters,
-                    cwd=str(config.NOTEBOOKS_DIR),
-                    progress_bar=False,
-                    kernel_name="python3",
-                )
+                watcher = progress.Watcher(output, f"[{position}/{total}] {notebook.stem}", record=functools.partial(run.progress, entry))
+                watcher.start()
+                try:
+                    papermill.execute_notebook(
+                        str(notebook),
+                        str(output),
+                        parameters=parameters,
+                        cwd=str(config.NOTEBOOKS_DIR),
+                        progress_bar=False,
+                        kernel_name="python3",
+                        # Saved during long cells too, so that the watcher (and a person opening it) sees where it is.
+                        autosave_cell_every=progress.AUTOSAVE_SECONDS,
+                    )
+                finally:
+                    watcher.stop()
         except KeyboardInterrupt:
             entry.update(status="interrupted", seconds=None)
             run.mark("interrupted", f"stopped during {notebook.stem}")
-            log(" interrupted")
+            log(restart_line(watcher, position, total, notebook) + " interrupted")
             log(
                 f"error: the run was interrupted during {notebook.stem}; continue it with "
                 f"`python -m utils.runner --resume {run.paths.root}`.",
@@ -300,13 +327,15 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
                 where = f"see {output} and {run.paths.root / 'kernel.log'}"
             entry.update(status="failed", seconds=round(seconds, 1))
             run.mark("failed", message)
-            log(" failed")
+            log(restart_line(watcher, position, total, notebook) + " failed")
             log(f"error: {message}; {where}", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - started
         entry.update(status="done", seconds=round(seconds, 1))
         run.save()
-        log(f" done in {seconds:.1f} s")
+        entry.pop("progress", None)
+        run.save()
+        log(restart_line(watcher, position, total, notebook) + f" done in {seconds:.1f} s")
     report.write_report(run.paths.root, run.state)
     run.mark("done")
     log(f"Run folder: {run.paths.root}")
