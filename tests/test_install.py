@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from utils import config
+from utils.tools import stack
 
 PYPROJECT = config.REPO_ROOT / "pyproject.toml"
 
@@ -37,18 +38,7 @@ def requirements(group: str | None = None) -> dict[str, Requirement]:
 
 
 def pins(file_name: str) -> dict[str, str]:
-    """The `name==version` lines of a requirements file by canonical name (comments and `-r` includes skipped)."""
-    found = {}
-    for line in (config.REPO_ROOT / file_name).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        requirement = Requirement(line)
-        specifiers = list(requirement.specifier)
-        if len(specifiers) != 1 or specifiers[0].operator != "==":
-            raise ValueError(f"{file_name}: {line!r} is not an exact pin (name==version); the file must stay a lock.")
-        found[canonicalize_name(requirement.name)] = specifiers[0].version
-    return found
+    return stack.pins(config.REPO_ROOT / file_name)
 
 
 def test_every_range_is_a_range_not_a_pin():
@@ -109,3 +99,22 @@ def test_this_environment_satisfies_the_ranges():
         except metadata.PackageNotFoundError:
             pytest.fail(f"{name} is not installed in this environment; install the suite with `pip install -e .`")
         assert requirement.specifier.contains(installed, prereleases=True), f"the installed {name} {installed} is outside {requirement}"
+
+
+def test_stack_tool_names_the_versions_and_finds_a_changed_pin(tmp_path, capsys):
+    numpy_version = metadata.version("numpy")
+    kept = tmp_path / "kept.txt"
+    kept.write_text(f"# the stack\nnumpy=={numpy_version}\n")
+    changed = tmp_path / "changed.txt"
+    changed.write_text("numpy==0.0.1\n")
+    assert stack.main(["--expect", str(kept)]) == 0
+    assert f"numpy {numpy_version}" in capsys.readouterr().out
+    assert stack.main(["--expect", str(changed)]) == 1
+    assert f"numpy {numpy_version} (pinned 0.0.1)" in capsys.readouterr().err
+
+
+def test_a_range_in_a_lock_file_is_refused(tmp_path):
+    loose = tmp_path / "loose.txt"
+    loose.write_text("numpy>=2\n")
+    with pytest.raises(ValueError, match="not an exact pin"):
+        stack.pins(loose)
