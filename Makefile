@@ -91,7 +91,7 @@ test-fast: lint ## Run the tests that execute no notebook and no slow check, in 
 	$(BIN)/python -m pytest -ra -m "not slow and not notebooks"
 
 test-compat: $(COLAB_VENV)/.installed $(NEWEST_VENV)/.installed ## Run the fast tier and a smoke run in Colab's stack (Python 3.12) and in the newest versions pyproject.toml allows (Python 3.13).
-	@test -x $(PLATFORM_VENV)/bin/python && echo "The platform's stack is installed: notebook 06 checks each smoke run's zip there too." \
+	@test -f $(PLATFORM_STAMP) && echo "The platform's stack is installed: notebook 06 checks each smoke run's zip there too." \
 	  || echo "The platform's stack is not installed ($(PLATFORM_VENV)): notebook 06 checks the zips in each tier's own stack only (make platform-venv)."
 	$(call compat_tier,$(COLAB_VENV))
 	@$(COLAB_VENV)/bin/python -m utils.tools.stack --expect requirements-colab.txt >/dev/null

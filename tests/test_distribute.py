@@ -55,6 +55,7 @@ def test_none_and_a_single_device_use_no_strategy_and_no_scope(capsys):
 
 
 def test_torch_says_it_trains_on_one_device_and_records_it(capsys):
+    pytest.importorskip("torch")
     distribution = distribute.choose("auto", "linear", backend="torch")
     assert distribution.replicas == 1 and distribution.strategy is None
     assert capsys.readouterr().out.strip() == distribute.TORCH_NOTE
