@@ -125,6 +125,14 @@ def test_install_command_is_an_editable_install_that_replaces_nothing():
     assert not {"-r", "-U", "--upgrade", "--force-reinstall"} & set(command)
 
 
+def test_the_runtimes_stack_goes_to_pip_as_constraints(tmp_path):
+    versions = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.0.2", "pandas": None}
+    path = hosted.write_constraints(versions, tmp_path / "constraints.txt")
+    assert path.read_text().splitlines() == ["tensorflow==2.20.0", "keras==3.13.2", "numpy==2.0.2"]  # An absent package is free.
+    command = hosted.install_command(Path("/content/bloodcell-suite"), python="/usr/bin/python3", constraints=path)
+    assert command[command.index("--constraint") + 1] == str(path) and command[-2:] == ["-e", "/content/bloodcell-suite"]
+
+
 def test_hosted_imports_only_the_standard_library_and_config():
     """The launcher imports `utils.hosted` from a fresh clone before anything is installed."""
     for module in ("utils/__init__.py", "utils/hosted.py", "utils/config.py"):

@@ -141,10 +141,22 @@ def suite_installed_from(clone: Path | str, distributions: Callable[..., Iterabl
     return False
 
 
-def install_command(clone: Path | str, python: str = sys.executable) -> list[str]:
+def write_constraints(versions: Mapping[str, str | None], path: Path | str) -> Path:
+    """A pip constraints file that holds the runtime's installed `versions` (of GUARDED_PACKAGES) where they are: with
+    it, a dependency that asks for another NumPy or TensorFlow makes pip fail with a message instead of replacing the
+    runtime's build."""
+    path = Path(path)
+    path.write_text("".join(f"{name}=={version}\n" for name, version in versions.items() if version))
+    return path
+
+
+def install_command(clone: Path | str, python: str = sys.executable, constraints: Path | str | None = None) -> list[str]:
     """pip's editable install of the clone into this Python: pip keeps every installed package that satisfies
-    pyproject.toml's ranges and adds only what is missing."""
-    return [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(clone)]
+    pyproject.toml's ranges, and with `constraints` (`write_constraints`) it may not replace the runtime's stack."""
+    command = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if constraints is not None:
+        command += ["--constraint", str(constraints)]
+    return command + ["-e", str(clone)]
 
 
 # --------------------------------------------------------------------------------------------
