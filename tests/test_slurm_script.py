@@ -19,9 +19,10 @@ SCRIPT = REPO_ROOT / "scripts" / "slurm" / "bloodcell-gpu.sbatch"
 # The stub Python: writes its arguments, one per line, to STUB_ARGUMENTS. With STUB_WAIT set it then waits to be
 # stopped (at most 20 s), and records the SIGTERM it gets.
 STUB_PYTHON = """#!/usr/bin/env bash
+# The trap comes before the arguments are written: the test sends SIGTERM as soon as it sees them.
+[[ -n "${STUB_WAIT:-}" ]] && trap 'echo SIGTERM > "$STUB_WAIT"; exit 130' TERM
 printf '%s\\n' "$@" > "$STUB_ARGUMENTS"
 if [[ -n "${STUB_WAIT:-}" ]]; then
-  trap 'echo SIGTERM > "$STUB_WAIT"; exit 130' TERM
   for _ in $(seq 400); do sleep 0.05; done
 fi
 """
