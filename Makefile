@@ -5,10 +5,6 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-# The test processes (pytest-xdist): most tests keep one core busy, so two of them share a 2-core machine; each test file
-# stays in one process (its module fixtures, such as the smoke runs, run once). TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 2
-PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 # Data for the real-data verbs: the challenge's npz or an 8-class image folder.
 DATA ?= data/training_set.npz
 PROFILE ?= cpu
@@ -89,10 +85,10 @@ run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/dat
 	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
 
 test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, platform check).
-	$(BIN)/python -m pytest -ra $(PARALLEL)
+	$(BIN)/python -m pytest -ra
 
 test-fast: lint ## Run the tests that execute no notebook and no slow check, in a few minutes (lint first).
-	$(BIN)/python -m pytest -ra $(PARALLEL) -m "not slow and not notebooks"
+	$(BIN)/python -m pytest -ra -m "not slow and not notebooks"
 
 test-compat: $(COLAB_VENV)/.installed $(NEWEST_VENV)/.installed ## Run the fast tier and a smoke run in Colab's stack (Python 3.12) and in the newest versions pyproject.toml allows (Python 3.13).
 	@test -f $(PLATFORM_STAMP) && echo "The platform's stack is installed: notebook 06 checks each smoke run's zip there too." \
