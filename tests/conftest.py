@@ -22,7 +22,16 @@ SHARED_DATA_DIR = config.SHARED_DATA
 # Fixtures whose tests belong to a tier by what they cost: the shared real data, a second Python under the torch
 # backend (the notebooks run under torch in the `notebooks` tier), a local Ray cluster, a training on two logical
 # devices in a second Python.
-FIXTURE_MARKS = {"shared_data_dir": "real_data", "under_torch": "slow", "cluster": "slow", "two_device_results": "slow"}
+# The whole runs beyond the notebooks tier's smoke runs (the gpu profile shrunk, the launcher's own smoke run) are
+# `long_run`: `make test-long` runs them, `make test` leaves them out to stay within CI's time budget.
+FIXTURE_MARKS = {
+    "shared_data_dir": "real_data",
+    "under_torch": "slow",
+    "cluster": "slow",
+    "two_device_results": "slow",
+    "gpu_run": "long_run",
+    "launched_smoke_run": "long_run",
+}
 
 
 def pytest_collection_modifyitems(items):
