@@ -156,7 +156,7 @@ def test_robustness_table(cells, capsys):
         assert mean_corrupted_accuracy(table) == 0.0
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 2 * len(kinds) and printed[0].startswith("shift")
-    assert robustness_table(predict_indices, cells, labels, ["fog"], [2], progress=False).shape == (2, 6)
+    assert robustness_table(predict_indices, cells, labels, ["fog"], severities=[2], progress=False).shape == (2, 6)
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="kinds"):
         robustness_table(predict_indices, cells, labels, ["fogg"])

@@ -49,7 +49,7 @@ def write_fake_shard(run_root: Path, notebook: str, cell: str, accuracy: float) 
     (paths.root / model_file).write_bytes(b"weights of " + cell.encode())
     evaluate.record_model_metrics(paths.metrics_json(notebook), notebook, cell, {"val_accuracy": accuracy, "model_files": [model_file]})
     result = {"row": {"backbone": cell, "val_accuracy": accuracy}, "history": [{"epoch": 1, "accuracy": accuracy}], "phase_starts": []}
-    shards.write(paths, notebook, cell, result, [model_file])
+    shards.write(paths, notebook, cell, result, files=[model_file])
 
 
 def test_a_shard_is_adopted_into_the_run_folder_with_its_files_and_metrics_entry(tmp_path):
@@ -69,7 +69,7 @@ def test_a_shard_is_adopted_into_the_run_folder_with_its_files_and_metrics_entry
 
 def make_run(tmp_path) -> runner.Run:
     profile = runner.load_profile("smoke")
-    return runner.Run.create(tmp_path / "run", profile, config.SYNTHETIC_DATA, "tensorflow", [SWEEP])
+    return runner.Run.create(tmp_path / "run", profile, config.SYNTHETIC_DATA, "tensorflow", notebooks=[SWEEP])
 
 
 def test_next_cells_are_the_profile_backbones_without_a_finished_shard(tmp_path):

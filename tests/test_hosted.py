@@ -180,7 +180,13 @@ def test_run_status(tmp_path):
 
 def test_runner_command_for_a_new_run(tmp_path):
     command = hosted.runner_command(
-        "gpu", "data/cells.npz", "runs/first", True, ["FINAL_EPOCHS=60", "SWEEP_RECIPE.batch_size=16"], python="py", start_folder=tmp_path
+        "gpu",
+        "data/cells.npz",
+        "runs/first",
+        True,
+        settings=["FINAL_EPOCHS=60", "SWEEP_RECIPE.batch_size=16"],
+        python="py",
+        start_folder=tmp_path,
     )
     assert command == [
         "py",
@@ -203,7 +209,7 @@ def test_runner_command_for_a_new_run(tmp_path):
 @pytest.mark.parametrize("status", ["running", "interrupted", "failed"])
 def test_runner_command_resumes_an_unfinished_run_folder(tmp_path, status):
     folder = write_run(tmp_path / "run", status)
-    command = hosted.runner_command("gpu", "/data.npz", "run", False, ["FINAL_EPOCHS=60"], python="py", start_folder=tmp_path)
+    command = hosted.runner_command("gpu", "/data.npz", "run", False, settings=["FINAL_EPOCHS=60"], python="py", start_folder=tmp_path)
     assert command == ["py", "-m", "utils.runner", "--resume", str(folder)]
     assert hosted.runner_command("gpu", "", str(folder), True, python="py")[-1] == "--allow-cpu"
 

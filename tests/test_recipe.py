@@ -46,7 +46,9 @@ def test_robustness_scores_every_kind_severity_and_view_set():
     model = FakeModel()
     kinds, severities = ["gaussian_noise", "stain_shift"], [1, 5]
     view_sets = {"no TTA": ["identity"], "flips": ["identity", "flip_horizontal"]}
-    table = evaluate.robustness([model], split.x_train, split.y_train, kinds, severities, view_sets, seed=3, progress=False)
+    table = evaluate.robustness(
+        [model], split.x_train, split.y_train, kinds, severities=severities, view_sets=view_sets, seed=3, progress=False
+    )
     assert len(table) == len(view_sets) * (1 + len(kinds) * len(severities))
     assert list(table.columns) == ["setting", "kind", "family", "severity", "accuracy", "images"]
     # Each row is the accuracy of exactly that corruption and view set.
@@ -69,19 +71,21 @@ def test_training_fit_reads_the_gap_between_clean_training_and_validation_accura
     predicted_train = model(split.x_train).argmax(axis=1)
     predicted_validation = model(split.x_validation).argmax(axis=1)
     # Labels that the model gets all right on both sets: it fits.
-    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, predicted_validation)
+    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=predicted_validation)
     assert fits["clean_train_accuracy"] == 1.0 and fits["clean_train_images"] == len(split.x_train) and abs(fits["fit_gap"]) < 1e-12
     assert "fits the training cells" in fits["fit_reading"]
     # Right on training, a quarter wrong on validation: it overfits.
     wrong_validation = predicted_validation.copy()
     wrong_validation[::4] = (wrong_validation[::4] + 1) % 8
-    overfits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, wrong_validation)
+    overfits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=wrong_validation)
     assert overfits["fit_gap"] == pytest.approx(1.0 - (wrong_validation == predicted_validation).mean())
     assert "overfits" in overfits["fit_reading"]
     # The same quarter wrong on both: it underfits. A subset of 16 training images is stratified by label.
     wrong_train = predicted_train.copy()
     wrong_train[::4] = (wrong_train[::4] + 1) % 8
-    underfits = evaluate.training_fit(model, split.x_train, wrong_train, split.x_validation, wrong_validation, max_images=16, seed=1)
+    underfits = evaluate.training_fit(
+        model, split.x_train, wrong_train, split.x_validation, y_validation=wrong_validation, max_images=16, seed=1
+    )
     indices = evaluate.validation_subset(wrong_train, 16, seed=1)
     assert underfits["clean_train_images"] == 16
     assert underfits["clean_train_accuracy"] == pytest.approx((predicted_train[indices] == wrong_train[indices]).mean())
@@ -103,7 +107,7 @@ def test_training_fit_names_the_most_frequent_misses():
     assert len(called_first) == 3 and len(called_second) == 1
     labels[called_first], labels[called_second] = (first + 3) % 8, (second + 5) % 8
     names = [f"class{index}" for index in range(8)]
-    fit = evaluate.training_fit(model, split.x_train, labels, split.x_validation, split.y_validation, class_names=names)
+    fit = evaluate.training_fit(model, split.x_train, labels, split.x_validation, y_validation=split.y_validation, class_names=names)
     first_pair = {"label": f"class{(first + 3) % 8}", "predicted": f"class{first}", "images": 3}
     second_pair = {"label": f"class{(second + 5) % 8}", "predicted": f"class{second}", "images": 1}
     assert fit["train_confusions"] == [first_pair, second_pair]
@@ -111,16 +115,16 @@ def test_training_fit_names_the_most_frequent_misses():
     expected = f"class{(first + 3) % 8} as class{first} (3), class{(second + 5) % 8} as class{second} (1)"
     assert expected in fit["fit_reading"] and "(of 4)" in fit["fit_reading"]
     # A model that fits every cell names no misses.
-    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, split.y_validation)
+    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=split.y_validation)
     assert fits["train_confusions"] == [] and fits["train_missed"] == [] and "misses" not in fits["fit_reading"]
 
 
 def test_robustness_rejects_unknown_kinds_and_severities():
     split = tiny_split(1)
     with pytest.raises(ValueError, match="CORRUPTIONS"):
-        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["fogg"], [1], progress=False)
+        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["fogg"], severities=[1], progress=False)
     with pytest.raises(ValueError, match="CORRUPTION_SEVERITIES"):
-        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["gaussian_noise"], [0], progress=False)
+        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["gaussian_noise"], severities=[0], progress=False)
 
 
 def test_recipe_checks_its_names():

@@ -37,8 +37,8 @@ def cosine_phase(**overrides):
 def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
     curve = [train.cosine_learning_rate(p, 1e-3, 1e-5, epochs=10, warmup_epochs=2) for p in np.linspace(0, 10, 101)]
     assert curve[0] == pytest.approx(1e-4)
-    assert train.cosine_learning_rate(2, 1e-3, 1e-5, 10, 2) == pytest.approx(1e-3)
-    assert train.cosine_learning_rate(6, 1e-3, 1e-5, 10, 2) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert train.cosine_learning_rate(2, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx(1e-3)
+    assert train.cosine_learning_rate(6, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx((1e-3 + 1e-5) / 2)
     assert curve[-1] == pytest.approx(1e-5)
     warmup, decay = np.array(curve[:21]), np.array(curve[20:])
     assert (np.diff(warmup) > 0).all() and (np.diff(decay) < 0).all()
@@ -50,7 +50,7 @@ def test_cosine_phase_sets_the_rate_of_every_epoch_and_ignores_plateaus():
     phase = cosine_phase(min_lr=1e-4, reduce_lr_patience=1)
     record = train.train_phases(tiny_model(), (x, y), (x, y), [phase], seed=0, verbose=0)[0]
     rates = [row["lr"] for row in record["history"]]
-    expected = [train.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, 1) for epoch in range(4)]
+    expected = [train.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, warmup_epochs=1) for epoch in range(4)]
     assert rates == pytest.approx(expected, rel=1e-5)
 
 
@@ -100,11 +100,13 @@ def test_killed_cosine_ema_phase_resumes_to_the_same_averaged_weights(tmp_path):
         return cosine_phase(ema_momentum=0.9)
 
     reference_model = tiny_model()
-    reference = train.train_phases(reference_model, (x, y), (x, y), [phase()], tmp_path / "reference", seed=0, verbose=0)[0]
+    reference = train.train_phases(reference_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "reference", seed=0, verbose=0)[0]
     with pytest.raises(KeyboardInterrupt):
-        train.train_phases(tiny_model(), (x, y), (x, y), [phase()], tmp_path / "run", seed=0, callbacks=[KillAfter(2)], verbose=0)
+        train.train_phases(
+            tiny_model(), (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "run", seed=0, callbacks=[KillAfter(2)], verbose=0
+        )
     resumed_model = tiny_model(seed=5)  # another initialisation: the checkpoint must replace it
-    resumed = train.train_phases(resumed_model, (x, y), (x, y), [phase()], tmp_path / "run", seed=0, verbose=0)[0]
+    resumed = train.train_phases(resumed_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "run", seed=0, verbose=0)[0]
     assert resumed["resumed_at_epoch"] == 3
     assert [row["lr"] for row in resumed["history"]] == pytest.approx([row["lr"] for row in reference["history"]])
     # Same data order (fit's shuffle is seeded), same raw weights and averages restored: the same final average.

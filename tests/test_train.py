@@ -186,14 +186,14 @@ def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys)
     xv, yv = bright_dark(16, seed=4)
     steps = 64 // 16
 
-    reference = T.train_phases(tiny_model(), (x, y), (xv, yv), [plateau_phase()], tmp_path / "reference", verbose=0)[0]
+    reference = T.train_phases(tiny_model(), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=tmp_path / "reference", verbose=0)[0]
     assert reference["epochs_run"] == 4 and reference["stopped_early"]
     assert [row["lr"] for row in reference["history"]] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
     run_dir = tmp_path / "run"
     killer = KillAfter(2)
     with pytest.raises(KeyboardInterrupt):
-        T.train_phases(tiny_model(seed=1), (x, y), (xv, yv), [plateau_phase()], run_dir, callbacks=[killer], verbose=0)
+        T.train_phases(tiny_model(seed=1), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[killer], verbose=0)
     state = json.loads((run_dir / T.CHECKPOINT_FILE).read_text())
     assert (state["phase"], state["epoch"], state["phase_done"], state["iterations"]) == (0, 1, False, 2 * steps)
     assert state["early_stopping"]["wait"] == 1 and state["early_stopping"]["best_epoch"] == 0
@@ -206,7 +206,7 @@ def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys)
     probe = AtTrainBegin()
     capsys.readouterr()
     fresh = tiny_model(seed=2)  # different init: the checkpoint must replace it
-    resumed = T.train_phases(fresh, (x, y), (xv, yv), [plateau_phase()], run_dir, callbacks=[probe], verbose=0)[0]
+    resumed = T.train_phases(fresh, (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[probe], verbose=0)[0]
     assert "Resuming from" in capsys.readouterr().out
 
     begin = probe.snapshots[0]
@@ -238,11 +238,11 @@ def test_resume_skips_finished_phase_and_continues_the_next(tmp_path, capsys):
         T.Phase("second", epochs=3, batch_size=16, optimizer="adamw", learning_rate=1e-4, patience=None, reduce_lr_patience=None),
     ]
     with pytest.raises(KeyboardInterrupt):
-        T.train_phases(tiny_model(), (x, y), (x, y), phases, tmp_path, callbacks=[KillAfter(3)], verbose=0)
+        T.train_phases(tiny_model(), (x, y), (x, y), phases, checkpoint_dir=tmp_path, callbacks=[KillAfter(3)], verbose=0)
     state = json.loads((tmp_path / T.CHECKPOINT_FILE).read_text())
     assert (state["phase"], state["epoch"], state["iterations"]) == (1, 0, 2)
     capsys.readouterr()
-    first, second = T.train_phases(tiny_model(seed=9), (x, y), (x, y), phases, tmp_path, verbose=0)
+    first, second = T.train_phases(tiny_model(seed=9), (x, y), (x, y), phases, checkpoint_dir=tmp_path, verbose=0)
     out = capsys.readouterr().out
     assert "Phase 1/2 first: already finished (2 epochs)" in out
     assert first["epochs_run"] == 2 and first["resumed_at_epoch"] is None
@@ -253,9 +253,9 @@ def test_resume_skips_finished_phase_and_continues_the_next(tmp_path, capsys):
 def test_checkpoint_of_other_phases_is_refused(tmp_path):
     x, y = bright_dark(16)
     phase = T.Phase("a", epochs=1, batch_size=16, patience=None, reduce_lr_patience=None)
-    T.train_phases(tiny_model(), (x, y), (x, y), [phase], tmp_path, verbose=0)
+    T.train_phases(tiny_model(), (x, y), (x, y), [phase], checkpoint_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match="new checkpoint directory"):
-        T.train_phases(tiny_model(), (x, y), (x, y), [T.Phase("b", epochs=1, batch_size=16)], tmp_path, verbose=0)
+        T.train_phases(tiny_model(), (x, y), (x, y), [T.Phase("b", epochs=1, batch_size=16)], checkpoint_dir=tmp_path, verbose=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def _worker(directory: str, stage: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks = [HardKill()] if stage == "first" else []
-    results = T.train_phases(model, (x, y), (x, y), phases, directory, callbacks=callbacks, verbose=0)
+    results = T.train_phases(model, (x, y), (x, y), phases, checkpoint_dir=directory, callbacks=callbacks, verbose=0)
     summary = {
         "backend": keras.backend.backend(),
         "epochs": [[row["epoch"] for row in r["history"]] for r in results],

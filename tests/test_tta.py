@@ -163,7 +163,16 @@ def test_the_ensemble_row_is_scored_without_views_one_pass_per_member(monkeypatc
     x = np.random.default_rng(0).integers(0, 255, (16, 96, 96, 3), dtype=np.uint8)
     y = np.arange(16) % 8
     table, summary, row = final_scores.ensemble_row(
-        members, [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")], x, y, x, y, ["gaussian_noise"], [1, 3], [], 0
+        members,
+        [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")],
+        x,
+        y,
+        x_clean=x,
+        y_clean=y,
+        corruptions=["gaussian_noise"],
+        severities=[1, 3],
+        seen_kinds=[],
+        seed=0,
     )
     assert asked and all(views == ["identity"] for views in asked)
     assert summary["views"] == ["identity"] and row["views"].iloc[0] == "no TTA" and row["members"].iloc[0] == 2

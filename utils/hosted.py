@@ -201,6 +201,7 @@ def runner_command(
     data_path: str = "",
     out_dir: str = "",
     allow_cpu: bool = False,
+    *,
     settings: Iterable[str] = (),
     python: str = sys.executable,
     start_folder: Path | str | None = None,

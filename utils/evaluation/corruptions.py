@@ -394,7 +394,7 @@ def corrupt(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.n
     return out
 
 
-def robustness_table(predict, images, labels, kinds, severities=SEVERITIES, seed: int = 0, progress: bool = True):
+def robustness_table(predict, images, labels, kinds, *, severities=SEVERITIES, seed: int = 0, progress: bool = True):
     """Accuracy of `predict` on clean images and on every (kind, severity); one row each, clean first.
 
     `predict` takes uint8 images (n, H, W, 3) and returns class probabilities (n, classes) or class

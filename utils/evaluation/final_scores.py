@@ -29,10 +29,10 @@ def clean_accuracy(per_view: dict, views: list[str], labels) -> float:
     return float((probabilities.argmax(axis=1) == np.asarray(labels)).mean())
 
 
-def score_settings(model_list, x_robust, y_robust, corruptions, severities, view_sets: dict, per_view: dict, y_clean, seen_kinds, seed):
+def score_settings(model_list, x_robust, y_robust, corruptions, *, severities, view_sets: dict, per_view: dict, y_clean, seen_kinds, seed):
     """The robustness table of every setting on the corrupted subset, and each setting's summary (mean corrupted
     accuracy, seen and unseen kinds) with its accuracy on the whole clean validation split."""
-    table = evaluate.robustness(model_list, x_robust, y_robust, corruptions, severities, view_sets, seed=seed)
+    table = evaluate.robustness(model_list, x_robust, y_robust, corruptions, severities=severities, view_sets=view_sets, seed=seed)
     summary = evaluate.robustness_summary(table, seen_kinds)
     for setting, views in view_sets.items():
         summary[setting]["clean_accuracy"] = clean_accuracy(per_view, views, y_clean)
@@ -54,11 +54,11 @@ def summary_rows(model_label: str, summary: dict, view_sets: dict) -> list[dict]
 ENSEMBLE_VIEWS = ["identity"]
 
 
-def ensemble_row(loaded, members, x_robust, y_robust, x_clean, y_clean, corruptions, severities, seen_kinds, seed, views=None):
+def ensemble_row(loaded, members, x_robust, y_robust, *, x_clean, y_clean, corruptions, severities, seen_kinds, seed, views=None):
     """The ensemble's robustness table and its summary row (with `views`, default ENSEMBLE_VIEWS: none), its clean
     accuracy on the whole validation split."""
     views = list(views or ENSEMBLE_VIEWS)
-    table = evaluate.robustness(loaded, x_robust, y_robust, corruptions, severities, {"ensemble": views}, seed=seed)
+    table = evaluate.robustness(loaded, x_robust, y_robust, corruptions, severities=severities, view_sets={"ensemble": views}, seed=seed)
     summary = evaluate.robustness_summary(table, seen_kinds)["ensemble"]
     predictions = tta.predict_probabilities(loaded, x_clean, views).argmax(axis=1)
     summary["clean_accuracy"] = evaluate.classification_metrics(y_clean, predictions)["val_accuracy"]

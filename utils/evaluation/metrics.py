@@ -99,6 +99,7 @@ def evaluate_and_record(
     spec: dict,
     paths,
     notebook: str,
+    *,
     name: str,
     x_validation,
     y_validation,
@@ -156,7 +157,7 @@ def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
 
 
 def training_fit(
-    model, x_train, y_train, x_validation, y_validation, max_images: int = 0, seed: int = 0, batch_size: int = 64, class_names=None
+    model, x_train, y_train, x_validation, *, y_validation, max_images: int = 0, seed: int = 0, batch_size: int = 64, class_names=None
 ) -> dict:
     """How well a model fits the clean training images (no augmentation) against the validation split:
     accuracy on a stratified, seeded subset of `max_images` training images (all when 0) and a sentence
@@ -207,7 +208,16 @@ def training_fit(
 
 
 def robustness(
-    ensemble, images, labels, kinds, severities, view_sets: dict | None = None, seed: int = 0, batch_size: int = 64, progress: bool = True
+    ensemble,
+    images,
+    labels,
+    kinds,
+    *,
+    severities,
+    view_sets: dict | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
 ):
     """Accuracy of an ensemble under every corruption kind and severity, for one or more sets of
     TTA views at once: a DataFrame with one row per (setting, kind, severity) and columns setting,

@@ -15,7 +15,7 @@ import numpy as np
 EIGENVALUE_FLOOR = 5e-4
 
 
-def image_patches(images: np.ndarray, kernel_size: int, stride: int, max_patches: int = 200_000, seed: int = 0) -> np.ndarray:
+def image_patches(images: np.ndarray, kernel_size: int, stride: int, max_patches: int = 200_000, *, seed: int = 0) -> np.ndarray:
     """The `kernel_size`² patches of `images` (N, height, width, channels) that a convolution with `stride` and valid
     padding reads, as rows of kernel_size * kernel_size * channels values in Keras' kernel order (row, column,
     channel); at most `max_patches` of them, drawn at random."""
@@ -48,7 +48,7 @@ def whitening_kernel(patches: np.ndarray, kernel_size: int, channels: int, filte
     return kernel.reshape(kernel_size, kernel_size, channels, filters).astype(np.float32)
 
 
-def whiten_stem(model: keras.Model, images: np.ndarray, layer_name: str = "stem_conv", sample: int = 2000, seed: int = 0) -> np.ndarray:
+def whiten_stem(model: keras.Model, images: np.ndarray, layer_name: str = "stem_conv", sample: int = 2000, *, seed: int = 0) -> np.ndarray:
     """Sets the kernel of `model`'s convolution `layer_name` to whiten the patches of `images` (raw 0-255 training
     images, of which `sample` are read) as that layer sees them, and returns the kernel."""
     try:

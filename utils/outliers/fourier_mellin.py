@@ -190,7 +190,7 @@ def _best_matches(similarity, query_indices, count, min_similarity, similarity_m
     return np.concatenate(query_rows), np.concatenate(match_list), np.concatenate(value_list)
 
 
-def estimate_zoom(first_descriptors, second_descriptors, radii, angles, max_steps, radius_step):
+def estimate_zoom(first_descriptors, second_descriptors, radii, angles, *, max_steps, radius_step):
     """Estimates how much the second image is zoomed relative to the first.
 
     A zoom by `z` moves the log-polar magnitude spectrum by `log(z)` along the

@@ -33,6 +33,7 @@ def aligned_correlation(
     moving: np.ndarray,
     max_shift: int,
     min_overlap: float = 0.5,
+    *,
     block_size: int = 512,
 ):
     """Aligns each moving image onto its reference and correlates the overlap.
@@ -58,7 +59,8 @@ def aligned_correlation(
     count, height, width = reference.shape
     if count > block_size:
         results = [
-            aligned_correlation(reference[block], moving[block], max_shift, min_overlap, block_size) for block in blocks(count, block_size)
+            aligned_correlation(reference[block], moving[block], max_shift, min_overlap, block_size=block_size)
+            for block in blocks(count, block_size)
         ]
         return (
             np.concatenate([correlation for correlation, _ in results]),
@@ -221,8 +223,8 @@ def _oriented_zooms(descriptors, pairs, height, width, max_zoom, block_size):
                 descriptors[pairs[block, 1]],
                 RADII,
                 ANGLES,
-                max_steps,
-                radius_step,
+                max_steps=max_steps,
+                radius_step=radius_step,
             )
             for block in blocks(len(pairs), 8 * block_size)
         ]

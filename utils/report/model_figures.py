@@ -37,7 +37,7 @@ def plot_per_class_scores(per_class, title: str = "Recall and precision per clas
     return figure
 
 
-def plot_misclassified(images, labels, probabilities, class_names, count: int = 24, columns: int = 8, title: str = ""):
+def plot_misclassified(images, labels, probabilities, class_names, *, count: int = 24, columns: int = 8, title: str = ""):
     """The validation cells the model gets wrong, the most confident mistakes first, each titled with its true class,
     the predicted one and the predicted probability. Returns the figure and the number of mistakes in all."""
     probabilities = np.asarray(probabilities)
@@ -61,7 +61,7 @@ def plot_misclassified(images, labels, probabilities, class_names, count: int = 
     return figure, int(len(wrong))
 
 
-def plot_missed_training_cells(images, labels, missed, confusions, class_names, pairs: int = 6, per_pair: int = 10, title: str = ""):
+def plot_missed_training_cells(images, labels, missed, confusions, *, class_names, pairs: int = 6, per_pair: int = 10, title: str = ""):
     """The training cells a model gets wrong, one row per (label, prediction) pair, most frequent pair first.
     `missed` holds (index, predicted class) pairs and `confusions` the pairs' counts, as
     `utils.evaluation.metrics.training_fit` returns them ("train_missed", "train_confusions")."""
@@ -75,7 +75,7 @@ def plot_missed_training_cells(images, labels, missed, confusions, class_names, 
     return plot_gallery(images, rows, title=title or "Clean training cells the model gets wrong (index into the training split)")
 
 
-def plot_corruption_grid(image, kinds, severities, seed: int = 0, title: str = "What each corruption does to one validation cell"):
+def plot_corruption_grid(image, kinds, severities, seed: int = 0, *, title: str = "What each corruption does to one validation cell"):
     """One validation cell under every corruption kind (rows) and severity (columns), beside the clean cell: what the
     corrupted accuracies below are measured on."""
     image = np.asarray(image, dtype=np.uint8)

@@ -47,7 +47,7 @@ def plot_class_counts(counts: dict[str, np.ndarray], class_names, title: str = "
     return figure
 
 
-def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names, per_class: int = 8, seed: int = 0):
+def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names, per_class: int = 8, *, seed: int = 0):
     """One row per class with `per_class` random examples."""
     rng = np.random.default_rng(seed)
     figure, axes = plt.subplots(len(class_names), per_class, figsize=(per_class * 1.1, len(class_names) * 1.15))
@@ -65,7 +65,7 @@ def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names, per_cl
     return figure
 
 
-def plot_channel_statistics(images: np.ndarray, labels: np.ndarray, class_names, max_images: int = 4000, seed: int = 0):
+def plot_channel_statistics(images: np.ndarray, labels: np.ndarray, class_names, max_images: int = 4000, *, seed: int = 0):
     """Per-class mean (with standard deviation) of each RGB channel, and the pixel histograms per channel."""
     rng = np.random.default_rng(seed)
     if len(images) > max_images:
@@ -115,7 +115,7 @@ def plot_gallery(images: np.ndarray, rows: list[tuple[str, list[int], list[str]]
     return figure
 
 
-def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: int = 10, seed: int = 0):
+def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: int = 10, *, seed: int = 0):
     """Up to `per_reason` dropped images for each reason, captioned with index and label."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -127,7 +127,7 @@ def plot_outliers_by_reason(images: np.ndarray, table, class_names, per_reason: 
 
 
 def plot_duplicate_groups(
-    images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, keep_mask=None, max_groups: int = 6, columns: int = 8
+    images: np.ndarray, labels: np.ndarray, groups: list[dict], class_names, *, keep_mask=None, max_groups: int = 6, columns: int = 8
 ):
     """One row per duplicate group (largest first): its members with their labels; K marks the kept copy."""
     ordered = sorted(groups, key=lambda group: (-len(group["members"]), group["members"][0]))[:max_groups]
@@ -227,6 +227,7 @@ def plot_score_histogram(
     keep_mask,
     threshold: float,
     xlabel: str = "out-of-distribution score",
+    *,
     title: str = "Out-of-distribution scores of kept and dropped images",
 ):
     """Scores of kept and dropped images, with the threshold that separates them. Counts are on a log scale; where
@@ -293,7 +294,7 @@ def plot_image_rows(rows: dict, columns: int = 8, title: str = ""):
 
 
 def plot_clean_vs_corrupted(
-    table, label_column: str, title: str, clean_column: str = "clean_accuracy", corrupted_column: str = "corrupted_accuracy"
+    table, label_column: str, title: str, clean_column: str = "clean_accuracy", *, corrupted_column: str = "corrupted_accuracy"
 ):
     """Paired bars: accuracy on clean validation images and mean accuracy under the corruption suite."""
     figure, axis = plt.subplots(figsize=(8, 0.5 * len(table) + 1.6))

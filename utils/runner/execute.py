@@ -14,22 +14,17 @@ A failing notebook stops the run; its executed copy in the run folder holds the 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import importlib.util
-import json
 import os
-import platform
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from utils import config
-from utils.data import DataError, load_dataset, write_json
-from utils.runner import ownership, progress
+from utils.data import DataError, load_dataset
+from utils.runner import progress
 from utils.runner.profiles import (
     RunnerError,
     check_profile_parameters,
@@ -40,6 +35,7 @@ from utils.runner.profiles import (
     parse_overrides,
     profile_data_path,
 )
+from utils.runner.run_folder import Run, check_owner, default_out_dir
 from utils.sweeps import fanout
 from utils.training import devices
 
@@ -103,7 +99,7 @@ def resolve_data_path(profile: dict, data_argument: str | None) -> str:
     return data_path
 
 
-def check_device(backend: str, needs_gpu: bool, allow_cpu: bool, profile_name: str, log=print) -> dict:
+def check_device(backend: str, needs_gpu: bool, allow_cpu: bool, profile_name: str, *, log=print) -> dict:
     """The device the kernels will train on (`devices.describe`); RunnerError with the GPU sentence when the profile
     needs a GPU, the backend sees none and `--allow-cpu` was not given."""
     try:
@@ -124,117 +120,10 @@ def needs_gpu(profile: dict) -> bool:
     return str(profile.get("device", "any")).lower() == "gpu"
 
 
-def default_out_dir(profile_name: str) -> Path:
-    """A new time-stamped folder under outputs/ that does not exist yet."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = config.OUTPUTS_DIR / f"{stamp}_{profile_name}"
-    suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = config.OUTPUTS_DIR / f"{stamp}_{profile_name}_{suffix}"
-    return candidate
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=config.REPO_ROOT, capture_output=True, text=True, timeout=10)
-        return result.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def notebook_parameters(notebook: Path, available: dict) -> dict:
     """Keeps only the parameters that the notebook's `parameters` cell declares."""
     declared = notebook_declared(notebook)
     return {name: value for name, value in available.items() if name in declared}
-
-
-class Run:
-    """The state of one run folder, mirrored to its run.json after every change."""
-
-    def __init__(self, paths: config.RunPaths, state: dict):
-        self.paths = paths
-        self.state = state
-        # The progress watcher saves from its own thread.
-        self.lock = threading.Lock()
-        self.progress_saved = 0.0
-
-    @classmethod
-    def create(
-        cls,
-        out_dir: Path,
-        profile: dict,
-        data_path: str,
-        backend: str,
-        notebooks: list[Path],
-        device: dict | None = None,
-        *,
-        needs_gpu: bool = False,
-        allow_cpu: bool = False,
-    ) -> Run:
-        out_dir.mkdir(parents=True, exist_ok=False)
-        paths = config.run_paths(out_dir)
-        parameters = dict(profile["parameters"], DATA_PATH=data_path, OUT_DIR=str(paths.root), PROFILE=profile["reference"])
-        state = {
-            "status": "running",
-            "profile": profile["name"],
-            "profile_file": profile.get("path"),
-            "overrides": profile.get("overrides", {}),
-            "data_path": data_path,
-            "backend": backend,
-            "device": device,
-            "needs_gpu": needs_gpu,
-            "allow_cpu": allow_cpu,
-            "parameters": parameters,
-            "notebooks": [{"name": nb.stem, "status": "pending", "seconds": None} for nb in notebooks],
-            "started_at": dt.datetime.now().isoformat(timespec="seconds"),
-            "finished_at": None,
-            "git_commit": git_commit(),
-            "python": platform.python_version(),
-            "host": platform.node(),
-            "owner": ownership.this_process(),
-        }
-        run = cls(paths, state)
-        run.save()
-        return run
-
-    @classmethod
-    def load(cls, out_dir: Path) -> Run:
-        paths = config.run_paths(out_dir)
-        if not paths.run_json.exists():
-            raise RunnerError(
-                f"{paths.run_json}: missing, so {out_dir} is not a run folder made by this runner; give --resume a run folder."
-            )
-        try:
-            state = json.loads(paths.run_json.read_text())
-        except json.JSONDecodeError:
-            raise RunnerError(f"{paths.run_json}: is not valid JSON; the run folder is damaged, start a new run.") from None
-        return cls(paths, state)
-
-    def save(self) -> None:
-        with self.lock:
-            write_json(self.paths.run_json, self.state)
-
-    def progress(self, entry: dict, numbers: dict) -> None:
-        """A running notebook's position (`utils.runner.progress`) in its entry, saved at most every 10 seconds."""
-        entry["progress"] = numbers
-        if time.monotonic() - self.progress_saved >= 10:
-            self.progress_saved = time.monotonic()
-            self.save()
-
-    def entry(self, name: str) -> dict:
-        return next(item for item in self.state["notebooks"] if item["name"] == name)
-
-    def mark(self, status: str, message: str | None = None) -> None:
-        self.state["status"] = status
-        if status != "running":
-            self.state["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
-        failed_marker = self.paths.root / "FAILED"
-        if status in ("failed", "interrupted"):
-            failed_marker.write_text(f"{status}: {message or ''}\n")
-        elif failed_marker.exists():
-            failed_marker.unlink()
-        self.save()
 
 
 def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster | None = None) -> int:
@@ -263,7 +152,7 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
     # that the "python3" kernel starts with the same virtual environment as the runner.
     os.environ["KERAS_BACKEND"] = run.state["backend"]
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    run.state["owner"] = ownership.this_process()
+    run.claim()
     run.mark("running")
     total = len(notebooks)
     for position, notebook in enumerate(notebooks, start=1):
@@ -282,7 +171,7 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
         try:
             with kernel_log(run.paths.root / "kernel.log"):
                 if fanned_out:
-                    failed = fanout.run_cells(cluster, run, notebook, parameters, log)
+                    failed = fanout.run_cells(cluster, run, notebook, parameters, log=log)
                     if failed:
                         raise fanout.CellsFailed(f"cell(s) {', '.join(failed)} failed on Ray after {fanout.RETRIES + 1} tries")
                     log(f"    {notebook.stem}: every cell has its shard; merging ...", end="", flush=True)
@@ -419,7 +308,7 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
             )
         backend, note = choose_backend(run.state["backend"])
         allow_cpu = bool(getattr(arguments, "allow_cpu", False) or run.state.get("allow_cpu"))
-        device = check_device(backend, bool(run.state.get("needs_gpu")), allow_cpu, run.state["profile"], log)
+        device = check_device(backend, bool(run.state.get("needs_gpu")), allow_cpu, run.state["profile"], log=log)
         if run.state.get("device") and run.state["device"].get("summary") != device["summary"]:
             # A requeued job may land on another node: each device the run trained on stays on record.
             run.state.setdefault("earlier_devices", []).append(run.state["device"])
@@ -440,37 +329,13 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
             f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}."
         )
     allow_cpu = bool(getattr(arguments, "allow_cpu", False))
-    device = check_device(backend, needs_gpu(profile), allow_cpu, profile["name"], log)
+    device = check_device(backend, needs_gpu(profile), allow_cpu, profile["name"], log=log)
     data_path = resolve_data_path(profile, arguments.data)
-    run = Run.create(out_dir, profile, data_path, backend, notebooks, device, needs_gpu=needs_gpu(profile), allow_cpu=allow_cpu)
+    run = Run.create(
+        out_dir, profile, data_path, backend, notebooks=notebooks, device=device, needs_gpu=needs_gpu(profile), allow_cpu=allow_cpu
+    )
     log(f"Run {out_dir} ({profile['name']} profile, {note}, device: {device['summary']}, data: {data_path})")
     return run, notebooks
-
-
-def check_owner(run: Run, log=print) -> None:
-    """A run whose run.json says "running": RunnerError while its process is alive (two runners never write one folder);
-    when the process is gone (SIGKILL, a power loss) it is marked interrupted, with one sentence, and may continue."""
-    if run.state.get("status") != "running":
-        return
-    owner = run.state.get("owner") or {}
-    where = f"process {owner.get('pid', '?')} on {owner.get('host') or run.state.get('host', '?')}"
-    state = ownership.owner_state(owner)
-    if state == "alive":
-        raise RunnerError(
-            f"{run.paths.root}: is still being run by {where}; wait for it to finish, or stop it "
-            f"(`kill -TERM {owner.get('pid')}` marks it interrupted) and resume then."
-        )
-    if state == "elsewhere":
-        log(
-            f"{run.paths.root}: run.json says {where} is running it, which cannot be checked from here; "
-            "continuing it here (make sure it is not still running there)."
-        )
-    else:
-        log(f"{run.paths.root}: run.json said running, but {where} is gone (killed, or the machine lost power); continuing it.")
-    for entry in run.state["notebooks"]:
-        if entry.get("status") == "running":
-            entry.update(status="interrupted", seconds=None)
-    run.mark("interrupted", f"{where} ended without marking the run")
 
 
 def check_fanout(arguments: argparse.Namespace) -> fanout.Cluster | None:

@@ -129,6 +129,7 @@ def package(
     members: list[tuple[str, str]],
     tta_views=("identity",),
     batch_size: int = 64,
+    *,
     zip_path: str | os.PathLike | None = None,
 ) -> Path:
     """Writes the submission zip (atomically) and returns its path."""
@@ -169,6 +170,7 @@ def package_and_check(
     members: list[tuple[str, str]],
     tta_views=("identity",),
     zip_path: str | os.PathLike | None = None,
+    *,
     limit: int = 512,
     platform_python: str | None = None,
     log=print,
@@ -205,7 +207,7 @@ def package_and_check(
 
 
 def validate(
-    zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarray | None = None, python: str | None = None, timeout: int = 1200
+    zip_path: str | os.PathLike, images: np.ndarray, expected: np.ndarray | None = None, python: str | None = None, *, timeout: int = 1200
 ) -> dict:
     """Imports the zip in a fresh Python process (by default this one's; or the platform's) and checks it.
 

@@ -49,7 +49,7 @@ def check_backbones(backbones, only_cell: str = "") -> list[str]:
     return list(backbones)
 
 
-def run_sweep(backbones, base: recipe.Recipe, split, paths, notebook: str, seed: int = 42, distribution=None) -> SweepResult:
+def run_sweep(backbones, base: recipe.Recipe, split, paths, *, notebook: str, seed: int = 42, distribution=None) -> SweepResult:
     """Trains `base` with each backbone in turn (a backbone with a finished shard is taken from it) and records each in
     `models/` and `metrics/<notebook>.json` of `paths` (`shards.sweep_paths`). Returns the table rows and histories."""
     only_cell = shards.current_cell()
@@ -59,7 +59,7 @@ def run_sweep(backbones, base: recipe.Recipe, split, paths, notebook: str, seed:
         if outcome is None:
             outcome, files = _train_backbone(backbone, base, split, paths, notebook, seed, distribution)
             if only_cell:
-                shards.write(paths, notebook, backbone, outcome, files)
+                shards.write(paths, notebook, backbone, outcome, files=files)
         result.rows.append(outcome["row"])
         result.histories[backbone] = (outcome["history"], outcome["phase_starts"])
         pd.DataFrame(outcome["history"]).to_csv(paths.tables_dir / f"{notebook[:2]}_history_{backbone}.csv", index=False)
@@ -84,7 +84,15 @@ def _train_backbone(backbone: str, base: recipe.Recipe, split, paths, notebook: 
     if distribution is not None:
         extra["distribution"] = distribution.record()
     results = evaluate.evaluate_and_record(
-        model, spec, paths, notebook, backbone, split.x_validation, split.y_validation, history, extra=extra
+        model,
+        spec,
+        paths,
+        notebook,
+        name=backbone,
+        x_validation=split.x_validation,
+        y_validation=split.y_validation,
+        history=history,
+        extra=extra,
     )
     row = {
         "backbone": backbone,

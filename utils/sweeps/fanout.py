@@ -52,7 +52,7 @@ def next_cells(notebook: Path, parameters: dict, run_root: Path) -> list[str]:
     if notebook.stem == "04_augmentation_study":
         rows = {cell: shard["result"]["row"] for cell, shard in finished.items()}
         return study.planned_cells(
-            values["STUDY_POLICIES"], values["STUDY_OPTIMIZERS"], values["STUDY_IMAGE_SIZES"], rows, values["SELECT_BY"]
+            values["STUDY_POLICIES"], values["STUDY_OPTIMIZERS"], values["STUDY_IMAGE_SIZES"], rows, select_by=values["SELECT_BY"]
         )
     raise ValueError(f"{notebook.stem} is not fanned out; only {', '.join(FANNED_OUT)} are.")
 
@@ -146,7 +146,7 @@ class Cluster:
             self.ray = None
 
 
-def run_cells(cluster: Cluster, run, notebook: Path, parameters: dict, log=print, execute=execute_cell) -> list[str]:
+def run_cells(cluster: Cluster, run, notebook: Path, parameters: dict, *, log=print, execute=execute_cell) -> list[str]:
     """Trains every missing cell of a notebook on the cluster, round after round, recording each in
     run.json (the notebook's entry, "cells"); returns the cells that failed ([] when all finished)."""
     entry = run.entry(notebook.stem)

@@ -52,7 +52,7 @@ def cell_paths(run_root, notebook: str, cell: str) -> config.RunPaths:
     return config.RunPaths(cell_folder(run_root, notebook, cell)).make_dirs()
 
 
-def write(paths: config.RunPaths, notebook: str, cell: str, result: dict, files: list[str], model: str | None = None) -> Path:
+def write(paths: config.RunPaths, notebook: str, cell: str, result: dict, *, files: list[str], model: str | None = None) -> Path:
     """Marks a cell finished: its result (plain values) and the files, relative to the cell's folder,
     that the merge copies into the run folder. `model` names its entry in `metrics/<notebook>.json`."""
     path = paths.root / SHARD_FILE

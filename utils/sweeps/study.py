@@ -53,7 +53,7 @@ def cell_key(policy, optimizer: str, image_size: int) -> str:
     return f"{policy_text}_{optimizer}_{image_size}px"
 
 
-def planned_cells(policies, optimizers, image_sizes, finished_rows: dict, select_by: str = "corrupted_accuracy") -> list[str]:
+def planned_cells(policies, optimizers, image_sizes, finished_rows: dict, *, select_by: str = "corrupted_accuracy") -> list[str]:
     """The cells that the study needs next, given the rows of the finished cells by name: the
     unfinished cells of its first step that has any (policies, then optimizers with the best policy,
     then sizes with the best policy and optimizer); [] when every step is finished. This is the order
@@ -83,6 +83,7 @@ def run_study(
     policies,
     optimizers,
     image_sizes,
+    *,
     split,
     paths,
     notebook: str,
@@ -203,7 +204,9 @@ class _CellRunner:
             distribution=self.distribution,
         )
         self.result.histories[name] = (history, phase_starts)
-        robustness = evaluate.robustness([model], self.x_robust, self.y_robust, self.kinds, self.severities, seed=self.seed, progress=False)
+        robustness = evaluate.robustness(
+            [model], self.x_robust, self.y_robust, self.kinds, severities=self.severities, seed=self.seed, progress=False
+        )
         summary = evaluate.robustness_summary(robustness)["no TTA"]
         del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
         scores = evaluate.evaluate_and_record(
@@ -211,10 +214,10 @@ class _CellRunner:
             spec,
             paths,
             notebook,
-            name,
-            split.x_validation,
-            split.y_validation,
-            history,
+            name=name,
+            x_validation=split.x_validation,
+            y_validation=split.y_validation,
+            history=history,
             extra={
                 "policy": augment.policy_name(cell_recipe.policy),
                 "optimizer": cell_recipe.optimizer,
@@ -238,7 +241,7 @@ class _CellRunner:
         if self.only_cell:
             robustness_table = f"tables/{notebook[:2]}_robustness_{name}.csv"
             result_values = {"row": row, "history": history, "phase_starts": phase_starts}
-            shards.write(paths, notebook, name, result_values, scores["model_files"] + [robustness_table])
+            shards.write(paths, notebook, name, result_values, files=scores["model_files"] + [robustness_table])
         print(
             f"{name}: clean {row['clean_accuracy']:.4f}, corrupted {row['corrupted_accuracy']:.4f} "
             f"(worst: {row['worst_kind']} {row['worst_kind_accuracy']:.3f})",

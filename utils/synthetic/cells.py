@@ -44,7 +44,9 @@ TYPICALITY_BETA = (1.6, 1.0)
 
 def _blob(rng: np.random.Generator, centre_x: float, centre_y: float, radius: float, min_aspect: float, roughness: float) -> np.ndarray:
     """A `random_blob` with an aspect ratio drawn between `min_aspect` and 1 and a random orientation."""
-    return random_blob(rng, centre_x, centre_y, radius, rng.uniform(min_aspect, 1.0), rng.uniform(0.0, np.pi), roughness)
+    return random_blob(
+        rng, centre_x, centre_y, radius, aspect=rng.uniform(min_aspect, 1.0), angle=rng.uniform(0.0, np.pi), roughness=roughness
+    )
 
 
 def _point_around(rng: np.random.Generator, centre_x: float, centre_y: float, distance: float) -> tuple[float, float]:
@@ -139,7 +141,7 @@ def _indented_nucleus(
     indentation_depth = depth_shift + rng.uniform(*depth)
     indentation_radius = rng.uniform(*bite)
     angle = rng.uniform(0.0, 2.0 * np.pi)
-    body = random_blob(rng, cell.nucleus_x, cell.nucleus_y, radius, aspect, angle, 0.1)
+    body = random_blob(rng, cell.nucleus_x, cell.nucleus_y, radius, aspect=aspect, angle=angle, roughness=0.1)
     # The bite sits on the long side of the oval, pointing inwards.
     bite_angle = angle + np.pi / 2.0
     bite_offset = radius * aspect * (1.0 + indentation_radius - indentation_depth)
@@ -172,7 +174,7 @@ def _paint_granules(
     image: np.ndarray, rng: np.random.Generator, cell: _Cell, count: int, size: float, colour: np.ndarray, opacity: float
 ) -> np.ndarray:
     """Scatters granules of one colour over the cell body."""
-    granules = granule_field(rng, cell.centre_x, cell.centre_y, cell.radius * 0.9, count, size)
+    granules = granule_field(rng, cell.centre_x, cell.centre_y, cell.radius * 0.9, count=count, granule_sigma=size)
     return blend(image, colour, granules * (float(opacity) * cell.alpha))
 
 
@@ -291,7 +293,7 @@ def _draw_white_cell(
     cell_radius = float(_mix(rng.uniform(13.0, 18.0), typical_radius, t))
     cytoplasm_colour = _mix(neutral_cytoplasm, typical_cytoplasm, t) * rng.uniform(0.95, 1.05, size=3).astype(np.float32)
 
-    cell_distance = random_blob(rng, centre_x, centre_y, cell_radius, rng.uniform(0.82, 1.0), cell_angle, 0.06)
+    cell_distance = random_blob(rng, centre_x, centre_y, cell_radius, aspect=rng.uniform(0.82, 1.0), angle=cell_angle, roughness=0.06)
     cell_alpha = soft_alpha(cell_distance, 1.0)
     image = blend(image, cytoplasm_colour, cell_alpha * rng.uniform(0.82, 0.95))
 

@@ -75,7 +75,7 @@ def without_templates(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     return images[keep], labels[keep]
 
 
-def make_contaminants(pictures, copies_per_picture: int, number_of_classes: int, seed: int = 0, size: int = 96):
+def make_contaminants(pictures, copies_per_picture: int, number_of_classes: int, seed: int = 0, *, size: int = 96):
     """Makes near copies of non-cell pictures with random labels.
 
     The copies of each picture cycle through `NEAR_COPY_MODIFICATIONS`.
@@ -141,7 +141,7 @@ def contaminate(cell_images, cell_labels, *, pictures=HELD_OUT_PICTURES, copies_
     return _mix_and_shuffle(cell_images, cell_labels, contaminant_images, contaminant_labels, modifications, sources, seed + 2)
 
 
-def build_benchmark(data, seed: int = 0, cells_per_class: int = 420, pictures=HELD_OUT_PICTURES, copies_per_picture: int = 24) -> dict:
+def build_benchmark(data, seed: int = 0, cells_per_class: int = 420, pictures=HELD_OUT_PICTURES, *, copies_per_picture: int = 24) -> dict:
     """Builds the benchmark: a stratified sample of the real folder `data` (templates left out) plus contaminants.
 
     Returns:
@@ -221,7 +221,7 @@ def contaminate_with_fields(
 
 
 def build_field_benchmark(
-    data, seed: int = 0, cells_per_class: int = 420, fields: int = 240, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)
+    data, seed: int = 0, cells_per_class: int = 420, fields: int = 240, *, layouts=FIELD_LAYOUTS, stains=tuple(STAINS)
 ) -> dict:
     """Builds the smear-field benchmark: `build_benchmark`'s cell sample plus fields from other real cells.
 

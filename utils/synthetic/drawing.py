@@ -38,6 +38,7 @@ def blob_distance(
     centre_y: float,
     radius: float,
     aspect: float,
+    *,
     angle: float,
     harmonics: np.ndarray,
     phases: np.ndarray,
@@ -86,6 +87,7 @@ def random_blob(
     centre_x: float,
     centre_y: float,
     radius: float,
+    *,
     aspect: float,
     angle: float,
     roughness: float,
@@ -93,7 +95,7 @@ def random_blob(
     """Signed distance of a blob with random outline harmonics of given roughness."""
     harmonics = rng.normal(0.0, roughness, size=4) / np.arange(1, 5)
     phases = rng.uniform(0.0, 2.0 * np.pi, size=4)
-    return blob_distance(centre_x, centre_y, radius, aspect, angle, harmonics, phases)
+    return blob_distance(centre_x, centre_y, radius, aspect, angle=angle, harmonics=harmonics, phases=phases)
 
 
 def smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -107,6 +109,7 @@ def granule_field(
     centre_x: float,
     centre_y: float,
     radius: float,
+    *,
     count: int,
     granule_sigma: float,
 ) -> np.ndarray:

@@ -161,7 +161,7 @@ def restain(image: np.ndarray, stain: Stain, rng: np.random.Generator) -> np.nda
     return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0.0))
 
 
-def make_smear_field(tiles: np.ndarray, layout: str, stain: str, rng: np.random.Generator, size: int = 96) -> np.ndarray:
+def make_smear_field(tiles: np.ndarray, layout: str, stain: str, rng: np.random.Generator, *, size: int = 96) -> np.ndarray:
     """Makes one smear field from the given tiles.
 
     Args:

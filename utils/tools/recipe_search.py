@@ -183,7 +183,13 @@ def _score(arguments, model, split, chosen, out: Path) -> dict:
     clean_tta = float(((sum(per_view.values()) / len(views)).argmax(axis=1) == split.y_validation).mean())
 
     fit = evaluate.training_fit(
-        model, split.x_train, split.y_train, split.x_validation, split.y_validation, len(split.y_validation), arguments.seed
+        model,
+        split.x_train,
+        split.y_train,
+        split.x_validation,
+        y_validation=split.y_validation,
+        max_images=len(split.y_validation),
+        seed=arguments.seed,
     )
     print(fit["fit_reading"], flush=True)
     summary, table = {setting: {} for setting in ("no TTA", "TTA")}, None
@@ -191,7 +197,13 @@ def _score(arguments, model, split, chosen, out: Path) -> dict:
         indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
         x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
         table = evaluate.robustness(
-            [model], x_subset, y_subset, ["all"], arguments.severities, {"no TTA": ["identity"], "TTA": views}, seed=arguments.seed
+            [model],
+            x_subset,
+            y_subset,
+            ["all"],
+            severities=arguments.severities,
+            view_sets={"no TTA": ["identity"], "TTA": views},
+            seed=arguments.seed,
         )
         table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
         summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))

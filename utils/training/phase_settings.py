@@ -96,6 +96,7 @@ def report_phases(
     epochs: int = 200,
     frozen_layers: int = 124,
     optimizer: str = "adamw",
+    *,
     head_learning_rate: float = 1e-3,
     fine_tune_learning_rate: float = 1e-4,
     patience: int = 10,

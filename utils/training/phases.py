@@ -72,7 +72,7 @@ def configure_trainable(model, phase: Phase) -> None:
 # --------------------------------------------------------------------------------------------
 # Learning-rate schedule
 # --------------------------------------------------------------------------------------------
-def cosine_learning_rate(progress: float, peak: float, floor: float, epochs: int, warmup_epochs: int) -> float:
+def cosine_learning_rate(progress: float, peak: float, floor: float, epochs: int, *, warmup_epochs: int) -> float:
     """The learning rate after `progress` epochs (fractional) of a phase: linear warm-up from
     peak/10 to `peak` over `warmup_epochs`, then a cosine decay from `peak` to `floor` at `epochs`."""
     if warmup_epochs and progress < warmup_epochs:
@@ -102,7 +102,7 @@ class CosineSchedule(keras.callbacks.Callback):
 
     def _set(self, progress: float) -> None:
         phase = self.phase
-        rate = cosine_learning_rate(progress, phase.learning_rate, phase.min_lr, int(phase.epochs), int(phase.warmup_epochs))
+        rate = cosine_learning_rate(progress, phase.learning_rate, phase.min_lr, int(phase.epochs), warmup_epochs=int(phase.warmup_epochs))
         self.model.optimizer.learning_rate.assign(rate)
 
 
@@ -152,8 +152,8 @@ def train_phases(
     train_data,
     validation_data,
     phases,
-    checkpoint_dir=None,
     *,
+    checkpoint_dir=None,
     seed: int | None = None,
     label_mode: str = "auto",
     label_smoothing: float = 0.0,

@@ -259,7 +259,7 @@ def start_stem(recipe: Recipe, model, images, seed: int = 0) -> None:
         whitening.whiten_stem(model, images, seed=seed)
 
 
-def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, verbose: int = 2, distribution=None):
+def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, verbose: int = 2, distribution=None):
     """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
     augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
     epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
