@@ -87,8 +87,10 @@ def device_description(run_dir: Path, state: dict) -> str | None:
     earlier = [item.get("summary") for item in state.get("earlier_devices") or [] if isinstance(item, dict) and item.get("summary")]
     if earlier:
         text += f"; resumed from {', '.join(earlier)}"
+    from utils import models
+
     try:
-        spec = json.loads((config.run_paths(run_dir).models_dir / "05_finetune_tta_final.json").read_text())
+        spec = models.load_spec(config.run_paths(run_dir).models_dir, "05_finetune_tta_final")
     except (OSError, ValueError):
         spec = {}
     if isinstance(spec, dict) and spec.get("training_precision"):

@@ -119,6 +119,7 @@ class Watcher(threading.Thread):
         self.stopping = threading.Event()
         self.printed = False
         self.last_line, self.last_logged, self.last_key, self.width = "", 0.0, None, 0
+        self.last_saved = None
 
     def run(self):
         while not self.stopping.wait(self.poll_seconds):
@@ -127,7 +128,12 @@ class Watcher(threading.Thread):
     def poll(self, now: float | None = None) -> dict | None:
         now = time.monotonic() if now is None else now
         try:
+            # Papermill saves at each cell's start and end and every AUTOSAVE_SECONDS: unchanged, it is not read again.
+            status = self.executed.stat()
+            if (status.st_mtime_ns, status.st_size) == self.last_saved:
+                return None
             notebook = json.loads(self.executed.read_text(encoding="utf-8"))
+            self.last_saved = (status.st_mtime_ns, status.st_size)
         except (OSError, ValueError):  # Not written yet, or caught in the middle of a save.
             return None
         position = read_position(notebook)

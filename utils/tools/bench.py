@@ -103,8 +103,12 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
     training = final.get("training_seconds")
     rows.append(("training_minutes", None if training is None else round(training / 60, 2), "minutes"))
     # The number format training computed in (FINAL_RECIPE.precision "auto" picks bfloat16 on CPUs that compute it).
-    spec_path = run_dir / "models" / "05_finetune_tta_final.json"
-    spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
+    from utils import models
+
+    try:
+        spec = models.load_spec(config.run_paths(run_dir).models_dir, "05_finetune_tta_final")
+    except OSError:
+        spec = {}
     rows.append(("training_precision", spec.get("training_precision", "float32"), "name"))
     state = json.loads((run_dir / "run.json").read_text())
     seconds = [item.get("seconds") or 0 for item in state.get("notebooks", [])]
