@@ -31,7 +31,7 @@ create_venv = test -x $(1)/bin/python || { \
 	  echo "Creating $(1) with $(2) (once)"; "$(2)" -m venv $(1); }
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-real test test-fast test-long test-compat lint lab benchmark bench platform-venv check-submission clean-venv
+.PHONY: help run run-real test test-fast test-compat lint lab benchmark bench platform-venv check-submission clean-venv
 
 help: ## List the verbs.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -84,11 +84,8 @@ run: $(RUNTIME_STAMP) ## Run every notebook on the embedded synthetic data (smok
 run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/data/blood_cells_96 [PROFILE=cpu|gpu].
 	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
 
-test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, platform check) but the long runs.
-	$(BIN)/python -m pytest -ra -m "not long_run"
-
-test-long: $(DEV_STAMP) $(PLATFORM_STAMP) ## Run the long runs: the gpu profile shrunk 01-06 on the CPU and the launcher's smoke run (about 15 min).
-	$(BIN)/python -m pytest -ra -m long_run
+test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, the gpu profile shrunk, platform check).
+	$(BIN)/python -m pytest -ra
 
 test-fast: lint ## Run the tests that execute no notebook and no slow check, in a few minutes (lint first).
 	$(BIN)/python -m pytest -ra -m "not slow and not notebooks"

@@ -22,15 +22,14 @@ SHARED_DATA_DIR = config.SHARED_DATA
 # Fixtures whose tests belong to a tier by what they cost: the shared real data, a second Python under the torch
 # backend (the notebooks run under torch in the `notebooks` tier), a local Ray cluster, a training on two logical
 # devices in a second Python.
-# The whole runs beyond the notebooks tier's smoke runs (the gpu profile shrunk, the launcher's own smoke run) are
-# `long_run`: `make test-long` runs them, `make test` leaves them out to stay within CI's time budget.
+# The launcher's smoke run is the notebooks tier's smoke run under TensorFlow (one run serves both modules' tests).
 FIXTURE_MARKS = {
     "shared_data_dir": "real_data",
     "under_torch": "slow",
     "cluster": "slow",
     "two_device_results": "slow",
-    "gpu_run": "long_run",
-    "launched_smoke_run": "long_run",
+    "gpu_run": "slow",
+    "launched_smoke_run": "notebooks",
 }
 
 
@@ -40,6 +39,43 @@ def pytest_collection_modifyitems(items):
         for fixture, mark in FIXTURE_MARKS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(getattr(pytest.mark, mark))
+
+
+LAUNCHER = REPO_ROOT / "notebooks" / "launch" / "hosted_runtime.ipynb"
+
+
+def execute_launcher(output: Path, **parameters):
+    """The launcher for hosted runtimes executed headless through papermill with `parameters`, saved at `output`."""
+    import papermill
+
+    return papermill.execute_notebook(
+        str(LAUNCHER),
+        str(output),
+        parameters=parameters,
+        cwd=str(LAUNCHER.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+
+
+def printed(notebook) -> str:
+    """Everything an executed notebook shows: streams, errors and rich outputs."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", "") + output.get("evalue", ""))
+            parts.extend(str(value) for value in output.get("data", {}).values())
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def launched_smoke_run(tmp_path_factory):
+    """The launcher with its CPU switch on the smoke profile (whose backend is TensorFlow), end to end, into a run
+    folder of its own: the launcher's tests read it, and the notebooks' tests read it as their TensorFlow smoke run."""
+    folder = tmp_path_factory.mktemp("launcher")
+    out_dir = folder / "run"
+    executed = execute_launcher(folder / "launcher.ipynb", PROFILE="smoke", ALLOW_CPU=True, OUT_DIR=str(out_dir))
+    return out_dir, executed
 
 
 def make_arrays(count_per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

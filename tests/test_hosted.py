@@ -13,12 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import LAUNCHER, REPO_ROOT, execute_launcher, printed
 from tests.test_notebooks import LONGEST_CELL, LONGEST_PARAMETERS_CELL
 from tests.test_notebooks import test_notebook_is_committed_clean_with_a_plain_parameters_cell as check_committed_clean
 from utils import config, hosted, runner
-
-LAUNCHER = REPO_ROOT / "notebooks" / "launch" / "hosted_runtime.ipynb"
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,29 +342,6 @@ def test_the_repository_url_is_kept_in_one_place():
 # --------------------------------------------------------------------------------------------
 # The launcher through papermill (notebooks tier)
 # --------------------------------------------------------------------------------------------
-def execute_launcher(output: Path, **parameters):
-    import papermill
-
-    return papermill.execute_notebook(
-        str(LAUNCHER),
-        str(output),
-        parameters=parameters,
-        cwd=str(LAUNCHER.parent),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-
-
-def printed(notebook) -> str:
-    """Everything the executed notebook shows: streams, errors and rich outputs."""
-    parts = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", "") + output.get("evalue", ""))
-            parts.extend(str(value) for value in output.get("data", {}).values())
-    return "\n".join(parts)
-
-
 @pytest.mark.notebooks
 def test_launcher_without_a_gpu_stops_with_the_runners_gpu_sentence(tmp_path):
     import papermill
@@ -392,15 +367,6 @@ def test_launcher_without_a_gpu_stops_with_the_runners_gpu_sentence(tmp_path):
     assert caught.value.evalue == sentence
     assert "ALLOW_CPU = True" in printed(nbformat.read(tmp_path / "launcher.ipynb", as_version=4))
     assert not out_dir.exists() and not (tmp_path / "direct").exists()
-
-
-@pytest.fixture(scope="module")
-def launched_smoke_run(tmp_path_factory):
-    """The launcher with its CPU switch on the smoke profile, end to end, into a run folder of its own."""
-    folder = tmp_path_factory.mktemp("launcher")
-    out_dir = folder / "run"
-    executed = execute_launcher(folder / "launcher.ipynb", PROFILE="smoke", ALLOW_CPU=True, OUT_DIR=str(out_dir))
-    return out_dir, executed
 
 
 @pytest.mark.notebooks

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, printed
 from utils import config
 
 # Every test here executes the suite's notebooks (the smoke profile, under both backends).
@@ -76,7 +76,12 @@ def test_no_code_cell_is_longer_than_a_screen(path):
 
 @pytest.fixture(scope="module", params=["tensorflow", "torch"])
 def smoke_run(request, tmp_path_factory):
-    """The whole suite on the smoke profile, once per Keras backend, shared by this module's tests."""
+    """The whole suite on the smoke profile, once per Keras backend, shared by this module's tests. Under TensorFlow
+    (the smoke profile's own backend) it is the hosted-runtime launcher's run, which streams the runner's output into
+    its cells: one run tests both the launcher and the notebooks, within `make test`'s time."""
+    if request.param == "tensorflow":
+        out_dir, executed = request.getfixturevalue("launched_smoke_run")
+        return out_dir, printed(executed)
     out_dir = tmp_path_factory.mktemp(f"smoke_{request.param}") / "run"
     result = subprocess.run(
         [sys.executable, "-m", "utils.runner", "--profile", "smoke", "--backend", request.param, "--out", str(out_dir)],
