@@ -339,7 +339,13 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     expected_kinds = set(parameters["CORRUPTIONS"])
     assert set(robustness["kind"]) == expected_kinds | {"clean"}
     assert set(robustness[robustness["kind"] != "clean"]["severity"]) == set(parameters["CORRUPTION_SEVERITIES"])
-    assert (robustness["images"] == parameters["CORRUPTION_IMAGES"]).all()
+    # Every setting is compared on the stratified part of the suite; the final model without TTA also on all of it.
+    assert (robustness["images"] == parameters["TTA_CORRUPTION_IMAGES"]).all() and final["corruption_images"] == parameters[
+        "TTA_CORRUPTION_IMAGES"
+    ]
+    assert final["whole_suite"]["images"] == parameters["CORRUPTION_IMAGES"] > parameters["TTA_CORRUPTION_IMAGES"]
+    ensemble_table = pd.read_csv(out_dir / "tables" / "05_robustness_ensemble.csv")
+    assert set(ensemble_table["images"]) == {parameters["TTA_CORRUPTION_IMAGES"]} and set(ensemble_table["setting"]) == {"ensemble"}
     summary = pd.read_csv(out_dir / "tables" / "05_summary.csv")
     assert len(summary) == 4 and summary["model"].iloc[-1].startswith("ensemble: 05_finetune_tta:final + 02_baseline_cnn:baseline")
     for name in (

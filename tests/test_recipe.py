@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from utils import data, models, synthetic
-from utils.evaluation import corruptions, tta
+from utils.evaluation import corruptions, suites, tta
 from utils.evaluation import metrics as evaluate
 from utils.training import finetune, recipe
 from utils.training import phases as train
@@ -46,9 +46,8 @@ def test_robustness_scores_every_kind_severity_and_view_set():
     model = FakeModel()
     kinds, severities = ["gaussian_noise", "stain_shift"], [1, 5]
     view_sets = {"no TTA": ["identity"], "flips": ["identity", "flip_horizontal"]}
-    table = evaluate.robustness(
-        [model], split.x_train, split.y_train, kinds, severities=severities, view_sets=view_sets, seed=3, progress=False
-    )
+    suite = suites.CorruptionSuite(split.x_train, split.y_train, kinds=kinds, severities=severities, seed=3)
+    table = suites.robustness([model], suite, view_sets=view_sets, progress=False)
     assert len(table) == len(view_sets) * (1 + len(kinds) * len(severities))
     assert list(table.columns) == ["setting", "kind", "family", "severity", "accuracy", "images"]
     # Each row is the accuracy of exactly that corruption and view set.
@@ -119,12 +118,12 @@ def test_training_fit_names_the_most_frequent_misses():
     assert fits["train_confusions"] == [] and fits["train_missed"] == [] and "misses" not in fits["fit_reading"]
 
 
-def test_robustness_rejects_unknown_kinds_and_severities():
+def test_the_corruption_suite_rejects_unknown_kinds_and_severities():
     split = tiny_split(1)
     with pytest.raises(ValueError, match="CORRUPTIONS"):
-        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["fogg"], severities=[1], progress=False)
+        suites.CorruptionSuite(split.x_train, split.y_train, kinds=["fogg"], severities=[1])
     with pytest.raises(ValueError, match="CORRUPTION_SEVERITIES"):
-        evaluate.robustness([FakeModel()], split.x_train, split.y_train, ["gaussian_noise"], severities=[0], progress=False)
+        suites.CorruptionSuite(split.x_train, split.y_train, kinds=["gaussian_noise"], severities=[0])
 
 
 def test_recipe_checks_its_names():

@@ -355,7 +355,7 @@ def _check_kind(kind, severity):
     return check_severities([severity], "severity")[0]
 
 
-def _as_uint8_images(images, ndim, what):
+def as_uint8_images(images, ndim, what):
     images = np.asarray(images)
     if images.ndim != ndim or images.shape[-1] != 3:
         raise ValueError(f"{what} must have shape {'(N, H, W, 3)' if ndim == 4 else '(H, W, 3)'}, got {images.shape}.")
@@ -381,13 +381,13 @@ def _corrupt_one(image, kind, severity, seed):
 def corrupt_image(image: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     """Corrupts one (H, W, 3) image; the same (image, kind, severity, seed) always gives the same pixels."""
     severity = _check_kind(kind, severity)
-    return _corrupt_one(_as_uint8_images(image, 3, "image"), kind, severity, seed)
+    return _corrupt_one(as_uint8_images(image, 3, "image"), kind, severity, seed)
 
 
 def corrupt(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     """Corrupts a batch (N, H, W, 3) of uint8 images (floats 0-255 are rounded); each image independently."""
     severity = _check_kind(kind, severity)
-    images = _as_uint8_images(images, 4, "images")
+    images = as_uint8_images(images, 4, "images")
     out = np.empty_like(images)
     for index, image in enumerate(images):
         out[index] = _corrupt_one(image, kind, severity, seed)
@@ -404,7 +404,7 @@ def robustness_table(predict, images, labels, kinds, *, severities=SEVERITIES, s
 
     kinds = check_corruptions(kinds, "kinds")
     severities = check_severities(severities, "severities")
-    images = _as_uint8_images(images, 4, "images")
+    images = as_uint8_images(images, 4, "images")
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
         raise ValueError(f"images and labels differ in length ({len(images)} and {len(labels)}).")

@@ -1,16 +1,32 @@
 """How notebook 05 scores its final model: the TTA settings it compares, clean and corrupted accuracy per setting, and
-the ensemble with the run's other models, as rows of one summary table."""
+the ensemble with the run's other models, as rows of one summary table.
+
+The corruption suite is walked as few times as possible (`utils.evaluation.suite`): the final model without views on
+every image of the suite, as 04 scores its cells; then, on a stratified part of the suite (`compared_images`; 0: all
+of it), the final model's other views and each other member without views, reusing the first pass's predictions of
+those images. Every setting (no TTA, the TTA views, the ensemble) is compared on that same part, image for image.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from utils.evaluation import metrics as evaluate
-from utils.evaluation import tta
+from utils.evaluation import metrics as evaluation_metrics
+from utils.evaluation import suites, tta
 
 # The setting that averages only the views that move pixels (flips, rotations, transposes).
 GEOMETRIC_SETTING = "TTA, flips and rotations"
+FINAL = "final"
+# The final model's name among an ensemble's members ("notebook:name").
+FINAL_MEMBER = "05_finetune_tta:final"
+
+# The ensemble is scored and shipped without test-time views: averaging models is itself a test-time average, and
+# every view multiplies the cost by the member count (with 03's EfficientNetB0 and 11 views, the corruption suite
+# took longer than training the final model on 2 cores). One pass per member keeps the ensemble row affordable.
+ENSEMBLE_VIEWS = ["identity"]
 
 
 def view_settings(views: list[str]) -> dict[str, list[str]]:
@@ -29,40 +45,73 @@ def clean_accuracy(per_view: dict, views: list[str], labels) -> float:
     return float((probabilities.argmax(axis=1) == np.asarray(labels)).mean())
 
 
-def score_settings(model_list, x_robust, y_robust, corruptions, *, severities, view_sets: dict, per_view: dict, y_clean, seen_kinds, seed):
-    """The robustness table of every setting on the corrupted subset, and each setting's summary (mean corrupted
-    accuracy, seen and unseen kinds) with its accuracy on the whole clean validation split."""
-    table = evaluate.robustness(model_list, x_robust, y_robust, corruptions, severities=severities, view_sets=view_sets, seed=seed)
-    summary = evaluate.robustness_summary(table, seen_kinds)
-    for setting, views in view_sets.items():
-        summary[setting]["clean_accuracy"] = clean_accuracy(per_view, views, y_clean)
-    return table, summary
+@dataclass
+class FinalScores:
+    """What 05 reads from the corruption suite: every setting of the final model and the ensemble, compared on the same
+    images (`compared`), and the final model without TTA on the whole suite."""
+
+    view_sets: dict
+    compared_images: int
+    table: pd.DataFrame
+    summary: dict
+    whole_suite: dict
+    ensemble_table: pd.DataFrame | None = None
+    ensemble_summary: dict | None = None
 
 
-def summary_rows(model_label: str, summary: dict, view_sets: dict) -> list[dict]:
-    """One row per setting of the final model, for 05's summary table."""
-    names = {"no TTA": "identity", "TTA": f"all {len(view_sets['TTA'])}", GEOMETRIC_SETTING: "{} flips and rotations"}
-    return [
-        {"model": model_label, "members": 1, "views": names[setting].format(len(views)), **summary[setting]}
-        for setting, views in view_sets.items()
+def score_final(
+    model, suite: suites.CorruptionSuite, *, views, compared_images: int, clean: dict, members=None, seen_kinds=(), progress=True
+):
+    """Scores the final model's TTA settings and its ensemble with `members` ({"notebook:name": model}, in order) on
+    the suite. `clean` holds the clean validation split's labels and the final model's probabilities per view on it
+    (`{"labels": y, "per_view": {...}, "images": x}`; the images for the members' clean accuracy)."""
+    members = dict(members or {})
+    view_sets = view_settings(list(views))
+    union = list(dict.fromkeys(view for setting in view_sets.values() for view in setting))
+    compared = suite.subset(compared_images)
+    scorers = {FINAL: ([model], union if compared is suite else ["identity"])}
+    if compared is suite:
+        scorers.update({name: ([member], ENSEMBLE_VIEWS) for name, member in members.items()})
+    predicted = suites.predict_suite(suite, scorers, progress=progress)
+    final = predicted[FINAL]
+    whole_table = suites.accuracy_table(suite, {"no TTA": suites.setting_probabilities(final, ["identity"])})
+    whole_suite = {**evaluation_metrics.robustness_summary(whole_table, seen_kinds)["no TTA"], "images": suite.image_count}
+    if compared is not suite:
+        others = [view for view in union if view != "identity"]
+        second = {FINAL: ([model], others)} if others else {}
+        second.update({name: ([member], ENSEMBLE_VIEWS) for name, member in members.items()})
+        predicted = suites.predict_suite(compared, second, progress=progress) if second else {}
+        final = suites.take(final, compared.positions)
+        for key, per_view in predicted.get(FINAL, {}).items():
+            final[key].update(per_view)
+    settings = {setting: suites.setting_probabilities(final, views) for setting, views in view_sets.items()}
+    table = suites.accuracy_table(compared, settings)
+    summary = evaluation_metrics.robustness_summary(table, seen_kinds)
+    for setting, setting_views in view_sets.items():
+        summary[setting]["clean_accuracy"] = clean_accuracy(clean["per_view"], setting_views, clean["labels"])
+    scores = FinalScores(view_sets, compared.image_count, table, summary, whole_suite)
+    if members:
+        member_settings = [settings["no TTA"]] + [suites.setting_probabilities(predicted[name], ENSEMBLE_VIEWS) for name in members]
+        scores.ensemble_table = suites.accuracy_table(compared, {"ensemble": suites.ensemble_probabilities(member_settings)})
+        scores.ensemble_summary = evaluation_metrics.robustness_summary(scores.ensemble_table, seen_kinds)["ensemble"]
+        clean_probabilities = [clean["per_view"]["identity"]] + [
+            tta.predict_probabilities([member], clean["images"], ENSEMBLE_VIEWS) for member in members.values()
+        ]
+        ensemble_predictions = (sum(clean_probabilities) / len(clean_probabilities)).argmax(axis=1)
+        scores.ensemble_summary["clean_accuracy"] = float((ensemble_predictions == np.asarray(clean["labels"])).mean())
+        scores.ensemble_summary["views"] = list(ENSEMBLE_VIEWS)
+    return scores
+
+
+def summary_rows(model_label: str, scores: FinalScores, members=None) -> pd.DataFrame:
+    """05's summary table: one row per setting of the final model, then the ensemble's row when it was scored."""
+    names = {"no TTA": "identity", "TTA": f"all {len(scores.view_sets['TTA'])}", GEOMETRIC_SETTING: "{} flips and rotations"}
+    rows = [
+        {"model": model_label, "members": 1, "views": names[setting].format(len(views)), **scores.summary[setting]}
+        for setting, views in scores.view_sets.items()
     ]
-
-
-# The ensemble is scored and shipped without test-time views: averaging models is itself a test-time average, and
-# every view multiplies the cost by the member count (with 03's EfficientNetB0 and 11 views, the corruption suite
-# took longer than training the final model on 2 cores). One pass per member keeps the ensemble row affordable.
-ENSEMBLE_VIEWS = ["identity"]
-
-
-def ensemble_row(loaded, members, x_robust, y_robust, *, x_clean, y_clean, corruptions, severities, seen_kinds, seed, views=None):
-    """The ensemble's robustness table and its summary row (with `views`, default ENSEMBLE_VIEWS: none), its clean
-    accuracy on the whole validation split."""
-    views = list(views or ENSEMBLE_VIEWS)
-    table = evaluate.robustness(loaded, x_robust, y_robust, corruptions, severities=severities, view_sets={"ensemble": views}, seed=seed)
-    summary = evaluate.robustness_summary(table, seen_kinds)["ensemble"]
-    predictions = tta.predict_probabilities(loaded, x_clean, views).argmax(axis=1)
-    summary["clean_accuracy"] = evaluate.classification_metrics(y_clean, predictions)["val_accuracy"]
-    summary["views"] = views
-    label = "no TTA" if views == ["identity"] else f"all {len(views)}"
-    row = {"model": "ensemble: " + " + ".join(f"{n}:{m}" for n, m in members), "members": len(loaded), "views": label}
-    return table, summary, pd.DataFrame([{**row, **{key: value for key, value in summary.items() if key != "views"}}])
+    if scores.ensemble_summary is not None:
+        names = [FINAL_MEMBER] + list(members or [])
+        row = {"model": "ensemble: " + " + ".join(names), "members": len(names), "views": "no TTA"}
+        rows.append({**row, **{key: value for key, value in scores.ensemble_summary.items() if key != "views"}})
+    return pd.DataFrame(rows)

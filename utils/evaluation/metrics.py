@@ -207,61 +207,6 @@ def training_fit(
     }
 
 
-def robustness(
-    ensemble,
-    images,
-    labels,
-    kinds,
-    *,
-    severities,
-    view_sets: dict | None = None,
-    seed: int = 0,
-    batch_size: int = 64,
-    progress: bool = True,
-):
-    """Accuracy of an ensemble under every corruption kind and severity, for one or more sets of
-    TTA views at once: a DataFrame with one row per (setting, kind, severity) and columns setting,
-    kind, family, severity, accuracy, images; kind "clean" (severity 0) is the uncorrupted set.
-
-    `view_sets` maps a setting name to its views, e.g. {"no TTA": ["identity"], "TTA": [...]};
-    every view in their union is predicted once per corrupted set, so adding settings is cheap.
-    """
-    import pandas as pd
-
-    from utils.evaluation import corruptions
-
-    view_sets = view_sets or {"no TTA": ["identity"]}
-    union = list(dict.fromkeys(view for views in view_sets.values() for view in tta.check_views(views)))
-    kinds = corruptions.check_corruptions(kinds)
-    severities = corruptions.check_severities(severities)
-    labels = np.asarray(labels)
-    rows = []
-
-    def score(kind, family, severity, corrupted):
-        per_view = tta.predict_view_probabilities(ensemble, corrupted, union, batch_size)
-        for setting, views in view_sets.items():
-            probabilities = sum(per_view[view] for view in views) / len(views)
-            accuracy = float((probabilities.argmax(axis=1) == labels).mean())
-            rows.append(
-                {"setting": setting, "kind": kind, "family": family, "severity": severity, "accuracy": accuracy, "images": len(labels)}
-            )
-
-    started = time.perf_counter()
-    score("clean", "clean", 0, images)
-    for kind in kinds:
-        for severity in severities:
-            score(kind, corruptions.FAMILIES[kind], severity, corruptions.corrupt(images, kind, severity, seed=seed))
-        if progress:
-            latest = {row["setting"]: row["accuracy"] for row in rows[-len(view_sets) :]}
-            print(
-                f"  {kind:<18} severity {severities[-1]}: "
-                + ", ".join(f"{s} {a:.3f}" for s, a in latest.items())
-                + f"  ({time.perf_counter() - started:.0f} s)",
-                flush=True,
-            )
-    return pd.DataFrame(rows)
-
-
 def robustness_summary(table, seen_kinds=()) -> dict:
     """{setting: {"clean_accuracy", "corrupted_accuracy" (mean over kinds and severities),
     "seen_corrupted_accuracy", "unseen_corrupted_accuracy", "worst_kind", "worst_kind_accuracy"}}

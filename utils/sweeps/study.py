@@ -14,6 +14,7 @@ import keras
 
 from utils import augment
 from utils.evaluation import metrics as evaluate
+from utils.evaluation import suites
 from utils.sweeps import shards
 from utils.training import recipe
 
@@ -87,16 +88,15 @@ def run_study(
     split,
     paths,
     notebook: str,
-    robustness_indices,
-    kinds,
-    severities,
+    suite,
     select_by: str = "corrupted_accuracy",
     seed: int = 42,
     distribution=None,
     only_cell: str | None = None,
 ) -> StudyResult:
-    """Trains and scores every cell; writes `models/`, `metrics/<notebook>.json` and one robustness
-    table per model (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice.
+    """Trains and scores every cell on the corruption `suite` (`utils.evaluation.suites.CorruptionSuite`, corrupted
+    once for every cell); writes `models/`, `metrics/<notebook>.json` and one robustness table per model
+    (`tables/04_robustness_<model>.csv`). Returns the rows, histories and best choice.
     `distribution` (`utils.training.distribute`) trains each cell data-parallel.
 
     Fanned out (utils/sweeps/fanout.py): with `only_cell` (a cell name; by default `shards.current_cell()`) it trains
@@ -110,10 +110,7 @@ def run_study(
         split=split,
         paths=paths,
         notebook=notebook,
-        x_robust=split.x_validation[robustness_indices],
-        y_robust=split.y_validation[robustness_indices],
-        kinds=kinds,
-        severities=severities,
+        suite=suite,
         seed=seed,
         distribution=distribution,
         only_cell=only_cell,
@@ -168,10 +165,7 @@ class _CellRunner:
     split: object
     paths: object
     notebook: str
-    x_robust: object
-    y_robust: object
-    kinds: object
-    severities: object
+    suite: object
     seed: int
     distribution: object
     only_cell: str
@@ -204,9 +198,7 @@ class _CellRunner:
             distribution=self.distribution,
         )
         self.result.histories[name] = (history, phase_starts)
-        robustness = evaluate.robustness(
-            [model], self.x_robust, self.y_robust, self.kinds, severities=self.severities, seed=self.seed, progress=False
-        )
+        robustness = suites.robustness([model], self.suite, progress=False)
         summary = evaluate.robustness_summary(robustness)["no TTA"]
         del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
         scores = evaluate.evaluate_and_record(

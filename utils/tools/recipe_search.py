@@ -25,9 +25,6 @@ from pathlib import Path
 
 from utils.tools import bench
 
-ALL_VIEWS = ["identity", "flip_horizontal", "flip_vertical", "rotate_90", "rotate_180", "rotate_270", "saturation", "central_crop", "shift"]
-
-
 SETTINGS_FILE = "settings.json"
 
 
@@ -113,7 +110,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--corruption-images", type=int, default=256)
     parser.add_argument("--severities", type=int, nargs="*", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--views", nargs="*", default=ALL_VIEWS)
+    parser.add_argument("--views", nargs="*", default=None, help="TTA views (default: the cpu profile's FINAL_TTA_VIEWS, which 05 scores)")
     parser.add_argument("--out", default="/tmp/recipe_search")
     parser.add_argument("--results", default=None, help="JSON-lines file to append the summary to (default: --out/results.jsonl)")
     arguments = parser.parse_args(argv)
@@ -170,11 +167,12 @@ def _fit_budget(arguments, chosen, split, settings: dict):
 def _score(arguments, model, split, chosen, out: Path) -> dict:
     """Clean accuracy without and with TTA, the fit on the training cells and (unless --clean-only) the corruption
     suite, as notebook 05 scores them."""
+    from utils import runner
     from utils.augment import policies
+    from utils.evaluation import final_scores, suites, tta
     from utils.evaluation import metrics as evaluate
-    from utils.evaluation import tta
 
-    views = tta.check_views(arguments.views)
+    views = tta.check_views(arguments.views or runner.load_profile("cpu")["parameters"]["FINAL_TTA_VIEWS"])
     timing = time.perf_counter()
     per_view = tta.predict_view_probabilities([model], split.x_validation, views)
     # One pass over every view is what the submission does per image.
@@ -194,19 +192,20 @@ def _score(arguments, model, split, chosen, out: Path) -> dict:
     print(fit["fit_reading"], flush=True)
     summary, table = {setting: {} for setting in ("no TTA", "TTA")}, None
     if not arguments.clean_only:
-        indices = evaluate.validation_subset(split.y_validation, arguments.corruption_images, arguments.seed)
-        x_subset, y_subset = split.x_validation[indices], split.y_validation[indices]
-        table = evaluate.robustness(
-            [model],
-            x_subset,
-            y_subset,
-            ["all"],
+        # 05's own scoring: every view on every image of the suite (the search compares recipes, not settings).
+        suite = suites.CorruptionSuite.from_validation(
+            split.x_validation,
+            split.y_validation,
+            images=arguments.corruption_images,
+            kinds=["all"],
             severities=arguments.severities,
-            view_sets={"no TTA": ["identity"], "TTA": views},
             seed=arguments.seed,
         )
+        clean = {"images": split.x_validation, "labels": split.y_validation, "per_view": per_view}
+        seen_kinds = policies.seen_corruptions(chosen.policy)
+        scores = final_scores.score_final(model, suite, views=views, compared_images=0, clean=clean, seen_kinds=seen_kinds)
+        table, summary = scores.table, scores.summary
         table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
-        summary = evaluate.robustness_summary(table, policies.seen_corruptions(chosen.policy))
     return {
         "clean_plain": clean_plain,
         "clean_tta": clean_tta,
