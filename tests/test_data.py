@@ -45,11 +45,17 @@ def test_read_image_centre_crops_before_resizing(tmp_path):
     assert image[..., 1].mean() > 250 and image[..., 0].mean() < 5 and image[..., 2].mean() < 5
 
 
-def test_grayscale_and_rgba_images_become_rgb(tmp_path):
+def test_grayscale_and_opaque_rgba_images_become_rgb_and_translucent_ones_are_refused(tmp_path):
     Image.fromarray(np.full((96, 96), 128, dtype=np.uint8)).save(tmp_path / "gray.png")
-    Image.fromarray(np.full((96, 96, 4), 200, dtype=np.uint8)).save(tmp_path / "rgba.png")
-    assert data.read_image(tmp_path / "gray.png").shape == (96, 96, 3)
-    assert data.read_image(tmp_path / "rgba.png").shape == (96, 96, 3)
+    opaque = np.full((96, 96, 4), 200, dtype=np.uint8)
+    opaque[..., 3] = 255
+    Image.fromarray(opaque).save(tmp_path / "rgba.png")
+    assert np.array_equal(data.read_image(tmp_path / "gray.png"), np.full((96, 96, 3), 128, dtype=np.uint8))
+    assert np.array_equal(data.read_image(tmp_path / "rgba.png"), opaque[..., :3])
+    # A translucent alpha would need a background to flatten onto, which is never assumed.
+    Image.fromarray(np.full((96, 96, 4), 200, dtype=np.uint8)).save(tmp_path / "translucent.png")
+    with pytest.raises(DataError, match="translucent.png: 9216 of 9216 pixels are transparent or translucent"):
+        data.read_image(tmp_path / "translucent.png")
 
 
 def save(tmp_path, name="bad.npz", **arrays):

@@ -10,6 +10,7 @@ variant runs on real cells and says so in its name; it is skipped where
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from utils import outliers
@@ -214,3 +215,23 @@ def test_bad_inputs_raise_value_errors(cells):
         outliers.exact_duplicate_groups(images[:, :8, :8])
     with pytest.raises(ValueError):
         outliers.exact_duplicate_groups(images[0])
+
+
+def test_class_drop_warnings_name_each_thinned_class_with_its_reasons():
+    labels = np.repeat(np.arange(8), 20)
+    # Class 0 loses 3 of 20 (15 %): two out of distribution and one exact copy; class 1 loses exactly 2 of 20 (10 %),
+    # which is not more than the share; the others lose nothing.
+    table = pd.DataFrame(
+        {
+            "index": [0, 1, 2, 20, 21],
+            "reason": ["exact copy", "out of distribution", "out of distribution", "near copy", "near copy"],
+            "label": [0, 0, 0, 1, 1],
+        }
+    )
+    names = [f"class{k}" for k in range(8)]
+    warnings = outliers.class_drop_warnings(table, labels, names, share=0.10)
+    assert warnings == ["class0: 3 of 20 images dropped (15.0%, more than 10%): 2 out of distribution, 1 exact copy."]
+    assert outliers.class_drop_warnings(table, labels, names, share=0.05)[1].startswith("class1: 2 of 20 images dropped (10.0%")
+    assert outliers.class_drop_warnings(table.iloc[:0], labels, names) == []
+    with pytest.raises(ValueError, match="share must be a fraction"):
+        outliers.class_drop_warnings(table, labels, names, share=1.5)

@@ -47,6 +47,8 @@ OUTLIER_REASONS = (
     "exact copy",
     "near copy",
 )
+# Notebook 01 names every class of which it drops more than this share, with the reasons, before any training.
+CLASS_DROP_WARNING_SHARE = 0.10
 PROFILES = ("smoke", "cpu", "gpu")
 
 # The platform's stack (TensorFlow 2.17.0, Keras 3.4.1, NumPy 1.x), installed once by

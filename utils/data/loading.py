@@ -1,14 +1,15 @@
 """Reading the training data from a file or folder into a `Dataset`.
 
-Two input formats are accepted (docs/contracts.md, Data in):
+Two input formats are accepted (docs/contracts.md, Data in; what each kind of input gets: Input kinds and what
+each gets):
 
-* the challenge's npz: `images` uint8 (N, 96, 96, 3) and `labels` (N,) or (N, 1) in 0-7,
-  always opened with `allow_pickle=False`;
-* an image folder with exactly 8 class sub-folders whose sorted names are labels 0-7; any image
-  size is centre-cropped to a square and resized with Lanczos to 96x96 RGB.
+* the challenge's npz: `images` (N, 96, 96, 3) pixel values 0-255 and `labels` (N,) or (N, 1) class indices 0-7,
+  always opened with `allow_pickle=False`; other dtypes are cast to uint8 and int64 only when no value changes
+  (`utils.data.checks`);
+* an image folder with exactly 8 class sub-folders whose sorted names are labels 0-7; each image is converted to
+  8-bit RGB exactly as `utils.data.images` documents, centre-cropped to a square and resized with Lanczos to 96x96.
 
-Every problem is reported as a `DataError`: one sentence that names the file and says what to do.
-"""
+Every problem is reported as a `DataError`: one sentence that names the file and says what to do."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from utils import config
 from utils.data.checks import DataError, validate_arrays
+from utils.data.image_formats import describe_error, read_bytes
+from utils.data.images import read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -60,6 +63,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise DataError(f"{path}: expected a .npz file or an image folder; convert the data to an npz with `images` and `labels`.")
+    _refuse_what_is_not_a_zip(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = sorted(archive.files)
@@ -78,11 +82,34 @@ def load_npz(path: str | os.PathLike) -> Dataset:
                 f"{path}: holds pickled Python objects, which are never loaded for safety; "
                 f"re-save it with plain numeric arrays: np.savez(path, images=uint8_array, labels=int_array)."
             ) from None
-        raise DataError(f"{path}: is not a readable npz ({error}); re-create or re-download it.") from None
+        raise DataError(f"{path}: is not a readable npz ({describe_error(error)}); re-create or re-download it.") from None
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise DataError(f"{path}: is truncated or not a valid npz ({type(error).__name__}); re-download or re-save it.") from None
+    for key, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, np.ndarray):
+            raise DataError(f"{path}: its member `{key}` is not a NumPy array; re-save it with np.savez(path, images=..., labels=...).")
     images, labels = validate_arrays(images, labels, source=str(path))
     return Dataset(images=images, labels=labels, source=str(path))
+
+
+def _refuse_what_is_not_a_zip(path: Path) -> None:
+    """An npz is a zip archive: names what a file is instead (empty, a lone .npy array, a pickle, a web page ...)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder named like an npz; pass the npz file itself or an image folder of 8 class folders.")
+    head = read_bytes(path, 8)
+    if head.startswith(b"PK"):
+        return
+    if not head:
+        cause = "is empty (0 bytes)"
+    elif head.startswith(b"\x93NUMPY"):
+        cause = "is a single NumPy array (.npy), not an npz archive of `images` and `labels`"
+    elif head.startswith(b"\x80"):
+        cause = "is a Python pickle, not an npz archive (and pickles are never loaded for safety)"
+    elif head.lstrip().startswith(b"<"):
+        cause = "is an HTML or XML page (a failed download?), not an npz archive"
+    else:
+        cause = f"is not an npz file (an npz is a zip archive, but this file starts with {head!r})"
+    raise DataError(f"{path}: {cause}; re-download it or re-save the data with np.savez(path, images=..., labels=...).")
 
 
 def list_image_folder(folder: str | os.PathLike) -> tuple[list[str], list[list[Path]]]:
@@ -105,25 +132,6 @@ def list_image_folder(folder: str | os.PathLike) -> tuple[list[str], list[list[P
             raise DataError(f"{class_dir}: class folder holds no images; add images or remove the folder.")
         files_per_class.append(files)
     return [d.name for d in class_dirs], files_per_class
-
-
-def read_image(path: str | os.PathLike, size: int = config.INPUT_SIZE) -> np.ndarray:
-    """Reads one image as RGB, centre-crops it to a square and resizes it with Lanczos to size x size."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            width, height = image.size
-            side = min(width, height)
-            left, top = (width - side) // 2, (height - side) // 2
-            if (width, height) != (side, side):
-                image = image.crop((left, top, left + side, top + side))
-            if side != size:
-                image = image.resize((size, size), Image.Resampling.LANCZOS)
-            return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{path}: is not a readable image ({type(error).__name__}); delete or replace it.") from None
 
 
 def load_image_folder(folder: str | os.PathLike, *, workers: int | None = None) -> Dataset:

@@ -26,8 +26,9 @@ Detectors, one module each:
   the fit but still scored (`centre_margin`).
 
 Helpers: `checks` (input checks, shared with `utils.data`), `grayscale`
-(batched luminance, zooms, downsampling), `groups` (linking pairs into groups)
-and `policy` (`find_outliers`).
+(batched luminance, zooms, downsampling), `groups` (linking pairs into groups),
+`policy` (`find_outliers`) and `class_drops` (`class_drop_warnings`: the
+classes that lose more than a small share of their images, and why).
 
 The policy (the contract of `find_outliers`):
 
@@ -61,6 +62,7 @@ print(result.table["reason"].value_counts())
 """
 
 from utils.outliers.checks import validate_images, validate_labels
+from utils.outliers.class_drops import class_drop_warnings
 from utils.outliers.exact import exact_duplicate_groups
 from utils.outliers.fourier_mellin import DEFAULT_ZOOM_SCALES, fourier_mellin_descriptors, near_duplicate_candidates
 from utils.outliers.near_copies import aligned_correlation, near_duplicate_groups, near_duplicate_pairs
@@ -73,6 +75,7 @@ __all__ = [
     "REASON_PRECEDENCE",
     "OutlierResult",
     "aligned_correlation",
+    "class_drop_warnings",
     "exact_duplicate_groups",
     "find_outliers",
     "fourier_mellin_descriptors",
