@@ -156,11 +156,17 @@ def test_05_scores_each_image_once_per_model_and_view_and_every_setting_on_the_s
     )
 
 
-def test_without_members_there_is_no_ensemble_row(cells):
+def test_without_members_there_is_no_ensemble_row_and_progress_names_each_pass(cells, capsys):
     images, labels = cells
     suite = suites.CorruptionSuite(images, labels, kinds=KINDS[:1], severities=[1], seed=0)
     model = CountingModel()
-    clean = {"images": images, "labels": labels, "per_view": tta.predict_view_probabilities([model], images, ["identity"])}
-    scores = final_scores.score_final(model, suite, views=["identity"], compared_images=8, clean=clean, progress=False)
+    clean = {"images": images, "labels": labels, "per_view": tta.predict_view_probabilities([model], images, ["identity", "rotate_90"])}
+    scores = final_scores.score_final(model, suite, views=["identity", "rotate_90"], compared_images=8, clean=clean)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "The final model without views on all 32 images of the suite:"
+    assert printed[2] == "The other views and each member without views on 8 of those images:"
+    assert printed[1].startswith("  gaussian_noise     severity 1: final 0.") and printed[3].startswith(
+        "  gaussian_noise     severity 1: final 0."
+    )
     assert scores.ensemble_table is None and scores.ensemble_summary is None
     assert list(scores.view_sets) == ["no TTA", "TTA"] and len(final_scores.summary_rows("m", scores)) == 2

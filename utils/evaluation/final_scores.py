@@ -72,11 +72,18 @@ def score_final(
     scorers = {FINAL: ([model], union if compared is suite else ["identity"])}
     if compared is suite:
         scorers.update({name: ([member], ENSEMBLE_VIEWS) for name, member in members.items()})
+    if progress:
+        what = "every view, and each member without views," if compared is suite else "without views"
+        print(f"The final model {what} on all {suite.image_count} images of the suite:", flush=True)
     predicted = suites.predict_suite(suite, scorers, progress=progress)
     final = predicted[FINAL]
     whole_table = suites.accuracy_table(suite, {"no TTA": suites.setting_probabilities(final, ["identity"])})
     whole_suite = {**evaluation_metrics.robustness_summary(whole_table, seen_kinds)["no TTA"], "images": suite.image_count}
+    # Clean accuracy is read on the whole validation split, as for every setting below.
+    whole_suite["clean_accuracy"] = clean_accuracy(clean["per_view"], ["identity"], clean["labels"])
     if compared is not suite:
+        if progress:
+            print(f"The other views and each member without views on {compared.image_count} of those images:", flush=True)
         others = [view for view in union if view != "identity"]
         second = {FINAL: ([model], others)} if others else {}
         second.update({name: ([member], ENSEMBLE_VIEWS) for name, member in members.items()})

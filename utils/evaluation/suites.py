@@ -146,7 +146,8 @@ def predict_suite(
 
     `scorers` maps a name to (models, views): the models' probabilities are averaged (an ensemble; one model alone is
     a list of one) and every view is predicted once. Each set is corrupted (or read) once for all scorers. With
-    `progress`, one line per kind gives each scorer's accuracy without views at the last severity and the seconds so far.
+    `progress`, one line per kind gives each scorer's accuracy (the mean of its views) at the last severity and the
+    seconds so far.
     """
     scorers = {name: (list(models), tta.check_views(views)) for name, (models, views) in scorers.items()}
     predicted: dict[str, SuiteProbabilities] = {name: {} for name in scorers}
@@ -155,9 +156,8 @@ def predict_suite(
         for name, (models, views) in scorers.items():
             predicted[name][corrupted.key] = tta.predict_view_probabilities(models, corrupted.images, views, batch_size)
         if progress and corrupted.kind != "clean" and corrupted.severity == suite.severities[-1]:
-            scores = ", ".join(
-                f"{name} {_accuracy(next(iter(predicted[name][corrupted.key].values())), suite.labels):.3f}" for name in scorers
-            )
+            means = {name: sum(predicted[name][corrupted.key].values()) / len(scorers[name][1]) for name in scorers}
+            scores = ", ".join(f"{name} {_accuracy(probabilities, suite.labels):.3f}" for name, probabilities in means.items())
             print(f"  {corrupted.kind:<18} severity {corrupted.severity}: {scores}  ({time.perf_counter() - started:.0f} s)", flush=True)
     return predicted
 
