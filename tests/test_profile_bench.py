@@ -18,13 +18,24 @@ def finished_run(folder: Path, training_precision: str | None) -> Path:
         "TTA": {"clean_accuracy": 0.98, "corrupted_accuracy": 0.92, "seen_corrupted_accuracy": 0.94, "unseen_corrupted_accuracy": 0.89},
     }
     final = {"val_accuracy": 0.97, "tta_val_accuracy": 0.98, "clean_train_accuracy": 0.981, "robustness": robustness}
-    final.update(corruption_images=256, training_seconds=1800)
+    final.update(corruption_images=128, training_seconds=1800, whole_suite={"corrupted_accuracy": 0.905, "images": 256})
     (folder / "metrics" / "05_finetune_tta.json").write_text(json.dumps({"models": {"final": final}, "submission": {"setting": "TTA"}}))
     checks = [{"environment": "suite", "images_per_second": 100.0}]
     (folder / "metrics" / "06_submission.json").write_text(json.dumps({"checks": checks, "tta_views": ["identity", "flip_horizontal"]}))
     seconds = {"01_eda_outliers": 60, "05_finetune_tta": 2400, "06_submission": 120}
     notebooks = [{"name": name, "seconds": value} for name, value in seconds.items()]
     (folder / "run.json").write_text(json.dumps({"notebooks": notebooks}))
+    # The executed 05 as papermill saves it: each code cell with its duration.
+    cells = [
+        {"cell_type": "code", "source": ["model = train()\n"], "metadata": {"papermill": {"duration": 1500.0}}},
+        {
+            "cell_type": "code",
+            "source": ["scores = final_scores.score_final(\n", "    model)\n"],
+            "metadata": {"papermill": {"duration": 150.0}},
+        },
+        {"cell_type": "markdown", "source": ["score_final( in words"], "metadata": {}},
+    ]
+    (folder / "05_finetune_tta.ipynb").write_text(json.dumps({"cells": cells}))
     spec = {"kind": "resnet", "widths": [8], "blocks": [1]}
     if training_precision:
         spec["training_precision"] = training_precision
@@ -39,6 +50,8 @@ def test_measures_read_what_the_notebooks_recorded(tmp_path, training_precision,
     assert rows["unseen_corrupted_accuracy_tta"] == (0.89, "fraction")
     assert rows["shipped_setting"] == ("TTA", "name") and rows["corrupted_accuracy_shipped"] == (0.92, "fraction")
     assert rows["training_minutes"] == (30.0, "minutes") and rows["run_minutes"] == (43.0, "minutes")
+    assert rows["robustness_scoring_minutes"] == (2.5, "minutes") and rows["corruption_images"] == (128, "images")
+    assert rows["corrupted_accuracy_whole_suite"] == (0.905, "fraction") and rows["whole_suite_images"] == (256, "images")
     assert rows["submission_images_per_second_suite"] == (100.0, "images/s") and rows["submission_tta_views"] == (2, "views")
     # A model saved before training precision was recorded trained in float32.
     assert rows["training_precision"] == (expected, "name")

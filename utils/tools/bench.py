@@ -99,6 +99,11 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         for key in ("clean_accuracy", "corrupted_accuracy", "seen_corrupted_accuracy", "unseen_corrupted_accuracy"):
             rows.append((f"{key}_shipped", robustness[shipped].get(key), "fraction"))
     rows.append(("corruption_images", final.get("corruption_images"), "images"))
+    # The final model without TTA on every image of the suite (05 compares its settings on a part of it).
+    whole_suite = final.get("whole_suite") or {}
+    rows.append(("corrupted_accuracy_whole_suite", whole_suite.get("corrupted_accuracy"), "fraction"))
+    rows.append(("whole_suite_images", whole_suite.get("images"), "images"))
+    rows.append(("robustness_scoring_minutes", cell_minutes(run_dir / "05_finetune_tta.ipynb", "score_final("), "minutes"))
     rows.extend(time_to_targets(run_dir))
     training = final.get("training_seconds")
     rows.append(("training_minutes", None if training is None else round(training / 60, 2), "minutes"))
@@ -120,6 +125,21 @@ def measures(run_dir: Path) -> list[tuple[str, object, str]]:
         rows.append((f"submission_images_per_second_{check.get('environment')}", check.get("images_per_second"), "images/s"))
     rows.append(("submission_tta_views", len(submission.get("tta_views", [])), "views"))
     return rows
+
+
+def cell_minutes(notebook: Path, marker: str) -> float | None:
+    """Minutes that the executed notebook's code cells holding `marker` took (papermill records each cell's duration);
+    None when the notebook or the cell is missing."""
+    if not notebook.exists():
+        return None
+    cells = json.loads(notebook.read_text()).get("cells", [])
+    durations = [
+        cell.get("metadata", {}).get("papermill", {}).get("duration")
+        for cell in cells
+        if cell.get("cell_type") == "code" and marker in "".join(cell.get("source", []))
+    ]
+    durations = [duration for duration in durations if isinstance(duration, (int, float))]
+    return round(sum(durations) / 60, 2) if durations else None
 
 
 CLEAN_TARGET, CORRUPTED_TARGET = 0.97, 0.92
