@@ -14,9 +14,11 @@ from utils.submission.export import (
     choose_models,
     main,
     package,
+    package_and_check,
     recommend,
     recommendation,
     reference_images,
+    reference_path,
     validate,
 )
 
@@ -29,8 +31,10 @@ __all__ = [
     "choose_models",
     "main",
     "package",
+    "package_and_check",
     "recommend",
     "recommendation",
     "reference_images",
+    "reference_path",
     "validate",
 ]

@@ -171,32 +171,39 @@ def package_and_check(
     tta_views=("identity",),
     zip_path: str | os.PathLike | None = None,
     *,
+    batch_size: int = 64,
     limit: int = 512,
     platform_python: str | None = None,
     log=print,
 ) -> tuple[Path, list[dict]]:
     """Packages the zip beside its destination, checks it in a fresh Python (and in the platform's stack when
-    installed) against this process's predictions of the same models and views, and only then moves it into place
-    together with those reference predictions. A zip that fails leaves the earlier zip and its reference as they were."""
+    installed) against this process's predictions of the same models and views on the run's first `limit` validation
+    images (0: all of them), and only then moves it into place together with those reference predictions
+    (`reference_path`). A zip that fails leaves the earlier zip and its reference as they were. Each check's report
+    holds the zip's accuracy on those images when the run folder has their labels."""
     paths = config.run_paths(run_dir)
     destination = Path(zip_path) if zip_path else paths.submission_zip
+    labels = None
     if paths.clean_npz.exists() and paths.split_json.exists():
-        indices = np.asarray(data.load_split(paths.root)["validation"])[:limit]
-        images = data.load_clean(paths.root)[0][indices]
+        indices = np.asarray(data.load_split(paths.root)["validation"])
+        indices = indices[:limit] if limit else indices
+        images, labels = (array[indices] for array in data.load_clean(paths.root))
     else:
         images, _ = reference_images(None)
         indices = np.arange(len(images))
     loaded = [models.load_model(paths.models_dir, f"{notebook}_{name}") for notebook, name in members]
-    expected = tta.predict_probabilities(loaded, images, tta_views).argmax(axis=1).astype(np.int64)
+    expected = tta.predict_probabilities(loaded, images, tta_views, batch_size).argmax(axis=1).astype(np.int64)
     candidate = destination.with_name(f".candidate-{destination.name}")
     try:
-        package(run_dir, members, tta_views, zip_path=candidate)
+        package(run_dir, members, tta_views, batch_size, zip_path=candidate)
         pythons = [("suite", None)] + ([("platform", platform_python)] if platform_python else [])
         reports = []
         for label, python in pythons:
             report = validate(candidate, images, expected, python=python)
             log(f"{label}: loads and predicts under Keras {report['keras']}, agreement {report['agreement']:.2%}")
-            reports.append({"environment": label, **{key: value for key, value in report.items() if key != "predictions"}})
+            accuracy = None if labels is None else float((report["predictions"] == labels).mean()) if len(labels) else None
+            kept = {key: value for key, value in report.items() if key != "predictions"}
+            reports.append({"environment": label, **kept, "accuracy": accuracy})
         os.replace(candidate, destination)
     finally:
         if candidate.exists():
