@@ -481,3 +481,17 @@ def test_a_run_folder_of_another_host_continues_with_a_warning(tiny_suite, tmp_p
     assert runner.main(["--resume", str(run_dir)]) == 0
     assert "process 1 on gpu-node-17 is running it, which cannot be checked from here" in capsys.readouterr().out
     assert json.loads((run_dir / "run.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_profiles_give_reasons_and_links_not_measurements(profile):
+    """A profile keeps one short reason per value and a link to where it was measured: no accuracy or minutes of past
+    runs in its comments (those live in docs/experiments/ and BENCHMARKS.md), and the cpu profile stays under 70 lines."""
+    import re
+
+    text = (config.PARAMS_DIR / f"{profile}.yaml").read_text()
+    comments = [line.split("#", 1)[1] for line in text.splitlines() if "#" in line]
+    measured = [comment for comment in comments if re.search(r"\b0\.\d{3}\b|\d+(\.\d+)? (minutes|min|s)\b", comment)]
+    assert not measured, f"{profile}.yaml states measurements in its comments: {measured}"
+    if profile == "cpu":
+        assert len(text.splitlines()) < 70
