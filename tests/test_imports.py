@@ -115,3 +115,16 @@ def test_nothing_beside_the_platform_check_shadows_an_installed_module():
     assert "platform_check" in siblings
     shadowing = [name for name in siblings if importlib.util.find_spec(name) is not None]
     assert shadowing == [], f"rename {shadowing} in {folder}: installed modules of that name would be shadowed"
+
+
+def test_shared_constants_are_defined_once_in_config():
+    """The agreement a submission check needs and the FINAL_POLICY value that takes 04's policy are set in
+    utils/config.py alone; every other module reads them from there, so the copies cannot disagree."""
+    import re
+
+    from utils import config
+
+    patterns = {"MIN_AGREEMENT": r"=\s*0\.995\b", "POLICY_FROM_STUDY": r"=\s*[\"']from_04[\"']"}
+    for name, pattern in patterns.items():
+        defined = [path for path in (config.REPO_ROOT / "utils").rglob("*.py") if re.search(pattern, path.read_text())]
+        assert defined == [config.REPO_ROOT / "utils" / "config.py"], (name, defined)

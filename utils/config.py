@@ -24,6 +24,11 @@ SHARED_DATA = Path(os.environ.get("BLOODCELL_DATA", REPO_ROOT.parent / "shared" 
 
 # The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
 SYNTHETIC_DATA = "synthetic"
+# The value of FINAL_POLICY that makes 05 train with the best policy 04 found (`utils.augment.policies.final_policy`).
+POLICY_FROM_STUDY = "from_04"
+# A submission check passes when the zip's predictions agree with the notebook's model on at least this share of
+# images (`utils.submission.validate`); the report counts the checks that passed by the same rule.
+MIN_AGREEMENT = 0.995
 
 # The data's side in pixels and the number of classes. The same names in utils/models/scratch_nets.py, which the
 # submission zip carries alone, so it keeps its own copy. `image_size` elsewhere is what a model resizes to.

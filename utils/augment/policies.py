@@ -9,6 +9,8 @@ planned for.
 
 from __future__ import annotations
 
+from utils import config
+
 POLICIES: dict[str, list[dict]] = {
     "none": [],
     "basic": [
@@ -177,7 +179,7 @@ def seen_corruptions(policy) -> tuple[str, ...]:
 
 
 # 05 trains with the best policy that 04 found when FINAL_POLICY is this value.
-FROM_STUDY = "from_04"
+FROM_STUDY = config.POLICY_FROM_STUDY
 # The policy 05 falls back to when 04 did not run in the run folder.
 FALLBACK_POLICY = "robust"
 

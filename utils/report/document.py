@@ -27,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 
+from utils import config
 from utils.report.headlines import (
     HEADLINES,
     MIN_AGREEMENT,
@@ -161,7 +162,7 @@ def notebook_blocks(run_dir: Path, entry: dict, captions: dict) -> list[tuple]:
     line = status_line(entry)
     if line:
         return blocks + [("paragraph", line)]
-    metrics_path = run_dir / "metrics" / f"{name}.json"
+    metrics_path = config.run_paths(run_dir).metrics_json(name)
     metrics = None
     if metrics_path.exists():
         try:

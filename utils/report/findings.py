@@ -8,15 +8,10 @@ every rendered findings cell against the metrics.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from utils.report.run_metrics import read_metrics
 from utils.report.units import percent, score
-
-
-def _metrics(run_dir: Path, notebook: str) -> dict:
-    path = Path(run_dir) / "metrics" / f"{notebook}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _count(value) -> str:
@@ -65,7 +60,7 @@ def _sweep(metrics: dict, run_dir: Path) -> list[str]:
     lines = [f"The best backbone is `{best_name}` at {score(best.get('val_accuracy'))} validation accuracy."]
     if others:
         lines.append("The others: " + ", ".join(f"`{name}` {score(model.get('val_accuracy'))}" for name, model in others) + ".")
-    baseline = _metrics(run_dir, "02_baseline_cnn").get("val_accuracy")
+    baseline = read_metrics(run_dir, "02_baseline_cnn").get("val_accuracy")
     if baseline is not None:
         relation = "above" if best.get("val_accuracy", 0) > baseline else "not above"
         lines.append(f"That is {relation} the baseline CNN's {score(baseline)}.")
@@ -139,7 +134,7 @@ WRITERS = {
 
 def findings(notebook: str, run_dir) -> str:
     """The Markdown of a notebook's findings, from `metrics/<notebook>.json` of `run_dir`."""
-    metrics = _metrics(run_dir, notebook)
+    metrics = read_metrics(run_dir, notebook)
     if not metrics:
         return f"This run has no `metrics/{notebook}.json`, so there are no findings to report."
     lines = WRITERS[notebook](metrics, Path(run_dir))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from utils import config
 from utils.report.tables import formatted_table, headline_block, records_table
 from utils.report.units import as_number, count, joined, megabytes, pair, parameters, percent, rate, score, seconds
 
-# utils.submission.MIN_AGREEMENT: a check whose predictions agree less with the notebook's model fails.
-MIN_AGREEMENT = 0.995
+MIN_AGREEMENT = config.MIN_AGREEMENT
 
 
 def dig(payload, *keys):

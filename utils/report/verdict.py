@@ -8,20 +8,11 @@ said in words, never guessed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from utils import config
+from utils.report.run_metrics import read_metrics
 from utils.report.units import score, seconds
-
-
-def _metrics(run_dir: Path, notebook: str) -> dict:
-    path = run_dir / "metrics" / f"{notebook}.json"
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return content if isinstance(content, dict) else {}
 
 
 def shipped_scores(final: dict) -> dict:
@@ -37,7 +28,7 @@ def shipped_scores(final: dict) -> dict:
 
 def verdict_rows(run_dir: Path, state: dict) -> list[list[str]]:
     """The verdict table's rows (measure, value) from what the run recorded."""
-    baseline, final, submission = (_metrics(run_dir, name) for name in ("02_baseline_cnn", "05_finetune_tta", "06_submission"))
+    baseline, final, submission = (read_metrics(run_dir, name) for name in ("02_baseline_cnn", "05_finetune_tta", "06_submission"))
     rows = []
     scores = shipped_scores(final)
     if submission.get("members"):

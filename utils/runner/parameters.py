@@ -10,8 +10,9 @@ one sentence that names the parameter and the choices. Parameters not listed her
 
 from __future__ import annotations
 
-# 05 takes the best policy that 04 found when FINAL_POLICY is this value (`utils.augment.policies.FROM_STUDY`).
-POLICY_FROM_STUDY = "from_04"
+from utils import config
+
+POLICY_FROM_STUDY = config.POLICY_FROM_STUDY
 
 
 def _check_models(names, parameter: str):

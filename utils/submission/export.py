@@ -37,7 +37,7 @@ SHARED_MODULES = {
     "bloodcell_scratch_nets.py": _UTILS / "models" / "scratch_nets.py",
     "bloodcell_tta.py": _UTILS / "evaluation" / "tta.py",
 }
-MIN_AGREEMENT = 0.995
+MIN_AGREEMENT = config.MIN_AGREEMENT
 # Notebook 06 saves which clean.npz rows it checked and the classes it predicted for them, so that
 # `check` can later compare the zip against the in-notebook model (e.g. in the platform's stack).
 REFERENCE_FILE = "submission_reference.npz"
