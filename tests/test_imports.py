@@ -128,3 +128,20 @@ def test_shared_constants_are_defined_once_in_config():
     for name, pattern in patterns.items():
         defined = [path for path in (config.REPO_ROOT / "utils").rglob("*.py") if re.search(pattern, path.read_text())]
         assert defined == [config.REPO_ROOT / "utils" / "config.py"], (name, defined)
+
+
+def test_no_public_function_of_utils_takes_more_than_four_positional_parameters():
+    """Past the fourth, a public module-level function's parameters are keyword-only, so that a call names what it
+    sets (methods keep the signatures Keras gives them)."""
+    import ast
+
+    from utils import config
+
+    too_long = []
+    for path in sorted((config.REPO_ROOT / "utils").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                positional = len(node.args.posonlyargs) + len(node.args.args)
+                if positional > 4:
+                    too_long.append(f"{path.relative_to(config.REPO_ROOT)}:{node.lineno} {node.name} ({positional})")
+    assert not too_long, too_long
