@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 
 from utils import config
+from utils.data.files import atomic_write_text
 from utils.report.headlines import (
     HEADLINES,
     MIN_AGREEMENT,
@@ -229,8 +230,8 @@ def write_report(run_dir: str | Path, state: dict | None = None) -> Path:
     state = state or json.loads((run_dir / "run.json").read_text())
     blocks = report_blocks(run_dir, state)
     path = run_dir / REPORT_MD
-    path.write_text(render_markdown(blocks))
-    (run_dir / REPORT_HTML).write_text(render_html(blocks, run_dir, f"Run report: {run_dir.name}"))
+    atomic_write_text(path, render_markdown(blocks))
+    atomic_write_text(run_dir / REPORT_HTML, render_html(blocks, run_dir, f"Run report: {run_dir.name}"))
     return path
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from utils.data.files import atomic_write_text
+
 CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
 
@@ -25,7 +27,8 @@ def save_figure(figure, path: str | Path, caption: str, dpi: int = 110) -> Path:
     # Insertion order is the order the notebook drew the figures in; the report keeps it.
     captions.pop(path.name, None)
     captions[path.name] = caption
-    captions_path.write_text(json.dumps(captions, indent=2) + "\n")
+    # Every notebook's captions share this file: a full disk must not leave it cut off.
+    atomic_write_text(captions_path, json.dumps(captions, indent=2) + "\n")
     return path
 
 

@@ -1,22 +1,25 @@
 """Runs the numbered notebooks headless, in order, through papermill.
 
     python -m utils.runner --profile {smoke,cpu,gpu} [--data PATH] [--out DIR] [--only 01 03 ...]
-    python -m utils.runner --resume DIR
+    python -m utils.runner --resume DIR [--redo 02 ...]
     python -m utils.runner ... --workers N | --ray-address ADDRESS   (03 and 04 fanned out over Ray)
     python -m utils.runner --profile gpu --allow-cpu                   (a GPU profile on a machine without a GPU)
 
 Each notebook gets the profile's parameters plus DATA_PATH and OUT_DIR. Bad input is found before
 any notebook runs and reported in one sentence, without a traceback and without creating a run
 folder; so is a profile that needs a GPU (`device: gpu`, the gpu profile) on a backend that sees none.
-A failing notebook stops the run; its executed copy in the run folder holds the traceback.
+A failing notebook stops the run; its executed copy in the run folder holds the traceback. A full disk stops it
+with one sentence that names the folder and the fix (free space, then `--resume`); what was written before stays whole.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import importlib.util
 import os
+import re
 import signal
 import sys
 import time
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from utils import config
 from utils.data import DataError, load_dataset
-from utils.runner import progress
+from utils.runner import folder_checks, progress
 from utils.runner.profiles import (
     RunnerError,
     check_profile_parameters,
@@ -35,11 +38,14 @@ from utils.runner.profiles import (
     parse_overrides,
     profile_data_path,
 )
-from utils.runner.run_folder import Run, check_owner, default_out_dir
+from utils.runner.run_folder import Run, check_owner
 from utils.sweeps import fanout
 from utils.training import devices
 
 BACKENDS = ("tensorflow", "torch", "jax")
+# What a write that found the disk full says, in the runner (OSError.errno) and in a notebook's error text.
+DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+_DISK_FULL_TEXT = re.compile(r"\[Errno (28|122)\]|errno = (28|122)\b|No space left on device|Disk quota exceeded")
 
 
 def list_notebooks() -> list[Path]:
@@ -47,8 +53,9 @@ def list_notebooks() -> list[Path]:
     return sorted(path for path in config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-def select_notebooks(only: list[str] | None, notebooks: list[Path]) -> list[Path]:
-    """Keeps the notebooks whose number or full name is listed in `only` (all when `only` is empty)."""
+def select_notebooks(only: list[str] | None, notebooks: list[Path], *, option: str = "--only") -> list[Path]:
+    """Keeps the notebooks whose number or full name is listed in `only` (all when `only` is empty); `option` names
+    the command-line option in the error."""
     if not only:
         return notebooks
     selected = []
@@ -56,7 +63,7 @@ def select_notebooks(only: list[str] | None, notebooks: list[Path]) -> list[Path
         matches = [nb for nb in notebooks if nb.stem == wanted or nb.stem.split("_")[0] == wanted.zfill(2)]
         if not matches:
             known = ", ".join(nb.stem for nb in notebooks)
-            raise RunnerError(f"--only {wanted}: no such notebook in {config.NOTEBOOKS_DIR}; choose from {known}.")
+            raise RunnerError(f"{option} {wanted}: no such notebook in {config.NOTEBOOKS_DIR}; choose from {known}.")
         selected.extend(match for match in matches if match not in selected)
     return sorted(selected)
 
@@ -126,12 +133,58 @@ def notebook_parameters(notebook: Path, available: dict) -> dict:
     return {name: value for name, value in available.items() if name in declared}
 
 
+def disk_full(error: BaseException) -> str | None:
+    """ "No space left on device" (or "Disk quota exceeded") when `error` is a write that found the disk full: an
+    OSError of the runner's own, or a notebook's error (papermill's) whose text says so; else None."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL:
+        return DISK_FULL[error.errno]
+    found = _DISK_FULL_TEXT.search(f"{getattr(error, 'ename', '')}: {getattr(error, 'evalue', '')} {error}")
+    if found is None:
+        return None
+    return DISK_FULL[errno.EDQUOT] if "122" in found.group(0) or "quota" in found.group(0) else DISK_FULL[errno.ENOSPC]
+
+
+def disk_full_sentence(root: Path, cause: str, notebook: str | None) -> str:
+    """The one sentence a full disk stops a run with: the folder, the cause, and the fix."""
+    during = f" while {notebook} ran" if notebook else ""
+    return (
+        f"the disk that holds {root} is full ({cause}){during}; what was written before is kept whole: free space on that "
+        f"disk (`df -h {root}` shows what is left), then continue with `python -m utils.runner --resume {root}`."
+    )
+
+
+def stop_on_full_disk(run: Run, cause: str, notebook: str | None, log) -> int:
+    """Marks the run failed when the disk still takes run.json (else run.json keeps its last whole state, whose owner
+    --resume finds gone), and says what to do; returns the exit code 1."""
+    message = disk_full_sentence(run.paths.root, cause, notebook)
+    for entry in run.state["notebooks"]:
+        if entry.get("status") == "running":
+            entry.update(status="failed", seconds=None)
+    try:
+        run.mark("failed", message)
+    except OSError:
+        pass
+    log(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster | None = None) -> int:
     """Executes the pending notebooks of a run in order; returns the process exit code. With a
     `cluster` (`--workers`, `--ray-address`), the cells of 03 and 04 first train as Ray tasks."""
     try:
         return _execute(run, notebooks, log, cluster)
+    except RunnerError as error:  # Another runner took the folder's lock first (`Run.claim`).
+        log(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The runner's own writes (run.json, the report) on a full disk.
+        cause = disk_full(error)
+        if cause is None:
+            raise
+        running = [entry["name"] for entry in run.state["notebooks"] if entry.get("status") == "running"]
+        return stop_on_full_disk(run, cause, running[0] if running else None, log)
     finally:
+        run.release()
         if cluster is not None:
             cluster.close()
 
@@ -164,7 +217,9 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
         fanned_out = cluster is not None and notebook.stem in fanout.FANNED_OUT
         log(f"[{position}/{total}] {notebook.stem} ...", end="\n" if fanned_out else "", flush=True)
         entry.update(status="running", seconds=None)
+        entry.pop("outputs", None)
         run.save()
+        before = folder_checks.snapshot(run.paths.root)
         started = time.perf_counter()
         watcher = None
         parameters = notebook_parameters(notebook, run.state["parameters"])
@@ -202,6 +257,10 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
             return 130
         except Exception as error:
             seconds = time.perf_counter() - started
+            cause = disk_full(error)
+            if cause is not None:
+                log(restart_line(watcher, position, total, notebook) + " stopped: the disk is full")
+                return stop_on_full_disk(run, cause, notebook.stem, log)
             if isinstance(error, PapermillExecutionError):
                 message = f"{notebook.stem} failed after {seconds:.1f} s with {error.ename}: {error.evalue}"
                 where = f"the traceback is in {output}"
@@ -220,7 +279,8 @@ def _execute(run: Run, notebooks: list[Path], log, cluster) -> int:
             log(f"error: {message}; {where}", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - started
-        entry.update(status="done", seconds=round(seconds, 1))
+        # What it handed on, which --resume checks is still there (utils/runner/folder_checks.py).
+        entry.update(status="done", seconds=round(seconds, 1), outputs=folder_checks.written_since(before, run.paths.root))
         run.save()
         entry.pop("progress", None)
         run.save()
@@ -257,6 +317,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="run folder to create; must not exist (default: a new folder under outputs/)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, by number (01) or name")
     parser.add_argument("--resume", metavar="DIR", help="continue an interrupted or failed run folder")
+    parser.add_argument(
+        "--redo",
+        nargs="+",
+        metavar="NN",
+        help="with --resume: run these notebooks again (one whose outputs or checkpoints were deleted), by number or name",
+    )
     parser.add_argument("--backend", choices=BACKENDS + ("auto",), help="Keras backend (default: the profile's)")
     parser.add_argument(
         "--workers",
@@ -279,42 +345,22 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     all_notebooks = list_notebooks()
     if not all_notebooks:
         raise RunnerError(f"{config.NOTEBOOKS_DIR}: holds no numbered notebooks (NN_name.ipynb).")
+    redo_arguments = getattr(arguments, "redo", None)
+    if redo_arguments and not arguments.resume:
+        raise RunnerError("--redo runs notebooks of an existing run again; give it with --resume DIR.")
     if arguments.resume:
         if arguments.out or arguments.data or arguments.profile or arguments.backend or arguments.set:
             raise RunnerError(
                 "--resume continues a run with its own profile, parameters, data, backend and folder; drop the other options "
-                "(--only, --allow-cpu, --workers and --ray-address are allowed)."
+                "(--only, --redo, --allow-cpu, --workers and --ray-address are allowed)."
             )
         run = Run.load(Path(arguments.resume).expanduser().resolve())
-        check_owner(run, log)
-        if arguments.only:
-            # Resuming with --only adds notebooks (for example ones written after the run) to the run.
-            for notebook in select_notebooks(arguments.only, all_notebooks):
-                if notebook.stem not in [item["name"] for item in run.state["notebooks"]]:
-                    run.state["notebooks"].append({"name": notebook.stem, "status": "pending", "seconds": None})
-            run.state["notebooks"].sort(key=lambda item: item["name"])
-            # Parameters that newer notebooks declare come from the profile; the run's own values win.
-            profile = load_profile(run.state.get("profile_file") or run.state["profile"])
-            run.state["parameters"] = {**profile["parameters"], **run.state["parameters"]}
-        elif run.state.get("status") == "done":
-            raise RunnerError(f"{run.paths.root}: this run is already complete; start a new run, or add notebooks with --only.")
-        names = [item["name"] for item in run.state["notebooks"]]
-        notebooks = [nb for nb in all_notebooks if nb.stem in names]
-        missing = set(names) - {nb.stem for nb in notebooks}
-        if missing:
-            raise RunnerError(
-                f"{run.paths.root}: the run needs notebook(s) {', '.join(sorted(missing))}, "
-                f"which no longer exist in {config.NOTEBOOKS_DIR}."
-            )
-        backend, note = choose_backend(run.state["backend"])
-        allow_cpu = bool(getattr(arguments, "allow_cpu", False) or run.state.get("allow_cpu"))
-        device = check_device(backend, bool(run.state.get("needs_gpu")), allow_cpu, run.state["profile"], log=log)
-        if run.state.get("device") and run.state["device"].get("summary") != device["summary"]:
-            # A requeued job may land on another node: each device the run trained on stays on record.
-            run.state.setdefault("earlier_devices", []).append(run.state["device"])
-        run.state["device"] = device
-        log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note}, device: {device['summary']})")
-        return run, notebooks
+        run.hold()
+        try:
+            return _reopen(run, arguments, all_notebooks, log)
+        except BaseException:
+            run.release()
+            raise
     profile = load_profile(arguments.profile or "smoke")
     notebooks = select_notebooks(arguments.only, all_notebooks)
     overrides = parse_overrides(arguments.set, declared_parameters(all_notebooks), profile["parameters"])
@@ -323,8 +369,10 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
         check_profile_parameters(profile["parameters"], "--set")
     profile["overrides"] = overrides
     backend, note = choose_backend(arguments.backend or str(profile["backend"]))
-    out_dir = Path(arguments.out).expanduser().resolve() if arguments.out else default_out_dir(profile["name"])
-    if out_dir.exists():
+    # Without --out the folder is named when it is created (Run.create), so that two runs started in the same second
+    # get two folders.
+    out_dir = Path(arguments.out).expanduser().resolve() if arguments.out else None
+    if out_dir is not None and out_dir.exists():
         raise RunnerError(
             f"{out_dir}: already exists and is never overwritten; choose a new --out, or continue it with --resume {out_dir}."
         )
@@ -334,7 +382,53 @@ def prepare(arguments: argparse.Namespace, log=print) -> tuple[Run, list[Path]]:
     run = Run.create(
         out_dir, profile, data_path, backend, notebooks=notebooks, device=device, needs_gpu=needs_gpu(profile), allow_cpu=allow_cpu
     )
-    log(f"Run {out_dir} ({profile['name']} profile, {note}, device: {device['summary']}, data: {data_path})")
+    log(f"Run {run.paths.root} ({profile['name']} profile, {note}, device: {device['summary']}, data: {data_path})")
+    return run, notebooks
+
+
+def _reopen(run: Run, arguments: argparse.Namespace, all_notebooks: list[Path], log) -> tuple[Run, list[Path]]:
+    """The `--resume` side of `prepare`, on a run folder this process holds: the folder checked, the notebooks to run."""
+    names = {item["name"] for item in run.state["notebooks"]}
+    redo_arguments = getattr(arguments, "redo", None)
+    redo = {nb.stem for nb in select_notebooks(redo_arguments, [nb for nb in all_notebooks if nb.stem in names], option="--redo")}
+    if not redo_arguments:
+        redo = set()
+    # Before anything is written: what the folder lost since the run stopped is named, with the fix.
+    folder_checks.check_resumable(run.paths.root, run.state, redo, log=log)
+    check_owner(run, log)
+    for entry in run.state["notebooks"]:
+        if entry["name"] in redo:
+            entry.update(status="pending", seconds=None)
+            entry.pop("outputs", None)
+    if redo:
+        kept = {name: item for name, item in (run.state.get("checkpoints") or {}).items() if item.get("notebook") not in redo}
+        run.state["checkpoints"] = kept
+    if arguments.only:
+        # Resuming with --only adds notebooks (for example ones written after the run) to the run.
+        for notebook in select_notebooks(arguments.only, all_notebooks):
+            if notebook.stem not in [item["name"] for item in run.state["notebooks"]]:
+                run.state["notebooks"].append({"name": notebook.stem, "status": "pending", "seconds": None})
+        run.state["notebooks"].sort(key=lambda item: item["name"])
+        # Parameters that newer notebooks declare come from the profile; the run's own values win.
+        profile = load_profile(run.state.get("profile_file") or run.state["profile"])
+        run.state["parameters"] = {**profile["parameters"], **run.state["parameters"]}
+    elif run.state.get("status") == "done" and not redo:
+        raise RunnerError(f"{run.paths.root}: this run is already complete; start a new run, or add notebooks with --only.")
+    names = [item["name"] for item in run.state["notebooks"]]
+    notebooks = [nb for nb in all_notebooks if nb.stem in names]
+    missing = set(names) - {nb.stem for nb in notebooks}
+    if missing:
+        raise RunnerError(
+            f"{run.paths.root}: the run needs notebook(s) {', '.join(sorted(missing))}, which no longer exist in {config.NOTEBOOKS_DIR}."
+        )
+    backend, note = choose_backend(run.state["backend"])
+    allow_cpu = bool(getattr(arguments, "allow_cpu", False) or run.state.get("allow_cpu"))
+    device = check_device(backend, bool(run.state.get("needs_gpu")), allow_cpu, run.state["profile"], log=log)
+    if run.state.get("device") and run.state["device"].get("summary") != device["summary"]:
+        # A requeued job may land on another node: each device the run trained on stays on record.
+        run.state.setdefault("earlier_devices", []).append(run.state["device"])
+    run.state["device"] = device
+    log(f"Resuming {run.paths.root} ({run.state['profile']} profile, {note}, device: {device['summary']})")
     return run, notebooks
 
 

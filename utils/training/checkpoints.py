@@ -3,9 +3,11 @@ per-epoch checkpoint files.
 
 Every epoch end writes the model weights, the optimizer variables (iterations, moments, learning
 rate, weight averages), the EarlyStopping and ReduceLROnPlateau state (wait, best, best epoch,
-best weights, cooldown) and the history so far. Files are immutable and written to a temporary
-name first; `checkpoint.json`, the pointer to the current set, is replaced atomically last, so a
-kill at any moment leaves the previous checkpoint intact. `utils.training.phases.train_phases` uses them.
+best weights, cooldown) and the history so far. Files are immutable, written to a temporary
+name first and flushed to the disk; `checkpoint.json`, the pointer to the current set, records each
+file's size and checksum, keeps the checkpoint before it, and is replaced atomically last, so a kill
+or a power loss at any moment leaves a complete checkpoint that a torn file cannot pass for
+(`utils.training.checkpoint_files`). `utils.training.phases.train_phases` uses them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import time
 import keras
 import numpy as np
 
-from utils.data.files import atomic_write
+from utils.data.files import TEMPORARY_PREFIX, atomic_write
+from utils.training.checkpoint_files import (  # noqa: F401  (CHECKPOINT_FORMAT is part of this module's API)
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    file_record,
+    read_checkpoint,
+    referenced,
+)
 
-CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_FORMAT = 1
-_OWN_PREFIXES = ("weights-", "optimizer-", "best-", ".tmp-")
+_OWN_PREFIXES = ("weights-", "optimizer-", "best-", TEMPORARY_PREFIX)
 
 
 def current_learning_rate(model) -> float:
@@ -87,17 +94,25 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 # Checkpoint files
 # --------------------------------------------------------------------------------------------
 class CheckpointStore:
-    """A directory of immutable checkpoint files plus `checkpoint.json`, the atomic pointer."""
+    """A directory of immutable checkpoint files plus `checkpoint.json`, the atomic pointer.
+
+    The pointer names the current set and keeps the one before it (`previous`), so that two sets are on the disk between
+    epochs; `prune()`, before an epoch's files are written, drops the older one, so that no more than two are ever
+    there at once (as many as a plain replace needs while it writes)."""
 
     def __init__(self, directory):
         self.directory = os.fspath(directory)
         os.makedirs(self.directory, exist_ok=True)
+        # The state the pointer holds as current (without its `previous`), and the records of the files it names.
+        self.committed: dict | None = None
+        # A sentence for the log when `load` did not take the newest checkpoint written (`read_checkpoint`).
+        self.resume_note: str | None = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
     def _atomic(self, name: str, write) -> str:
-        atomic_write(self.path(name), write)
+        atomic_write(self.path(name), write, durable=True)
         return name
 
     def write_weights(self, model, name: str) -> str:
@@ -115,32 +130,58 @@ class CheckpointStore:
             return [data[f"arr_{i}"] for i in range(len(data.files))]
 
     def load(self) -> dict | None:
-        pointer = self.path(CHECKPOINT_FILE)
-        if not os.path.exists(pointer):
-            return None
-        with open(pointer, encoding="utf-8") as handle:
-            state = json.load(handle)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{pointer} has checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}.")
+        """The newest complete checkpoint state (None without one); `resume_note` says when it is not the newest one
+        written. CheckpointError (a ValueError) when the folder holds no complete checkpoint."""
+        state, self.resume_note = read_checkpoint(self.directory)
+        self.committed = _copy(state) if state is not None else None
         return state
 
+    def prune(self) -> None:
+        """Drops the checkpoint before the current one (from the pointer first, then its files), to make room for the next."""
+        pointer = self.path(CHECKPOINT_FILE)
+        if self.committed is None or not os.path.exists(pointer):
+            return
+        with open(pointer, encoding="utf-8") as handle:
+            if "previous" not in json.load(handle):
+                return
+        self._write_pointer(self.committed)
+        self._remove_unreferenced(self.committed)
+
     def commit(self, state: dict) -> None:
-        text = json.dumps(state, indent=1, sort_keys=True)
+        """Makes `state` the current checkpoint (its files already written) and the one it replaces the previous one."""
+        known = dict((self.committed or {}).get("files") or {})
+        current = _copy({key: value for key, value in state.items() if key not in ("files", "previous")})
+        current["files"] = {name: known.get(name) or file_record(self.path(name)) for name in referenced(current)}
+        state["files"] = current["files"]
+        # A finished training keeps only its final weights: the set before it would only take disk space.
+        finished = bool(current.get("phase_done")) and current.get("phase") == len(current.get("phases") or []) - 1
+        previous = None if finished else self.committed
+        self._write_pointer(dict(current, previous=previous) if previous is not None else current)
+        self._remove_unreferenced(current, previous)
+        self.committed = current
 
-        def write(p):
-            with open(p, "w", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+    def _write_pointer(self, pointer: dict) -> None:
+        text = json.dumps(pointer, indent=1, sort_keys=True)
+        self._atomic(CHECKPOINT_FILE, lambda p: _write_text(p, text + "\n"))
 
-        self._atomic(CHECKPOINT_FILE, write)
-        keep = {state.get("weights"), state.get("optimizer"), state.get("best_weights")}
+    def _remove_unreferenced(self, *states) -> None:
+        keep = {name for state in states if state for name in referenced(state)}
         for name in os.listdir(self.directory):
             if name.startswith(_OWN_PREFIXES) and name not in keep:
                 try:
                     os.remove(self.path(name))
                 except OSError:
                     pass
+
+
+def _copy(state: dict) -> dict:
+    """A deep copy of a pointer state (the history lists grow in place while the training runs)."""
+    return json.loads(json.dumps(state))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def _optimizer_arrays(optimizer) -> list[np.ndarray]:
@@ -199,6 +240,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         state["reduce_lr"] = self.reduce_lr.get_state() if self.reduce_lr else None
         if self.store is None:
             return
+        self.store.prune()
         tag = f"p{self.phase_index}-e{epoch:04d}{'-done' if phase_done else ''}"
         state["weights"] = self.store.write_weights(self.model, f"weights-{tag}.weights.h5")
         if phase_done:

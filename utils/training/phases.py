@@ -14,7 +14,9 @@ Each phase has its own optimizer (adam / adamw / lion), EarlyStopping and Reduce
 
 Checkpoints (`utils.training.checkpoints`): with `checkpoint_dir`, every epoch end writes all the state a
 restart needs, atomically. Calling `train_phases` again with the same directory resumes: finished
-phases are skipped, the interrupted phase continues at its next epoch with all that state restored.
+phases are skipped, the interrupted phase continues at its next epoch with all that state restored
+(from the last complete checkpoint: one whose files a kill or a power loss cut off is never taken, and the
+sentence that says so is printed).
 """
 
 from __future__ import annotations
@@ -191,6 +193,8 @@ def train_phases(
     x_train, y_train, loss, validation = _prepare_data(model, train_data, validation_data, label_mode, label_smoothing)
     store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
     saved = store.load() if (store is not None and resume) else None
+    if store is not None and store.resume_note:
+        print(store.resume_note, flush=True)
     run_state, start_phase = _initial_run_state(model, phases, store, saved)
     run = _Run(
         model=model,
