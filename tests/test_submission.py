@@ -188,6 +188,41 @@ def test_the_cpu_profiles_final_network_crosses_keras_versions(tmp_path):
     assert report["agreement"] >= submission.MIN_AGREEMENT
 
 
+# A whole hidden test as the platform passes it: thousands of cells in one call (the challenge's private test held
+# about as many images as this), with every TTA view the cpu profile can ship.
+WHOLE_TEST_IMAGES = 2048
+
+
+@needs_platform
+@pytest.mark.slow
+def test_the_zips_one_call_answers_a_whole_test_with_every_view_in_the_platforms_stack(tmp_path):
+    """The one call the platform makes, `Model().predict(X)`, answers uint8, float32 and float64 input alike, a batch
+    of one and a batch of none, and a whole test's images with all 11 views in one call, in the platform's stack
+    (TensorFlow 2.17, Keras 3.4.1); the check reports the peak memory of that process (BENCHMARKS.md, "Submission check")."""
+    cpu = runner.load_profile("cpu")["parameters"]
+    final_recipe = recipe.from_settings(
+        cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=cpu["FINAL_EPOCHS"], image_size=cpu["FINAL_IMAGE_SIZE"]
+    )
+    model, spec = recipe.build(final_recipe, seed=0)
+    images = synthetic.render_cells(np.arange(WHOLE_TEST_IMAGES) % 8, np.random.default_rng(11))
+    recipe.start_stem(final_recipe, model, images[:256])
+    paths = config.run_paths(tmp_path).make_dirs()
+    models.save_model(model, spec, paths.models_dir, "05_finetune_tta_final")
+    views = cpu["FINAL_TTA_VIEWS"]
+    expected = tta.predict_probabilities([model], images, views).argmax(axis=1)
+    zip_path = submission.package(tmp_path, [("05_finetune_tta", "final")], views)
+    report = submission.validate(zip_path, images, expected, python=str(config.PLATFORM_PYTHON))
+    assert report["keras"] == "3.4.1" and report["images"] == WHOLE_TEST_IMAGES
+    assert report["agreement"] >= submission.MIN_AGREEMENT
+    assert report["float_agreement"] >= submission.MIN_AGREEMENT and report["float64_agreement"] >= submission.MIN_AGREEMENT
+    # The process held the zip's model and a batch of every view, not every view of every image at once.
+    assert 0.2 < report["peak_memory_gib"] < 4.0, report["peak_memory_gib"]
+    print(
+        f"{WHOLE_TEST_IMAGES} images x {len(views)} views in the platform's stack: {report['images_per_second']:.1f} images/s, "
+        f"load {report['load_seconds']:.1f} s, peak memory {report['peak_memory_gib']:.2f} GiB"
+    )
+
+
 def test_recommend_ships_views_and_ensemble_only_when_they_score_higher():
     members = [("05_finetune_tta", "final"), ("02_baseline_cnn", "baseline")]
     views = {"no TTA": ["identity"], "TTA": ["identity", "flip_horizontal"]}

@@ -219,8 +219,9 @@ def validate(
     """Imports the zip in a fresh Python process (by default this one's; or the platform's) and checks it.
 
     Checks: model.py at the root, a `Model` class, `Model()` loads, `predict` returns (N,) int class
-    indices in 0-7 for uint8 and float input, and (with `expected`) >= 99.5% agreement.
-    Returns zip size, load seconds, images/s and the agreement; raises SubmissionError otherwise.
+    indices in 0-7 for uint8, float32 and float64 input, for a batch of one image and a batch of none, and (with
+    `expected`) >= 99.5% agreement. Returns zip size, load seconds, images/s, the peak memory of the checking process
+    and the agreement; raises SubmissionError otherwise.
     """
     zip_path = Path(zip_path)
     if not zip_path.exists():
@@ -260,10 +261,9 @@ def validate(
     report["zip_megabytes"] = zip_path.stat().st_size / 1e6
     report["images"] = int(len(images))
     report["python"] = python
-    if report["float_agreement"] < MIN_AGREEMENT:
-        raise SubmissionError(
-            f"{zip_path}: predictions for float input agree with uint8 input on only {report['float_agreement']:.1%} of images."
-        )
+    for key, what in (("float_agreement", "float32"), ("float64_agreement", "float64")):
+        if report.get(key, 1.0) < MIN_AGREEMENT:
+            raise SubmissionError(f"{zip_path}: predictions for {what} input agree with uint8 input on only {report[key]:.1%} of images.")
     if expected is not None:
         agreement = float((predictions == np.asarray(expected)).mean()) if len(images) else 1.0
         report["agreement"] = agreement

@@ -3,9 +3,11 @@
     python utils/submission/platform_check.py --zip submission.zip --images images.npy --out result.npz
 
 It imports nothing from this suite (only NumPy and what the zip brings), so it also runs in the
-platform's environment (TensorFlow 2.17, Keras 3.4.1, NumPy 1.x). It prints one JSON line:
-{"ok": true, "load_seconds": ..., "images_per_second": ..., ...} or {"ok": false, "error": "..."},
-and writes the predictions to --out.
+platform's environment (TensorFlow 2.17, Keras 3.4.1, NumPy 1.x). It calls `Model().predict(X)` as the platform does,
+with every kind of input a caller may pass: the images as uint8 and as float32 (all of them), as float64 (the first
+256), a batch of one image and a batch of none. It prints one JSON line:
+{"ok": true, "load_seconds": ..., "images_per_second": ..., "peak_memory_gib": ..., ...} or
+{"ok": false, "error": "..."}, and writes the predictions to --out.
 
 Its folder is the first entry of the import path when it runs, so no module beside it may share a name with a
 package that TensorFlow or Keras imports (a `packaging.py` here once shadowed PyPI's `packaging`).
@@ -16,6 +18,7 @@ import importlib.util
 import inspect
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -93,6 +96,12 @@ def main():
         predict_seconds = time.perf_counter() - started
         predictions = check_predictions(predictions, len(images), "uint8 images")
         float_predictions = check_predictions(instance.predict(images.astype("float32")), len(images), "float images")
+        double_predictions = check_predictions(instance.predict(images[:256].astype("float64")), len(images[:256]), "float64 images")
+        if len(images):
+            one = check_predictions(instance.predict(images[:1]), 1, "a batch of one image")
+            if one[0] != predictions[0]:
+                fail(f"predict of a batch of one image gave class {one[0]}, but {predictions[0]} for the same image in a batch.")
+        check_predictions(instance.predict(images[:0]), 0, "a batch of no images")
     except SystemExit:
         raise
     except Exception as error:
@@ -108,6 +117,9 @@ def main():
                 "predict_seconds": predict_seconds,
                 "images_per_second": len(images) / max(predict_seconds, 1e-9),
                 "float_agreement": float((predictions == float_predictions).mean()) if len(images) else 1.0,
+                "float64_agreement": float((predictions[:256] == double_predictions).mean()) if len(images) else 1.0,
+                # The process's largest resident set (Linux reports KiB): the zip, the models and every view of a batch.
+                "peak_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
                 "keras": keras.__version__,
                 "backend": keras.backend.backend(),
                 "numpy": np.__version__,
