@@ -203,16 +203,16 @@ TIMING_COLUMNS = ["seconds_per_epoch", "inference_images_per_second"]
 
 @pytest.mark.slow
 @pytest.mark.notebooks
-def test_the_smoke_sweep_on_two_ray_workers_gives_the_sequential_table(tmp_path):
-    sequential, fanned_out = tmp_path / "sequential", tmp_path / "fanned_out"
-    run_runner("--profile", "smoke", "--only", "01", "--out", str(sequential))
-    shutil.copytree(sequential, fanned_out)
+def test_the_smoke_sweep_on_two_ray_workers_gives_the_sequential_table(launched_smoke_run, tmp_path):
+    """03 fanned out over two Ray workers gives the table that the sequential smoke run (the launcher's run, which the
+    notebooks' tests read too) wrote: its copy runs 03 again (`--redo 03`) on the workers."""
+    sequential, fanned_out = launched_smoke_run[0], tmp_path / "fanned_out"
+    shutil.copytree(sequential, fanned_out, ignore=shutil.ignore_patterns("checkpoints"))
     # run.json names its own folder; the copy must name the copy.
     state = json.loads((fanned_out / "run.json").read_text())
     state["parameters"]["OUT_DIR"] = str(fanned_out)
     (fanned_out / "run.json").write_text(json.dumps(state))
-    run_runner("--resume", str(sequential), "--only", "03")
-    printed = run_runner("--resume", str(fanned_out), "--only", "03", "--workers", "2")
+    printed = run_runner("--resume", str(fanned_out), "--redo", "03", "--only", "03", "--workers", "2")
     assert "2 cell(s) on a local Ray (2 CPUs, 0 GPUs; one CPU per task)" in printed
 
     expected = pd.read_csv(sequential / "tables" / "03_sweep.csv").drop(columns=TIMING_COLUMNS)
