@@ -15,11 +15,9 @@ with one sentence that names the folder and the fix (free space, then `--resume`
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import importlib.util
 import os
-import re
 import signal
 import sys
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 from utils import config
 from utils.data import DataError, load_dataset
 from utils.runner import folder_checks, progress
+from utils.runner.disk_full import disk_full, stop_on_full_disk
 from utils.runner.profiles import (
     RunnerError,
     check_profile_parameters,
@@ -43,9 +42,6 @@ from utils.sweeps import fanout
 from utils.training import devices
 
 BACKENDS = ("tensorflow", "torch", "jax")
-# What a write that found the disk full says, in the runner (OSError.errno) and in a notebook's error text.
-DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
-_DISK_FULL_TEXT = re.compile(r"\[Errno (28|122)\]|errno = (28|122)\b|No space left on device|Disk quota exceeded")
 
 
 def list_notebooks() -> list[Path]:
@@ -131,41 +127,6 @@ def notebook_parameters(notebook: Path, available: dict) -> dict:
     """Keeps only the parameters that the notebook's `parameters` cell declares."""
     declared = notebook_declared(notebook)
     return {name: value for name, value in available.items() if name in declared}
-
-
-def disk_full(error: BaseException) -> str | None:
-    """ "No space left on device" (or "Disk quota exceeded") when `error` is a write that found the disk full: an
-    OSError of the runner's own, or a notebook's error (papermill's) whose text says so; else None."""
-    if isinstance(error, OSError) and error.errno in DISK_FULL:
-        return DISK_FULL[error.errno]
-    found = _DISK_FULL_TEXT.search(f"{getattr(error, 'ename', '')}: {getattr(error, 'evalue', '')} {error}")
-    if found is None:
-        return None
-    return DISK_FULL[errno.EDQUOT] if "122" in found.group(0) or "quota" in found.group(0) else DISK_FULL[errno.ENOSPC]
-
-
-def disk_full_sentence(root: Path, cause: str, notebook: str | None) -> str:
-    """The one sentence a full disk stops a run with: the folder, the cause, and the fix."""
-    during = f" while {notebook} ran" if notebook else ""
-    return (
-        f"the disk that holds {root} is full ({cause}){during}; what was written before is kept whole: free space on that "
-        f"disk (`df -h {root}` shows what is left), then continue with `python -m utils.runner --resume {root}`."
-    )
-
-
-def stop_on_full_disk(run: Run, cause: str, notebook: str | None, log) -> int:
-    """Marks the run failed when the disk still takes run.json (else run.json keeps its last whole state, whose owner
-    --resume finds gone), and says what to do; returns the exit code 1."""
-    message = disk_full_sentence(run.paths.root, cause, notebook)
-    for entry in run.state["notebooks"]:
-        if entry.get("status") == "running":
-            entry.update(status="failed", seconds=None)
-    try:
-        run.mark("failed", message)
-    except OSError:
-        pass
-    log(f"error: {message}", file=sys.stderr)
-    return 1
 
 
 def execute(run: Run, notebooks: list[Path], log=print, cluster: fanout.Cluster | None = None) -> int:
