@@ -141,6 +141,20 @@ needs_platform = pytest.mark.skipif(
 )
 
 
+def test_the_checks_peak_memory_is_its_own_not_the_process_that_started_it():
+    """A check started by a process that holds far more memory (a test session with models loaded) reports only its
+    own peak: `ru_maxrss` after vfork and exec carries the parent's, which once made a 1.4 GiB check read 6.4 GiB."""
+    import subprocess
+    import sys
+
+    held = np.ones(768 * 2**20, dtype=np.uint8)  # This process now holds at least 0.75 GiB more.
+    # The script is imported from its own folder, as the platform's Python runs it: NumPy, no TensorFlow.
+    script = f"import sys; sys.path.insert(0, {str(export.CHECK_SCRIPT.parent)!r}); import platform_check; print(platform_check.peak_memory_gib())"
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert 0.0 < float(child.stdout) < 0.25, child.stdout
+    assert held.sum() == held.size
+
+
 @needs_platform
 def test_zip_validates_in_the_platform_stack(tiny_run):
     _, zip_path, images, expected = tiny_run
