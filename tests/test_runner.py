@@ -277,7 +277,6 @@ def test_fewer_epochs_than_the_cpu_profiles_small_image_epochs_names_the_fix(tmp
 def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path, monkeypatch, capsys, case):
     """A profile that names an unknown policy, corruption, view, optimizer or model, or a severity
     outside 1-5, or a bad recipe field, stops before any notebook: one sentence naming the parameter, no run folder."""
-    import yaml
 
     name, value, shown = BAD_PARAMETERS[case]
     profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
@@ -303,7 +302,6 @@ def test_set_overrides_a_parameter_and_run_json_records_it(tiny_suite, tmp_path)
 
 
 def test_a_profile_file_path_is_a_profile(tiny_suite, tmp_path):
-    import yaml
 
     profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
     profile["parameters"]["SEED"] = 5
@@ -362,7 +360,6 @@ def test_profile_fill_gives_the_parameters_left_at_none_the_profiles_values(caps
 
 def test_every_notebook_parameter_at_none_is_set_by_every_profile():
     """A parameter left at None must get a value from whichever profile a student picks."""
-    import yaml
 
     checked = 0
     for notebook in sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
@@ -370,7 +367,7 @@ def test_every_notebook_parameter_at_none_is_set_by_every_profile():
         at_none = {name for name, item in declared.items() if item["default"] == "None"} - {"DATA_PATH"}
         assert "PROFILE" in declared, notebook.name
         for profile in config.PROFILES:
-            values = yaml.safe_load((config.PARAMS_DIR / f"{profile}.yaml").read_text())["parameters"]
+            values = runner.load_profile(profile)["parameters"]
             assert at_none <= set(values), f"{notebook.name}: {sorted(at_none - set(values))} missing from {profile}.yaml"
         checked += len(at_none)
     # Most parameters of the six notebooks are left at None for the profile to fill.
@@ -389,7 +386,7 @@ def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optio
     assert runner.notebook_parameters(first, available) == expected
     every = runner.declared_parameters(sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
     for profile in config.PROFILES:
-        values = yaml.safe_load((config.PARAMS_DIR / f"{profile}.yaml").read_text())["parameters"]
+        values = runner.load_profile(profile)["parameters"]
         assert set(values) <= set(every), f"{profile}.yaml sets parameters no notebook declares: {sorted(set(values) - set(every))}"
     overrides = runner.parse_overrides(["FINAL_EPOCHS=3", "CORRUPTION_SEVERITIES=[1, 5]"], every)
     assert overrides == {"FINAL_EPOCHS": 3, "CORRUPTION_SEVERITIES": [1, 5]}

@@ -148,8 +148,8 @@ def test_the_checks_peak_memory_is_its_own_not_the_process_that_started_it():
     import sys
 
     held = np.ones(768 * 2**20, dtype=np.uint8)  # This process now holds at least 0.75 GiB more.
-    # The script is imported from its own folder, as the platform's Python runs it: NumPy, no TensorFlow.
-    script = f"import sys; sys.path.insert(0, {str(export.CHECK_SCRIPT.parent)!r}); import platform_check; print(platform_check.peak_memory_gib())"
+    # The script runs on its own, as in the platform's Python: NumPy, no TensorFlow.
+    script = f"import runpy; print(runpy.run_path({str(export.CHECK_SCRIPT)!r})['peak_memory_gib']())"
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert 0.0 < float(child.stdout) < 0.25, child.stdout
     assert held.sum() == held.size

@@ -54,7 +54,7 @@ OUTLIER_REASONS = (
 )
 # Notebook 01 names every class of which it drops more than this share, with the reasons, before any training.
 CLASS_DROP_WARNING_SHARE = 0.10
-PROFILES = ("smoke", "cpu", "gpu")
+PROFILES = ("smoke", "cpu", "thorough", "gpu")
 
 # The platform's stack (TensorFlow 2.17.0, Keras 3.4.1, NumPy 1.x), installed once by
 # `make platform-venv` outside the clone and used by `make check-submission` and notebook 06.

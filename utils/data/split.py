@@ -60,6 +60,22 @@ def load_split(run_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def stratified_indices(labels, count: int, seed: int = 0) -> np.ndarray:
+    """Indices of exactly `count` of `labels` (all of them when count is 0 or not smaller than the set), stratified
+    by class (largest remainders) and seeded, in their original order."""
+    labels = np.asarray(labels)
+    if not count or count >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = count * counts / len(labels)
+    shares = np.floor(exact).astype(int)
+    for position in np.argsort(-(exact - shares), kind="stable")[: count - shares.sum()]:
+        shares[position] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == label))[:share] for label, share in zip(classes, shares)]
+    return np.sort(np.concatenate(chosen).astype(np.int64))
+
+
 @dataclass
 class TrainingSplit:
     """The images and labels of a run's train and validation split, as the training notebooks use them."""
@@ -71,6 +87,12 @@ class TrainingSplit:
 
     def describe(self) -> str:
         return f"Train {len(self.x_train):,} / validation {len(self.x_validation):,} images"
+
+    def stratified_subset(self, images: int, *, seed: int = 42) -> TrainingSplit:
+        """The same split with a seeded subset of `images` training images, every class in its share (all of them
+        when `images` is not smaller than the training set); the validation split is kept whole."""
+        indices = stratified_indices(self.y_train, int(images), seed)
+        return TrainingSplit(self.x_train[indices], self.y_train[indices], self.x_validation, self.y_validation)
 
 
 def load_training_split(run_dir: str | os.PathLike, max_train_images: int = 0, seed: int = 42) -> TrainingSplit:

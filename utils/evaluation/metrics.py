@@ -14,6 +14,7 @@ import numpy as np
 
 from utils import config
 from utils.data.files import write_json
+from utils.data.split import stratified_indices
 from utils.evaluation import tta
 
 
@@ -143,17 +144,7 @@ def evaluate_and_record(
 def validation_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
     """Indices of exactly `max_images` validation images (all of them when max_images is 0 or not
     smaller than the set), stratified by class (largest remainders) and seeded, in their original order."""
-    labels = np.asarray(labels)
-    if not max_images or max_images >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = max_images * counts / len(labels)
-    shares = np.floor(exact).astype(int)
-    for position in np.argsort(-(exact - shares), kind="stable")[: max_images - shares.sum()]:
-        shares[position] += 1
-    chosen = [rng.permutation(np.flatnonzero(labels == label))[:share] for label, share in zip(classes, shares)]
-    return np.sort(np.concatenate(chosen).astype(np.int64))
+    return stratified_indices(labels, max_images, seed)
 
 
 def training_fit(

@@ -72,14 +72,25 @@ def _study(metrics: dict, run_dir: Path) -> list[str]:
     if not models:
         return ["No study cell finished in this run."]
     ranked = sorted(models.items(), key=lambda item: -(item[1].get("corrupted_accuracy") or 0))
-    lines = []
+    lines, screened = [], 0
     for name, model in ranked:
+        if model.get("screened_out_after") is not None:
+            screened += 1
+            lines.append(
+                f"- `{name}`: clean {score(model.get('val_accuracy'))}, screened out after epoch {model['screened_out_after']} "
+                f"(corrupted probe {score(model.get('probe_accuracy'))}; not scored on the whole suite)"
+            )
+            continue
         lines.append(
             f"- `{name}`: clean {score(model.get('val_accuracy'))}, corrupted {score(model.get('corrupted_accuracy'))}, "
             f"worst kind `{model.get('worst_kind')}` ({score(model.get('worst_kind_accuracy'))})"
         )
     best_name, best = ranked[0]
-    return [f"The most robust cell is `{best_name}` (corrupted {score(best.get('corrupted_accuracy'))}). Per cell:", *lines]
+    opening = f"The most robust cell is `{best_name}` (corrupted {score(best.get('corrupted_accuracy'))})."
+    if screened:
+        trained = sum(int(model.get("epochs_run") or 0) for model in models.values())
+        opening += f" The screening stopped {screened} of {len(models)} cells early; the study trained {trained} epochs in all."
+    return [f"{opening} Per cell:", *lines]
 
 
 def _final(metrics: dict, run_dir: Path) -> list[str]:

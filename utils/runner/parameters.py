@@ -1,5 +1,5 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), and the recipe
+views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), 04's screening, and the recipe
 mappings of 03, 04 and 05 (SWEEP_RECIPE, STUDY_RECIPE, FINAL_RECIPE, checked as `utils.training.recipe.Recipe` checks
 its fields).
 
@@ -91,6 +91,12 @@ def _check_batch_scaling(value, parameter: str):
     distribute.check_batch_scaling(value, parameter)
 
 
+def _check_screening(value, parameter: str):
+    from utils.sweeps import screening
+
+    screening.Screening.from_setting(value)
+
+
 CHECKS = {
     "STUDY_MODEL": _check_models,
     "FINAL_MODEL": _check_models,
@@ -106,6 +112,7 @@ CHECKS = {
     "BASELINE_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
+    "STUDY_SCREENING": _check_screening,
 }
 
 

@@ -31,7 +31,8 @@ def profile_path(profile: str) -> Path:
 
 
 def load_profile(profile: str) -> dict:
-    """Reads a profile (a name, or a path to a YAML file shaped like `notebooks/params/smoke.yaml`) and checks it."""
+    """Reads a profile (a name, or a path to a YAML file shaped like `notebooks/params/smoke.yaml`) and checks it.
+    A profile with `extends: <profile>` starts from that profile's values (`notebooks/params/thorough.yaml`)."""
     path = profile_path(profile)
     if not path.exists():
         raise RunnerError(f"{path}: profile file is missing; choose one of {', '.join(config.PROFILES)} or an existing .yaml file.")
@@ -42,6 +43,16 @@ def load_profile(profile: str) -> dict:
     if not isinstance(content, dict) or not isinstance(content.get("parameters", {}), dict):
         raise RunnerError(f"{path}: must be a mapping with a `parameters` mapping of plain values; fix the file.")
     content.setdefault("parameters", {})
+    base_name = content.pop("extends", None)
+    if base_name is not None:
+        # A profile that extends another takes every value of that one, and each parameter it sets replaces the base's whole.
+        if base_name == profile or profile_path(base_name) == path:
+            raise RunnerError(f"{path}: extends itself; name another profile after `extends:`.")
+        base = load_profile(base_name)
+        content["parameters"] = {**base["parameters"], **content["parameters"]}
+        for key in ("backend", "data"):
+            if key in base and key not in content:
+                content[key] = base[key]
     content.setdefault("backend", "tensorflow")
     content["name"] = profile if profile in config.PROFILES else path.stem
     content["path"] = str(path)

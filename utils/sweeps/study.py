@@ -4,6 +4,11 @@ First every policy (with the first optimizer and input size), then every optimiz
 policy), then every input size (with the best policy and optimizer). "Best" is the highest
 `select_by` score ("corrupted_accuracy" or "clean_accuracy"), clean accuracy breaking ties. A
 recipe that two studies share is trained once.
+
+With a `screening.Screening`, the cells are screened by successive halving (Optuna's pruner, `utils.sweeps.screening`):
+a cell whose corrupted-probe score falls out of the top cells at a rung stops there, keeps its clean accuracy and its
+probe score, and is not scored on the whole suite; only the cells that train their full budget are, and only they
+can be chosen.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from dataclasses import dataclass, field
 import keras
 
 from utils import augment
+from utils.evaluation import curve, suites
 from utils.evaluation import metrics as evaluate
-from utils.evaluation import suites
+from utils.sweeps import screening as screening_module
 from utils.sweeps import shards
 from utils.training import recipe
 
@@ -30,6 +36,8 @@ COLUMNS = [
     "corrupted_accuracy",
     "worst_kind",
     "worst_kind_accuracy",
+    "screened_out_after",
+    "probe_accuracy",
     "epochs_run",
     "seconds_per_epoch",
     "training_seconds",
@@ -93,6 +101,7 @@ def run_study(
     seed: int = 42,
     distribution=None,
     only_cell: str | None = None,
+    screening: screening_module.Screening | None = None,
 ) -> StudyResult:
     """Trains and scores every cell on the corruption `suite` (`utils.evaluation.suites.CorruptionSuite`, corrupted
     once for every cell); writes `models/`, `metrics/<notebook>.json` and one robustness table per model
@@ -101,10 +110,14 @@ def run_study(
 
     Fanned out (utils/sweeps/fanout.py): with `only_cell` (a cell name; by default `shards.current_cell()`) it trains
     that cell alone, with `paths` its shard folder (`shards.sweep_paths`), and writes the shard; without it, a cell
-    that has a finished shard is taken from it instead of trained (`utils.sweeps.shards`)."""
+    that has a finished shard is taken from it instead of trained (`utils.sweeps.shards`).
+
+    `screening` stops weak cells early (see the module's docstring); it screens a sequential study of one-phase
+    recipes (from scratch), and is left out, with a sentence, for a fanned-out cell or a two-phase pretrained recipe."""
     if select_by not in SELECT_BY:
         raise ValueError(f"SELECT_BY must be one of {', '.join(SELECT_BY)} (got {select_by!r}).")
     only_cell = shards.current_cell() if only_cell is None else only_cell
+    screening = _usable_screening(screening, base, only_cell)
     result = StudyResult()
     cells = _CellRunner(
         split=split,
@@ -115,6 +128,7 @@ def run_study(
         distribution=distribution,
         only_cell=only_cell,
         result=result,
+        screener=_Screener.start(screening, split, select_by, seed),
     )
     if only_cell:
         return _run_only_cell(cells, base, policies, optimizers, image_sizes)
@@ -135,8 +149,57 @@ def run_study(
 
 
 def _best_of(rows: list[dict], select_by: str) -> dict:
-    """The row with the highest `select_by` score, clean accuracy breaking ties (the first such row on a full tie)."""
-    return max(rows, key=lambda row: (row[select_by], row["clean_accuracy"]))
+    """The row with the highest `select_by` score, clean accuracy breaking ties (the first such row on a full tie),
+    among the cells that trained their full budget (a screened-out cell is never chosen)."""
+    finished = [row for row in rows if row.get("screened_out_after") is None]
+    return max(finished or rows, key=lambda row: (row[select_by], row["clean_accuracy"]))
+
+
+def _usable_screening(screening, base: recipe.Recipe, only_cell: str | None):
+    """The screening to use, or None where it cannot apply (said in one sentence)."""
+    if screening is None:
+        return None
+    if only_cell:
+        print("Screening is off for a fanned-out cell: every cell of a fanned-out study trains its full budget.", flush=True)
+        return None
+    if not (base.model in recipe.SCRATCH_MODELS or base.weights is None):
+        print(f"Screening is off: {base.model} with ImageNet weights trains in two phases, and it screens one-phase recipes.", flush=True)
+        return None
+    rungs = screening.rungs(base.epochs)
+    if not rungs:
+        print(
+            f"Screening has no rung within {base.epochs} epochs (the first is after {screening.min_epochs}): "
+            "every cell trains its full budget.",
+            flush=True,
+        )
+    else:
+        print(f"Screening: cells compared after epochs {rungs} of {base.epochs}; the top 1/{screening.reduction_factor} go on.", flush=True)
+    return screening
+
+
+@dataclass
+class _Screener:
+    """The study's Optuna study and the probe its cells are screened on (None when the study selects by clean accuracy)."""
+
+    screening: screening_module.Screening
+    optuna_study: object
+    x_probe: object
+    y_probe: object
+
+    @classmethod
+    def start(cls, screening, split, select_by: str, seed: int):
+        if screening is None:
+            return None
+        x_probe = y_probe = None
+        if select_by == "corrupted_accuracy":
+            # The accuracy curve's fixed probe: the same stratified validation images under every kind and severity.
+            x_probe, y_probe = curve.corrupted_probe_set(split.x_validation, split.y_validation, seed=seed)
+        return cls(screening, screening.new_study(), x_probe, y_probe)
+
+    def callback(self, name: str, epochs: int) -> screening_module.ScreeningCallback:
+        trial = self.optuna_study.ask()
+        trial.set_user_attr("cell", name)
+        return screening_module.ScreeningCallback(trial, self.screening, epochs=epochs, x_probe=self.x_probe, y_probe=self.y_probe)
 
 
 def _run_only_cell(cells: _CellRunner, base: recipe.Recipe, policies, optimizers, image_sizes) -> StudyResult:
@@ -170,6 +233,7 @@ class _CellRunner:
     distribution: object
     only_cell: str
     result: StudyResult
+    screener: _Screener | None = None
     finished: dict = field(default_factory=dict)
 
     def run_cell(self, study: str, cell_recipe: recipe.Recipe) -> dict:
@@ -190,17 +254,29 @@ class _CellRunner:
         paths, notebook, split = self.paths, self.notebook, self.split
         keras.backend.clear_session()
         print(f"--- {study}: {name}", flush=True)
+        screen = self.screener.callback(name, cell_recipe.epochs) if self.screener is not None else None
         model, spec, history, phase_starts = recipe.train_recipe(
             cell_recipe,
             split,
             checkpoint_dir=paths.root / "checkpoints" / f"{notebook}_{name}",
             seed=self.seed,
             distribution=self.distribution,
+            callbacks=[screen] if screen is not None else (),
         )
         self.result.histories[name] = (history, phase_starts)
-        robustness = suites.robustness([model], self.suite, progress=False)
-        summary = evaluate.robustness_summary(robustness)["no TTA"]
-        del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
+        screened = {}
+        if screen is not None:
+            screen.finish()
+            probe = screen.scores[max(screen.scores)] if screen.scores else None
+            screened = {"screened_out_after": screen.stopped_after, "probe_accuracy": probe}
+        if screened.get("screened_out_after") is not None:
+            # Stopped by the screening: its last probe score stands in for the whole suite, which it is not scored on.
+            summary = {"corrupted_accuracy": float("nan"), "worst_kind": "", "worst_kind_accuracy": float("nan")}
+            robustness = None
+        else:
+            robustness = suites.robustness([model], self.suite, progress=False)
+            summary = evaluate.robustness_summary(robustness)["no TTA"]
+            del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
         scores = evaluate.evaluate_and_record(
             model,
             spec,
@@ -214,10 +290,14 @@ class _CellRunner:
                 "policy": augment.policy_name(cell_recipe.policy),
                 "optimizer": cell_recipe.optimizer,
                 "image_size": cell_recipe.image_size,
-                **summary,
+                **{key: value for key, value in summary.items() if value == value and value != ""},
+                **{key: value for key, value in screened.items() if value is not None},
             },
         )
-        robustness.assign(model=name).to_csv(paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f")
+        if robustness is not None:
+            robustness.assign(model=name).to_csv(
+                paths.tables_dir / f"{notebook[:2]}_robustness_{name}.csv", index=False, float_format="%.4f"
+            )
         row = self.finished[name] = {
             "model": name,
             "policy": scores["policy"],
@@ -226,10 +306,19 @@ class _CellRunner:
             "clean_accuracy": scores["val_accuracy"],
             "clean_macro_f1": scores["val_macro_f1"],
             **summary,
+            "screened_out_after": screened.get("screened_out_after"),
+            "probe_accuracy": screened.get("probe_accuracy"),
             "epochs_run": scores["epochs_run"],
             "seconds_per_epoch": scores["seconds_per_epoch"],
             "training_seconds": scores["training_seconds"],
         }
+        if robustness is None:
+            print(
+                f"{name}: clean {row['clean_accuracy']:.4f}, screened out after epoch {row['screened_out_after']} "
+                f"(probe {row['probe_accuracy']:.4f})",
+                flush=True,
+            )
+            return
         if self.only_cell:
             robustness_table = f"tables/{notebook[:2]}_robustness_{name}.csv"
             result_values = {"row": row, "history": history, "phase_starts": phase_starts}

@@ -66,8 +66,6 @@ def check_resume(out: Path, settings: dict) -> int:
     return epoch
 
 
-
-
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run folder with 01's clean.npz and split.json")

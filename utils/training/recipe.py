@@ -96,6 +96,8 @@ class Recipe:
     progressive_mode: str = "resize"
     curve_every: int = 0
     stem: str = "learned"
+    # A stratified subset of this many training images (0 = all): a study screens on part of the data.
+    train_images: int = 0
 
     def __post_init__(self):
         if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
@@ -118,6 +120,8 @@ class Recipe:
             raise ValueError(f"progressive_mode must be one of {', '.join(augment.PROGRESSIVE_MODES)} (got {self.progressive_mode!r}).")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)} (got {self.stem!r}).")
+        if isinstance(self.train_images, bool) or not isinstance(self.train_images, int) or self.train_images < 0:
+            raise ValueError(f"train_images must be 0 (every training image) or a number of images (got {self.train_images!r}).")
         if self.stem == "whitened" and self.model != "resnet":
             raise ValueError(
                 f"stem 'whitened' sets the compact ResNet's first convolution; model {self.model!r} has none: use model='resnet'."
@@ -259,12 +263,16 @@ def start_stem(recipe: Recipe, model, images, seed: int = 0) -> None:
         whitening.whiten_stem(model, images, seed=seed)
 
 
-def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, verbose: int = 2, distribution=None):
+def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, verbose: int = 2, distribution=None, callbacks=()):
     """Builds and trains the recipe's model on `split` (a `data.TrainingSplit`); every batch is
     augmented on the fly with the recipe's policy. Returns (model, spec, history rows, phase start
     epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
-    `utils.training.distribute.Distribution`, the model is built in its scope and trains data-parallel."""
+    `utils.training.distribute.Distribution`, the model is built in its scope and trains data-parallel.
+    `callbacks` (Keras callbacks, e.g. 04's screening) join the training's own."""
     train.set_seeds(seed)
+    if recipe.train_images:
+        split = split.stratified_subset(recipe.train_images, seed=seed)
+        print(f"Training on a stratified subset: {split.describe()}.", flush=True)
     with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
         # Progressive resizing trains a model that takes any image size; the one returned takes the spec's size.
         model, spec = build(recipe, seed=seed, any_input_size=bool(recipe.progressive_sizes))
@@ -306,7 +314,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, 
         label_smoothing=recipe.label_smoothing,
         verbose=verbose,
         distribution=distribution,
-        callbacks=[callback for callback in (size_schedule, curve_probe) if callback is not None] or None,
+        callbacks=[callback for callback in (size_schedule, curve_probe, *callbacks) if callback is not None] or None,
     )
     history = [entry for record in records for entry in record["history"]]
     if curve_probe is not None:
