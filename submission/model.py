@@ -11,8 +11,9 @@ Everything is loaded from this file's own folder, never from the working directo
                             unlike a .keras file saved by a newer Keras)
   bloodcell_models.py       the suite's keras-only model builders (utils/models/builders.py)
   bloodcell_scratch_nets.py the nets trained from scratch that those build (utils/models/scratch_nets.py)
+  bloodcell_registry.py     the model kinds and their defaults that both read (utils/models/registry.py)
   bloodcell_tta.py          the suite's NumPy test-time-augmentation views (utils/evaluation/tta.py)
-It imports only numpy, keras (on TensorFlow) and those three files.
+It imports only numpy, keras (on TensorFlow) and those four files.
 """
 
 import json

@@ -42,6 +42,7 @@ def test_package_puts_everything_at_the_root(tiny_run):
         "model.py",
         "bloodcell_models.py",
         "bloodcell_scratch_nets.py",
+        "bloodcell_registry.py",
         "bloodcell_tta.py",
         "submission.json",
         "02_baseline_cnn_baseline.json",

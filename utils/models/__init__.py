@@ -1,7 +1,9 @@
 """The networks: ImageNet backbones with the report's transfer head, the nets trained from scratch
-(`scratch_nets`), and the JSON spec that rebuilds, saves and loads any of them (`builders`). Both modules are
-keras-only: the submission zip ships them as `bloodcell_models.py` and `bloodcell_scratch_nets.py`."""
+(`scratch_nets`), the JSON spec that rebuilds, saves and loads any of them (`builders`), and the one registry of
+model kinds with each kind's defaults (`registry`). The three modules are keras-only: the submission zip ships them
+as `bloodcell_models.py`, `bloodcell_scratch_nets.py` and `bloodcell_registry.py`."""
 
+from utils.models import registry
 from utils.models.builders import (
     BACKBONE_NAME,
     BACKBONES,
@@ -47,5 +49,6 @@ __all__ = [
     "load_spec",
     "model_spec",
     "save_model",
+    "registry",
     "weights_file_name",
 ]

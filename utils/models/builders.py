@@ -1,7 +1,7 @@
 """Model builders shared by the notebooks and the Codabench submission (Keras only).
 
-This module imports only `keras`, `numpy`, the standard library and `utils.models.scratch_nets` (the
-nets trained from scratch, shipped beside it) at module level (`save_model`,
+This module imports only `keras`, `numpy`, the standard library, `utils.models.scratch_nets` (the
+nets trained from scratch) and `utils.models.registry` (each model kind's defaults), both shipped beside it, at module level (`save_model`,
 suite-only, imports `utils.data.files` when called), and uses only Keras APIs that also exist in Keras 3.4
 (the platform runs TensorFlow 2.17 + Keras 3.4.1), so the same file can ship inside the submission
 zip. No custom layer classes, no Lambda layers.
@@ -32,12 +32,14 @@ import os
 import keras
 import numpy as np
 
-# The nets trained from scratch live in their own module, shipped beside this one in the submission zip
-# (as bloodcell_scratch_nets.py, since the zip has no `utils` package). Their names stay importable from here.
+# The nets trained from scratch and the registry of model kinds (each kind's defaults) live in their own modules,
+# shipped beside this one in the submission zip (as bloodcell_scratch_nets.py and bloodcell_registry.py, since the zip
+# has no `utils` package). The nets' names stay importable from here.
 try:  # inside the submission zip, whatever else the platform can import
+    import bloodcell_registry as registry
     import bloodcell_scratch_nets as scratch_nets
 except ImportError:  # in the suite
-    from utils.models import scratch_nets
+    from utils.models import registry, scratch_nets
 
 CLASS_COUNT, INPUT_SIZE = scratch_nets.CLASS_COUNT, scratch_nets.INPUT_SIZE
 INPUT_NORMS, SCRATCH_NETS = scratch_nets.INPUT_NORMS, scratch_nets.SCRATCH_NETS
@@ -49,87 +51,9 @@ _set_seed = scratch_nets._set_seed
 BACKBONE_NAME = "backbone"
 SPEC_VERSION = 1
 
-# ImageNet top-1 accuracy (%) from the table at https://keras.io/api/applications/.
-# `preprocessing` says how the ImageNet input scaling is done inside the model:
-#   "builtin": the keras.applications network already contains it (expects 0-255 input);
-#   "tf":      scale to [-1, 1] (MobileNetV2), added here as Rescaling(1/127.5, offset=-1);
-#   "caffe":   RGB->BGR and ImageNet mean subtraction, no scaling (ResNet50), added here as a
-#              fixed, non-trainable 1x1 Conv2D (a permutation kernel with bias = -mean).
-# `kwargs` are extra constructor arguments (present in Keras 3.4 too); `weights_file` is the name
-# of the "notop" ImageNet file Keras downloads into ~/.keras/models/ ({rows}: 96, 128, 160, 192
-# or 224, the input size, else 224).
-BACKBONES: dict[str, dict] = {
-    "MobileNetV2": {
-        "constructor": "MobileNetV2",
-        "top1": 71.3,
-        "preprocessing": "tf",
-        "kwargs": {},
-        "weights_file": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-    },
-    "EfficientNetB0": {
-        "constructor": "EfficientNetB0",
-        "top1": 77.1,
-        "preprocessing": "builtin",
-        "kwargs": {},
-        "weights_file": "efficientnetb0_notop.h5",
-    },
-    "EfficientNetB4": {
-        "constructor": "EfficientNetB4",
-        "top1": 82.9,
-        "preprocessing": "builtin",
-        "kwargs": {},
-        "weights_file": "efficientnetb4_notop.h5",
-    },
-    "EfficientNetB7": {
-        "constructor": "EfficientNetB7",
-        "top1": 84.3,
-        "preprocessing": "builtin",
-        "kwargs": {},
-        "weights_file": "efficientnetb7_notop.h5",
-    },
-    "EfficientNetV2S": {
-        "constructor": "EfficientNetV2S",
-        "top1": 83.9,
-        "preprocessing": "builtin",
-        "kwargs": {"include_preprocessing": True},
-        "weights_file": "efficientnetv2-s_notop.h5",
-    },
-    "EfficientNetV2M": {
-        "constructor": "EfficientNetV2M",
-        "top1": 85.3,
-        "preprocessing": "builtin",
-        "kwargs": {"include_preprocessing": True},
-        "weights_file": "efficientnetv2-m_notop.h5",
-    },
-    "ConvNeXtTiny": {
-        "constructor": "ConvNeXtTiny",
-        "top1": 81.3,
-        "preprocessing": "builtin",
-        "kwargs": {"include_preprocessing": True},
-        "weights_file": "convnext_tiny_notop.h5",
-    },
-    "ConvNeXtBase": {
-        "constructor": "ConvNeXtBase",
-        "top1": 85.3,
-        "preprocessing": "builtin",
-        "kwargs": {"include_preprocessing": True},
-        "weights_file": "convnext_base_notop.h5",
-    },
-    "ConvNeXtLarge": {
-        "constructor": "ConvNeXtLarge",
-        "top1": 86.3,
-        "preprocessing": "builtin",
-        "kwargs": {"include_preprocessing": True},
-        "weights_file": "convnext_large_notop.h5",
-    },
-    "ResNet50": {
-        "constructor": "ResNet50",
-        "top1": 74.9,
-        "preprocessing": "caffe",
-        "kwargs": {},
-        "weights_file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    },
-}
+# The keras.applications backbones of the "transfer" kind (constructor, ImageNet top-1, preprocessing, weights file)
+# are registered with the other kinds in `registry`.
+BACKBONES = registry.BACKBONES
 
 # keras.applications accepts inputs of at least 32x32 for every backbone above.
 MIN_IMAGE_SIZE = 32
@@ -219,8 +143,7 @@ def _walk_layers(model):
 
 def build_backbone(backbone: str, image_size: int, weights=None) -> keras.Model:
     """The keras.applications network (include_top=False) as a model named "backbone"."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    registry.check_backbone(backbone)
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} for keras.applications (got {image_size}).")
     if weights not in (None, "imagenet") and not os.path.exists(str(weights)):
@@ -250,13 +173,17 @@ def _preprocessing(kind: str, x):
     raise ValueError(f"Unknown preprocessing {kind!r}")
 
 
+_TRANSFER = registry.defaults("transfer")
+
+
+@registry.builds("transfer")
 def build_transfer_model(
-    backbone: str = "EfficientNetV2S",
-    image_size: int = 128,
+    backbone: str = _TRANSFER["backbone"],
+    image_size: int = _TRANSFER["image_size"],
     weights=None,
-    head_units: int = 256,
+    head_units: int = _TRANSFER["head_units"],
     *,
-    dropout: float = 0.3,
+    dropout: float = _TRANSFER["dropout"],
     num_classes: int = CLASS_COUNT,
     seed: int | None = None,
     input_size: int = INPUT_SIZE,
@@ -269,8 +196,7 @@ def build_transfer_model(
     backbone (a keras.applications "notop" .h5). The model is returned with everything trainable;
     use `utils.training.finetune.freeze_backbone` / `set_fine_tune` before compiling.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    registry.check_backbone(backbone)
     _set_seed(seed)
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = inputs
@@ -295,111 +221,76 @@ def build_transfer_model(
 # --------------------------------------------------------------------------------------------
 def model_spec(
     kind: str = "transfer",
-    backbone: str | None = "EfficientNetV2S",
+    backbone: str | None = None,
     image_size: int | None = None,
-    head_units: int = 256,
+    head_units: int | None = None,
     *,
-    dropout: float = 0.3,
+    dropout: float | None = None,
     num_classes: int = CLASS_COUNT,
     input_size: int = INPUT_SIZE,
-    filters=(32, 64, 128),
-    dense_units: int = 128,
-    bn_momentum: float = 0.99,
+    filters=None,
+    dense_units: int | None = None,
+    bn_momentum: float | None = None,
     **extra,
 ) -> dict:
     """A plain, JSON-serialisable dict that `build_from_spec` turns back into the architecture.
-    `extra` keys (e.g. weights source, training notes) are kept but do not affect the build."""
-    if kind == "baseline":
-        spec = {
-            "kind": "baseline",
-            "input_size": int(input_size),
-            "num_classes": int(num_classes),
-            "filters": [int(f) for f in filters],
-            "dropout": float(dropout),
-            "dense_units": int(dense_units),
-            "bn_momentum": float(bn_momentum),
-        }
-        if image_size is not None and int(image_size) != int(input_size):
-            spec["image_size"] = int(image_size)
-    elif kind in SCRATCH_NETS:
-        resnet = kind == "resnet"
-        spec = {
-            "kind": kind,
-            "input_size": int(input_size),
-            "num_classes": int(num_classes),
-            "widths": [int(w) for w in extra.pop("widths", (32, 64, 128, 256) if resnet else (40, 80, 160, 320))],
-            "blocks": [int(b) for b in extra.pop("blocks", (1, 1, 1, 1) if resnet else (2, 2, 6, 2))],
-            "stem_stride": int(extra.pop("stem_stride", 2 if resnet else 4)),
-            "dropout": float(dropout),
-        }
-        if resnet:
-            spec["bn_momentum"] = float(bn_momentum)
-        input_norm = extra.pop("input_norm", "fixed")
-        if input_norm != "fixed":
-            spec["input_norm"] = str(input_norm)
-        if image_size is not None and int(image_size) != int(input_size):
-            spec["image_size"] = int(image_size)
-    elif kind == "transfer":
-        image_size = 128 if image_size is None else image_size
-        if backbone not in BACKBONES:
-            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
-        spec = {
-            "kind": "transfer",
-            "backbone": backbone,
-            "image_size": int(image_size),
-            "head_units": int(head_units),
-            "dropout": float(dropout),
-            "num_classes": int(num_classes),
-            "input_size": int(input_size),
-        }
-    else:
-        raise ValueError(f"kind must be 'baseline', 'resnet', 'convnext' or 'transfer' (got {kind!r}).")
+
+    Every setting left at None takes the kind's default from `registry`; settings the kind does not have are
+    ignored. `extra` keys that are not settings of the kind (e.g. weights source, training notes) are kept but do
+    not affect the build."""
+    entry = registry.kind(kind)
+    named = {"backbone": backbone, "head_units": head_units, "dropout": dropout, "filters": filters}
+    named.update({"dense_units": dense_units, "bn_momentum": bn_momentum})
+    given = {key: extra.pop(key) for key in list(extra) if key in entry.defaults and key not in named}
+    given.update(named)
+    if "image_size" in entry.defaults:
+        given["image_size"] = image_size
+    settings = entry.settings(given)
+    if "backbone" in settings:
+        registry.check_backbone(settings["backbone"])
+    spec = {"kind": kind, "input_size": int(input_size), "num_classes": int(num_classes)}
+    for key, value in settings.items():
+        if key in entry.omitted_when_default and value == entry.defaults[key]:
+            continue
+        spec[key] = _spec_value(value, entry.defaults[key])
+    # A net trained from scratch records a working resolution only where it differs from the input's.
+    if "image_size" not in entry.defaults and image_size is not None and int(image_size) != int(input_size):
+        spec["image_size"] = int(image_size)
     spec["spec_version"] = SPEC_VERSION
     spec.update(extra)
     return spec
 
 
+def _spec_value(value, default):
+    """A setting as the JSON spec holds it, in the type of its default: sequences as lists of integers, numbers as
+    float or int, names as text."""
+    if isinstance(default, (list, tuple)):
+        return [int(item) for item in value]
+    return type(default)(value)
+
+
 def build_model(spec: dict, weights=None, seed: int | None = None, any_input_size: bool = False) -> keras.Model:
     """Build the architecture a spec describes (transfer backbones with the given `weights`). `any_input_size` builds a
-    compact net that takes images of any side length (for progressive resizing); the weights are the same."""
+    compact net that takes images of any side length (for progressive resizing); the weights are the same.
+
+    A setting missing from the spec takes the kind's default from `registry`."""
     kind = spec.get("kind")
-    if kind == "baseline":
-        return build_baseline_cnn(
-            input_size=spec.get("input_size", INPUT_SIZE),
-            num_classes=spec.get("num_classes", CLASS_COUNT),
-            filters=tuple(spec.get("filters", (32, 64, 128))),
-            dropout=spec.get("dropout", 0.3),
-            dense_units=spec.get("dense_units", 128),
-            seed=seed,
-            bn_momentum=spec.get("bn_momentum", 0.99),
-            image_size=spec.get("image_size"),
-        )
-    if kind in SCRATCH_NETS:
-        common = dict(
-            input_size=None if any_input_size else spec.get("input_size", INPUT_SIZE),
-            num_classes=spec.get("num_classes", CLASS_COUNT),
-            widths=tuple(spec["widths"]),
-            blocks=tuple(spec["blocks"]),
-            dropout=spec.get("dropout", 0.2),
-            image_size=spec.get("image_size"),
-            seed=seed,
-            input_norm=spec.get("input_norm", "fixed"),
-        )
-        if kind == "convnext":
-            return build_compact_convnext(stem_stride=spec.get("stem_stride", 4), **common)
-        return build_compact_resnet(stem_stride=spec.get("stem_stride", 2), bn_momentum=spec.get("bn_momentum", 0.9), **common)
+    try:
+        entry = registry.kind(kind)
+    except ValueError:
+        registered = ", ".join(map(repr, registry.KINDS))
+        raise ValueError(f"Model spec has unknown kind {kind!r}; the registered kinds are {registered}.") from None
+    settings = entry.settings(spec)
+    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
+    input_size = spec.get("input_size", INPUT_SIZE)
+    if entry.any_input_size and any_input_size:
+        input_size = None
+    arguments = dict(settings, input_size=input_size, num_classes=spec.get("num_classes", CLASS_COUNT), seed=seed)
+    if "image_size" not in entry.defaults:
+        arguments["image_size"] = spec.get("image_size")
     if kind == "transfer":
-        return build_transfer_model(
-            backbone=spec["backbone"],
-            image_size=spec.get("image_size", 128),
-            weights=weights,
-            head_units=spec.get("head_units", 256),
-            dropout=spec.get("dropout", 0.3),
-            num_classes=spec.get("num_classes", CLASS_COUNT),
-            seed=seed,
-            input_size=spec.get("input_size", INPUT_SIZE),
-        )
-    raise ValueError(f"Model spec has unknown kind {kind!r} (expected 'baseline', 'resnet', 'convnext' or 'transfer').")
+        arguments["weights"] = weights
+    return entry.builder(**arguments)
 
 
 def build_from_spec(spec: dict) -> keras.Model:

@@ -1,7 +1,8 @@
 """The nets the suite trains from scratch: the hand-made baseline CNN, a compact ResNet and a compact ConvNeXt.
 
 Keras-only, like `utils.models` (which builds them from a spec, saves and loads them, and re-exports these
-names): it imports only `keras` and uses only Keras APIs that also exist in Keras 3.4, so it ships in the
+names): it imports only `keras` and the registry of model kinds (`utils.models.registry`, which holds each net's
+defaults and to which each builder attaches itself), and uses only Keras APIs that also exist in Keras 3.4, so it ships in the
 submission zip as `bloodcell_scratch_nets.py`. Every net takes raw RGB images, (N, 96, 96, 3), in 0-255,
 and does its own resizing and scaling inside.
 """
@@ -9,6 +10,17 @@ and does its own resizing and scaling inside.
 from __future__ import annotations
 
 import keras
+
+# The defaults of each net live in the registry of model kinds, shipped beside this module in the submission zip (as
+# bloodcell_registry.py, since the zip has no `utils` package).
+try:  # inside the submission zip, whatever else the platform can import
+    import bloodcell_registry as registry
+except ImportError:  # in the suite
+    from utils.models import registry
+
+_BASELINE = registry.defaults("baseline")
+_RESNET = registry.defaults("resnet")
+_CONVNEXT = registry.defaults("convnext")
 
 CLASS_COUNT = 8
 INPUT_SIZE = 96
@@ -22,15 +34,16 @@ def _set_seed(seed):
 # --------------------------------------------------------------------------------------------
 # Baseline CNN
 # --------------------------------------------------------------------------------------------
+@registry.builds("baseline")
 def build_baseline_cnn(
     input_size: int = INPUT_SIZE,
     num_classes: int = CLASS_COUNT,
-    filters=(32, 64, 128),
-    dropout: float = 0.3,
+    filters=_BASELINE["filters"],
+    dropout: float = _BASELINE["dropout"],
     *,
-    dense_units: int = 128,
+    dense_units: int = _BASELINE["dense_units"],
     seed: int | None = None,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = _BASELINE["bn_momentum"],
     image_size: int | None = None,
 ) -> keras.Model:
     """The report's hand-made starting point: [Conv-BN-ReLU-MaxPool] x len(filters), GAP,
@@ -39,8 +52,8 @@ def build_baseline_cnn(
     so a larger working resolution costs compute, not a resized copy of the data.
 
     `seed` (if given) seeds Python, NumPy and the backend (keras.utils.set_random_seed) first,
-    so the initial weights are reproducible. A lower `bn_momentum` (e.g. 0.9) lets the
-    BatchNormalization moving statistics settle within the few steps of a tiny data set.
+    so the initial weights are reproducible. The default `bn_momentum` (the registry's, lower than Keras'
+    0.99) lets the BatchNormalization moving statistics settle within the few steps of a tiny data set.
     """
     _set_seed(seed)
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
@@ -66,7 +79,7 @@ def build_baseline_cnn(
 # --------------------------------------------------------------------------------------------
 INPUT_NORMS = ("fixed", "per_image", "per_channel")
 # The from-scratch nets whose spec holds widths, blocks and a stem stride.
-SCRATCH_NETS = ("resnet", "convnext")
+SCRATCH_NETS = tuple(name for name in registry.SCRATCH_KINDS if registry.kind(name).any_input_size)
 
 
 def _scratch_input(input_size: int, image_size: int | None, input_norm: str, widths, blocks):
@@ -99,18 +112,19 @@ def _scratch_input(input_size: int, image_size: int | None, input_norm: str, wid
     return inputs, x
 
 
+@registry.builds("resnet")
 def build_compact_resnet(
     input_size: int = INPUT_SIZE,
     num_classes: int = CLASS_COUNT,
-    widths=(32, 64, 128, 256),
-    blocks=(1, 1, 1, 1),
+    widths=_RESNET["widths"],
+    blocks=_RESNET["blocks"],
     *,
-    stem_stride: int = 2,
-    dropout: float = 0.2,
-    bn_momentum: float = 0.9,
+    stem_stride: int = _RESNET["stem_stride"],
+    dropout: float = _RESNET["dropout"],
+    bn_momentum: float = _RESNET["bn_momentum"],
     image_size: int | None = None,
     seed: int | None = None,
-    input_norm: str = "fixed",
+    input_norm: str = _RESNET["input_norm"],
 ) -> keras.Model:
     """A small ResNet for training from scratch: a 3x3 stem (stride `stem_stride`), then one stage
     per entry of `widths` with `blocks` basic residual blocks each (two 3x3 convolutions; the first
@@ -157,17 +171,18 @@ def build_compact_resnet(
     return keras.Model(inputs, outputs, name="compact_resnet")
 
 
+@registry.builds("convnext")
 def build_compact_convnext(
     input_size: int = INPUT_SIZE,
     num_classes: int = CLASS_COUNT,
-    widths=(40, 80, 160, 320),
-    blocks=(2, 2, 6, 2),
+    widths=_CONVNEXT["widths"],
+    blocks=_CONVNEXT["blocks"],
     *,
-    stem_stride: int = 4,
-    dropout: float = 0.2,
+    stem_stride: int = _CONVNEXT["stem_stride"],
+    dropout: float = _CONVNEXT["dropout"],
     image_size: int | None = None,
     seed: int | None = None,
-    input_norm: str = "fixed",
+    input_norm: str = _CONVNEXT["input_norm"],
 ) -> keras.Model:
     """A small ConvNeXt (Liu et al., 2022) for training from scratch: a patchify stem (a
     `stem_stride` x `stem_stride` convolution with that stride, then LayerNormalization), one stage

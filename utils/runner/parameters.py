@@ -16,14 +16,11 @@ POLICY_FROM_STUDY = config.POLICY_FROM_STUDY
 
 
 def _check_models(names, parameter: str):
-    from utils import models
+    from utils.models import registry
 
+    # The registry of model kinds names the kinds and backbones a model parameter may take.
     for name in [names] if isinstance(names, str) else names:
-        if name != "baseline" and name not in models.SCRATCH_NETS and name not in models.BACKBONES:
-            raise ValueError(
-                f"{parameter} names unknown model {name!r}; "
-                f"choose 'baseline', 'resnet', 'convnext' or one of {', '.join(models.BACKBONES)}."
-            )
+        registry.check_model(name, parameter)
 
 
 def _check_optimizers(names, parameter: str):

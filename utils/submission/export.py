@@ -3,8 +3,9 @@
     python -m utils.submission package RUN_DIR [--models 03_pretrained_sweep:EfficientNetB0 ...] [--tta identity flip_horizontal]
     python -m utils.submission check ZIP [--run RUN_DIR] [--python PLATFORM_PYTHON]
 
-The zip holds, at its root: `model.py` (the template in `submission/`), `bloodcell_models.py` and
-`bloodcell_scratch_nets.py` (copies of the keras-only `utils/models/` and `utils/models/scratch_nets.py`),
+The zip holds, at its root: `model.py` (the template in `submission/`), `bloodcell_models.py`,
+`bloodcell_scratch_nets.py` and `bloodcell_registry.py` (copies of the keras-only `utils/models/builders.py`,
+`utils/models/scratch_nets.py` and `utils/models/registry.py`),
 `bloodcell_tta.py` (a copy of `utils/evaluation/tta.py`), `submission.json`, and `<name>.json` + `<name>.weights.h5` for each model.
 """
 
@@ -35,6 +36,7 @@ _UTILS = Path(__file__).resolve().parents[1]
 SHARED_MODULES = {
     "bloodcell_models.py": _UTILS / "models" / "builders.py",
     "bloodcell_scratch_nets.py": _UTILS / "models" / "scratch_nets.py",
+    "bloodcell_registry.py": _UTILS / "models" / "registry.py",
     "bloodcell_tta.py": _UTILS / "evaluation" / "tta.py",
 }
 MIN_AGREEMENT = config.MIN_AGREEMENT

@@ -50,20 +50,28 @@ from utils import augment, models
 # Models of the suite's own that always train from scratch, in one phase.
 from utils.augment import consistency
 from utils.evaluation import curve
-from utils.models import whitening
+from utils.models import registry, whitening
 from utils.training import finetune
 from utils.training import mixed_precision as precision
 from utils.training import phases as train
 
-SCRATCH_MODELS = ("baseline", "resnet", "convnext")
+SCRATCH_MODELS = registry.SCRATCH_KINDS
 # "learned": the stem starts random, as every other layer; "whitened": from the training patches (`utils.models.whitening`).
 STEMS = ("learned", "whitened")
+
+
+# The model settings a recipe starts from are the registered kinds' defaults (`utils.models.registry`): the
+# baseline's filters and dense layer, the compact ResNet's stages (which a compact ConvNeXt recipe shares unless it
+# sets its own), the transfer head, and the dropout and BatchNorm momentum that every kind shares.
+_BASELINE = registry.defaults("baseline")
+_RESNET = registry.defaults("resnet")
+_TRANSFER = registry.defaults("transfer")
 
 
 @dataclass
 class Recipe:
     model: str = "baseline"
-    image_size: int = 96
+    image_size: int = models.INPUT_SIZE
     weights: str | None = None
     policy: object = "none"
     optimizer: str = "adamw"
@@ -78,14 +86,14 @@ class Recipe:
     patience: int | None = 5
     reduce_lr_patience: int | None = 2
     label_smoothing: float = 0.0
-    scratch_bn_momentum: float = 0.9
-    filters: list = field(default_factory=lambda: [32, 64, 128])
-    dense_units: int = 128
-    widths: list = field(default_factory=lambda: [32, 64, 128, 256])
-    blocks: list = field(default_factory=lambda: [1, 1, 1, 1])
-    head_units: int = 256
-    dropout: float = 0.3
-    input_norm: str = "fixed"
+    scratch_bn_momentum: float = registry.BN_MOMENTUM
+    filters: list = field(default_factory=lambda: list(_BASELINE["filters"]))
+    dense_units: int = _BASELINE["dense_units"]
+    widths: list = field(default_factory=lambda: list(_RESNET["widths"]))
+    blocks: list = field(default_factory=lambda: list(_RESNET["blocks"]))
+    head_units: int = _TRANSFER["head_units"]
+    dropout: float = registry.DROPOUT
+    input_norm: str = registry.INPUT_NORM
     schedule: str = "plateau"
     warmup_epochs: int = 0
     ema_momentum: float | None = None
@@ -100,10 +108,7 @@ class Recipe:
     train_images: int = 0
 
     def __post_init__(self):
-        if self.model not in SCRATCH_MODELS and self.model not in models.BACKBONES:
-            raise ValueError(
-                f"Unknown model {self.model!r}; choose 'baseline', 'resnet', 'convnext' or a backbone: {', '.join(models.BACKBONES)}."
-            )
+        registry.check_model(self.model)
         self.weights = self.weights or None
         augment.resolve_policy(self.policy)
         train.make_optimizer(self.optimizer)
@@ -188,34 +193,26 @@ def epoch_sizes(recipe: Recipe) -> list[int]:
 
 def build(recipe: Recipe, seed: int | None = None, any_input_size: bool = False):
     """The recipe's model (with its weights source) and the spec that rebuilds it."""
-    if recipe.model == "baseline":
-        spec = models.model_spec(
-            kind="baseline",
-            filters=tuple(recipe.filters),
-            dense_units=recipe.dense_units,
-            dropout=recipe.dropout,
-            bn_momentum=recipe.scratch_bn_momentum,
-            image_size=recipe.image_size,
-        )
-        return models.build_model(spec, seed=seed), spec
-    if recipe.model in models.SCRATCH_NETS:
-        spec = models.model_spec(
-            kind=recipe.model,
-            widths=tuple(recipe.widths),
-            blocks=tuple(recipe.blocks),
-            dropout=recipe.dropout,
-            bn_momentum=recipe.scratch_bn_momentum,
-            image_size=recipe.image_size,
-            input_norm=recipe.input_norm,
-        )
-        return models.build_model(spec, seed=seed, any_input_size=any_input_size), spec
+    kind = registry.kind_of_model(recipe.model)
+    settings = {
+        "backbone": recipe.model,
+        "head_units": recipe.head_units,
+        "dropout": recipe.dropout,
+        "filters": tuple(recipe.filters),
+        "dense_units": recipe.dense_units,
+        "bn_momentum": recipe.scratch_bn_momentum,
+        "widths": tuple(recipe.widths),
+        "blocks": tuple(recipe.blocks),
+        "input_norm": recipe.input_norm,
+    }
+    # Of the recipe's settings the spec holds those that the kind has (the working resolution goes to every kind).
     spec = models.model_spec(
-        kind="transfer",
-        backbone=recipe.model,
+        kind=kind,
         image_size=recipe.image_size,
-        head_units=recipe.head_units,
-        dropout=recipe.dropout,
+        **{key: value for key, value in settings.items() if key in registry.kind(kind).defaults},
     )
+    if kind != "transfer":
+        return models.build_model(spec, seed=seed, any_input_size=any_input_size), spec
     model = models.build_model(spec, weights=recipe.weights, seed=seed)
     if recipe.weights is None:
         finetune.set_batchnorm_momentum(model, recipe.scratch_bn_momentum)
