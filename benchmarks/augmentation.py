@@ -10,7 +10,7 @@ One model is built and compiled once; each round times one training epoch over `
 cells fed plainly and one epoch fed through `augment.training_dataset` with the policy, alternating
 which goes first. "Plain" is the same input pipeline with policy "none" (`--plain none`, the default:
 shuffling, gathering, casting and one-hot labels, no augmentation layers), or float32 NumPy arrays
-given to `fit` (`--plain numpy`, what `train.train_phases` does with (x, y) arrays). Both are warmed up
+given to `fit` (`--plain numpy`, what `phases.train_phases` does with (x, y) arrays). Both are warmed up
 first (graph tracing). Prints one JSON line per measurement and a final JSON line with the medians and
 their ratio (goal: >= 0.9).
 
@@ -123,13 +123,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     from utils import augment, models, synthetic
-    from utils.training import devices, finetune
-    from utils.training import mixed_precision as precision
+    from utils.training import devices, finetune, mixed_precision
 
     augment.resolve_policy(arguments.policy, "--policy")
     if arguments.model in ("baseline", "resnet") and (arguments.image_size != 96 or arguments.frozen_layers):
         raise SystemExit(f"--image-size and --frozen-layers apply to a backbone of utils.models.BACKBONES, not --model {arguments.model}.")
-    computed_in = precision.resolve(arguments.precision)
+    computed_in = mixed_precision.resolve(arguments.precision)
     keras.mixed_precision.set_global_policy(computed_in)
     random = np.random.default_rng(arguments.seed)
     # A few hundred distinct synthetic cells, tiled: rendering is slow and pixel content does not change the speed.

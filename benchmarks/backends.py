@@ -39,17 +39,17 @@ def worker(model_name: str, batch_size: int, steps: int, warmup: int, image_size
     import keras
     import numpy as np
 
-    from utils import models as M
+    from utils import models
 
     keras.utils.set_random_seed(0)
     if model_name == "baseline":
-        model = M.build_baseline_cnn()
+        model = models.build_baseline_cnn()
     else:
-        model = M.build_transfer_model(model_name, image_size=image_size, weights=None)
+        model = models.build_transfer_model(model_name, image_size=image_size, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(batch_size * max(steps, warmup), 96, 96, 3)).astype("float32")
-    y = rng.integers(0, M.CLASS_COUNT, size=(len(x),))
+    y = rng.integers(0, models.CLASS_COUNT, size=(len(x),))
     model.fit(x[: batch_size * warmup], y[: batch_size * warmup], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
     start = time.perf_counter()
     model.fit(x[: batch_size * steps], y[: batch_size * steps], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)

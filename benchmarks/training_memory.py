@@ -27,12 +27,12 @@ import keras, numpy as np
 from utils import augment, synthetic
 from utils.augment import policies
 from utils.training import recipe
-from utils.training import phases as train
+from utils.training import phases
 model_name, image_size, batch_size, steps, policy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 labels = np.arange(batch_size * (steps + 1)) % 8
 images = synthetic.render_cells(labels, np.random.default_rng(0))
 model, spec = recipe.build(recipe.Recipe(model=model_name, image_size=image_size, policy=policy), seed=0)
-model.compile(optimizer=train.make_optimizer("adamw"), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+model.compile(optimizer=phases.make_optimizer("adamw"), loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
 dataset = augment.training_dataset(images, labels, batch_size, policy, seed=0)
 model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)  # Warm-up: builds the train function.
 started = time.perf_counter()

@@ -12,8 +12,7 @@ from keras.src.utils.backend_utils import DynamicBackend
 from PIL import Image
 
 from utils import augment
-from utils.augment import codec as augment_codec
-from utils.augment import policies
+from utils.augment import codec, policies
 
 PATHS = ["eager", "tf.data"]
 
@@ -60,7 +59,7 @@ def test_sizes_that_are_not_whole_blocks_are_padded_as_encoders_pad():
     rows, columns = np.meshgrid(np.linspace(0, 1, 90), np.linspace(0, 1, 70), indexing="ij")
     image = np.stack([120 + 80 * rows, 90 + 60 * columns, 150 - 70 * rows * columns], axis=-1)
     images = np.rint(image + random.normal(0, 6, image.shape)).clip(0, 255)[None].astype("float32")
-    layer = augment_codec.JpegCompression(quality=[20, 20])
+    layer = codec.JpegCompression(quality=[20, 20])
     backend = DynamicBackend(keras.backend.backend())
     parameters = {"quality_draw": keras.ops.zeros((1,))}
     compressed = keras.ops.convert_to_numpy(layer.transform(keras.ops.convert_to_tensor(images), parameters, backend))
@@ -70,19 +69,19 @@ def test_sizes_that_are_not_whole_blocks_are_padded_as_encoders_pad():
 
 
 def test_the_block_transform_is_orthonormal_and_the_colour_round_trip_exact():
-    transform = augment_codec.block_dct_matrix(96)
+    transform = codec.block_dct_matrix(96)
     np.testing.assert_allclose(transform @ transform.T, np.eye(96), atol=1e-10)
-    np.testing.assert_allclose(augment_codec.YCBCR_TO_RGB @ augment_codec.RGB_TO_YCBCR, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(codec.YCBCR_TO_RGB @ codec.RGB_TO_YCBCR, np.eye(3), atol=1e-5)
     # libjpeg's scaling: quality 50 keeps the tables, 10 multiplies them by 5, 90 by 0.2.
-    scales = augment_codec.quality_scale(np.array([50.0, 10.0, 90.0]), np)
+    scales = codec.quality_scale(np.array([50.0, 10.0, 90.0]), np)
     np.testing.assert_allclose(scales, [100.0, 500.0, 20.0])
 
 
 def test_codec_policy_extends_robust_optics():
-    codec = augment.resolve_policy("robust_codec")
-    optics = augment.resolve_policy("robust_optics")
-    assert [spec["layer"] for spec in codec] == [spec["layer"] for spec in optics[:4]] + ["JpegCompression"] + [
-        spec["layer"] for spec in optics[4:]
+    codec_policy = augment.resolve_policy("robust_codec")
+    optics_policy = augment.resolve_policy("robust_optics")
+    assert [spec["layer"] for spec in codec_policy] == [spec["layer"] for spec in optics_policy[:4]] + ["JpegCompression"] + [
+        spec["layer"] for spec in optics_policy[4:]
     ]
     assert set(policies.seen_corruptions("robust_codec")) - set(policies.seen_corruptions("robust_optics")) == {"jpeg_compression"}
 

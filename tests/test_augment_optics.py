@@ -8,8 +8,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from utils import augment
-from utils.augment import optics as augment_optics
-from utils.augment import pipeline, policies
+from utils.augment import optics, pipeline, policies
 
 PATHS = ["eager", "tf.data"]
 
@@ -25,7 +24,7 @@ def test_wide_blur_is_a_gaussian_blur_of_the_drawn_sigma(cells, path, sigma, app
 
 
 def test_wide_blur_draws_sigmas_log_uniform_in_its_range():
-    layer = augment_optics.WideBlur(sigma=[0.5, 8.0])
+    layer = optics.WideBlur(sigma=[0.5, 8.0])
     draws = np.random.default_rng(0).random(4000, dtype="float32")
     parameters = layer.draw(len(draws), lambda shape: draws[: shape[0]], pipeline._NUMPY_BACKEND)
     sigmas = 0.5 * np.exp(parameters["sigma_draw"] * np.log(16.0))
@@ -46,7 +45,7 @@ def test_wide_blur_keeps_a_flat_image_and_its_mean(cells, apply):
 
 
 def test_illumination_field_is_smooth_grey_and_in_range():
-    layer = augment_optics.IlluminationField(strength=[1.0, 1.0], roughness=[1.4, 1.4])
+    layer = optics.IlluminationField(strength=[1.0, 1.0], roughness=[1.4, 1.4])
     random = np.random.default_rng(2)
     parameters = layer.draw(6, lambda shape: random.random(shape, dtype="float32"), pipeline._NUMPY_BACKEND)
     import keras
@@ -76,11 +75,11 @@ def test_illumination_field_blends_like_fog(cells, path, apply):
 
 
 def test_optics_policy_extends_robust_colour_fused():
-    optics = augment.resolve_policy("robust_optics")
+    optics_policy = augment.resolve_policy("robust_optics")
     source = augment.resolve_policy("robust_colour_fused")
     layers = ["FusedGeometry", "FusedColor", "WideBlur", "IlluminationField", "UniformNoise", "EraseRectangle"]
-    assert [spec["layer"] for spec in optics] == layers
-    assert optics[:2] == source[:2] and optics[-2:] == source[-2:]
+    assert [spec["layer"] for spec in optics_policy] == layers
+    assert optics_policy[:2] == source[:2] and optics_policy[-2:] == source[-2:]
     assert "RandomGaussianBlur" in [spec["layer"] for spec in source]
     assert set(policies.seen_corruptions("robust_optics")) - set(policies.seen_corruptions("robust_colour_fused")) == {"fog"}
 

@@ -12,8 +12,7 @@ import pytest
 
 from utils import models, runner
 from utils.report import verdict
-from utils.training import devices
-from utils.training import mixed_precision as precision
+from utils.training import devices, mixed_precision
 
 T4 = devices.Gpu("Tesla T4", 15.0, (7, 5))
 V100 = devices.Gpu("Tesla V100-SXM2-16GB", 16.0, (7, 0))
@@ -38,25 +37,25 @@ H100 = devices.Gpu("NVIDIA H100 80GB HBM3", 79.6, (9, 0))
     ],
 )
 def test_auto_precision_follows_the_gpus_compute_capability(capability, expected):
-    assert precision.for_gpu(capability) == expected
+    assert mixed_precision.for_gpu(capability) == expected
 
 
 def test_auto_on_gpus_takes_the_least_capable_and_ignores_the_cpu(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("flags\t\t: avx512f avx512_bf16\n")
-    assert precision.resolve("auto", cpuinfo, gpus=[T4]) == "mixed_float16"
-    assert precision.resolve("auto", cpuinfo, gpus=[P100]) == "float32"
-    assert precision.resolve("auto", cpuinfo, gpus=[A100, H100]) == "mixed_bfloat16"
+    assert mixed_precision.resolve("auto", cpuinfo, gpus=[T4]) == "mixed_float16"
+    assert mixed_precision.resolve("auto", cpuinfo, gpus=[P100]) == "float32"
+    assert mixed_precision.resolve("auto", cpuinfo, gpus=[A100, H100]) == "mixed_bfloat16"
     # A mixed node trains every replica in the same format: the one the oldest GPU computes fast.
-    assert precision.resolve("auto", cpuinfo, gpus=[H100, V100]) == "mixed_float16"
-    assert precision.resolve("auto", cpuinfo, gpus=[H100, devices.Gpu("unknown")]) == "float32"
+    assert mixed_precision.resolve("auto", cpuinfo, gpus=[H100, V100]) == "mixed_float16"
+    assert mixed_precision.resolve("auto", cpuinfo, gpus=[H100, devices.Gpu("unknown")]) == "float32"
     # An explicit choice is kept on any GPU.
-    assert precision.resolve("float32", cpuinfo, gpus=[H100]) == "float32"
+    assert mixed_precision.resolve("float32", cpuinfo, gpus=[H100]) == "float32"
 
 
 def test_float16_training_keeps_float32_probabilities_and_scales_the_loss(fresh_keras_session):
     """What the gpu profile gets on a T4 or V100: float16 layers, float32 softmax, Keras' loss scaling, finite loss."""
-    with precision.policy("mixed_float16") as resolved:
+    with mixed_precision.policy("mixed_float16") as resolved:
         model = models.build_model(models.model_spec(kind="resnet", widths=(8, 16), blocks=(1, 1), input_norm="per_channel"), seed=0)
     assert resolved == "mixed_float16"
     layers = {layer.name: layer for layer in model.layers}

@@ -12,15 +12,14 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from utils.runner import parameters
-from utils.training import distribute
-from utils.training import phases as train
+from utils.training import distribute, phases
 
 
 def test_linear_scaling_multiplies_batch_size_and_learning_rate_by_the_replica_count():
     distribution = distribute.Distribution(mode="auto", replicas=4, batch_scaling="linear")
     assert distribution.scale_batch_size(32) == 128
     assert distribution.scale_learning_rate(1e-3) == pytest.approx(4e-3)
-    phase = distribution.scale_phase(train.Phase("train", 3, batch_size=16, learning_rate=0.01))
+    phase = distribution.scale_phase(phases.Phase("train", 3, batch_size=16, learning_rate=0.01))
     assert (phase.batch_size, phase.learning_rate, phase.epochs) == (64, pytest.approx(0.04), 3)
     assert phase.ema_momentum is None
 
@@ -29,7 +28,7 @@ def test_linear_scaling_keeps_the_weight_average_horizon_in_images():
     # Four replicas take a quarter of the steps per epoch, so the momentum per step must shrink for the
     # average to forget old weights after as many images as on one device.
     distribution = distribute.Distribution(mode="auto", replicas=4, batch_scaling="linear")
-    phase = distribution.scale_phase(train.Phase("train", 3, batch_size=1, learning_rate=0.01, ema_momentum=0.999))
+    phase = distribution.scale_phase(phases.Phase("train", 3, batch_size=1, learning_rate=0.01, ema_momentum=0.999))
     assert phase.ema_momentum == pytest.approx(0.999**4)
     assert 0.0 < phase.ema_momentum < 0.999
     unscaled = distribute.Distribution(mode="auto", replicas=4, batch_scaling="none")
@@ -39,7 +38,7 @@ def test_linear_scaling_keeps_the_weight_average_horizon_in_images():
 def test_no_scaling_keeps_the_profile_values_and_one_replica_changes_nothing():
     unscaled = distribute.Distribution(mode="auto", replicas=4, batch_scaling="none")
     assert (unscaled.scale_batch_size(32), unscaled.scale_learning_rate(1e-3)) == (32, 1e-3)
-    phase = train.Phase("train", 3, batch_size=16, learning_rate=0.01)
+    phase = phases.Phase("train", 3, batch_size=16, learning_rate=0.01)
     assert distribute.Distribution(replicas=1).scale_phase(phase) is phase
 
 
@@ -84,7 +83,7 @@ import keras
 import numpy as np
 
 from utils.training import distribute
-from utils.training import phases as train
+from utils.training import phases
 
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 8, 128)
@@ -105,8 +104,8 @@ def run(mode):
     with distribution.scope():
         model = build()
         model.set_weights(initial_weights)
-    phase = train.Phase("train", 2, batch_size=32, optimizer="adam", learning_rate=0.01, patience=None, reduce_lr_patience=None)
-    records = train.train_phases(model, (images, labels), None, [phase], seed=0, verbose=0, distribution=distribution)
+    phase = phases.Phase("train", 2, batch_size=32, optimizer="adam", learning_rate=0.01, patience=None, reduce_lr_patience=None)
+    records = phases.train_phases(model, (images, labels), None, [phase], seed=0, verbose=0, distribution=distribution)
     return {
         "record": distribution.record(),
         "loss": records[-1]["history"][-1]["loss"],
@@ -146,7 +145,7 @@ import keras
 import numpy as np
 
 from utils.training import distribute
-from utils.training import phases as train
+from utils.training import phases
 
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 8, 128)
@@ -190,8 +189,8 @@ def run(mode, scaling, checkpoint_dir=None, callbacks=None, epochs=2):
     with distribution.scope():
         model = build()
         model.set_weights(initial_weights)
-    phase = train.Phase("train", epochs, batch_size=32, optimizer="adam", learning_rate=0.01, patience=None, reduce_lr_patience=None)
-    records = train.train_phases(
+    phase = phases.Phase("train", epochs, batch_size=32, optimizer="adam", learning_rate=0.01, patience=None, reduce_lr_patience=None)
+    records = phases.train_phases(
         model, make_dataset, None, [phase], checkpoint_dir=checkpoint_dir, seed=0, label_mode="categorical",
         verbose=0, distribution=distribution, callbacks=callbacks,
     )

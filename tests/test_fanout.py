@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from utils import config, runner
-from utils.evaluation import metrics as evaluate
+from utils.evaluation import metrics
 from utils.sweeps import fanout, shards, study
 
 SWEEP = config.NOTEBOOKS_DIR / "03_pretrained_sweep.ipynb"
@@ -47,7 +47,7 @@ def write_fake_shard(run_root: Path, notebook: str, cell: str, accuracy: float) 
     paths = shards.cell_paths(run_root, notebook, cell)
     model_file = f"models/{notebook}_{cell}.weights.h5"
     (paths.root / model_file).write_bytes(b"weights of " + cell.encode())
-    evaluate.record_model_metrics(paths.metrics_json(notebook), notebook, cell, {"val_accuracy": accuracy, "model_files": [model_file]})
+    metrics.record_model_metrics(paths.metrics_json(notebook), notebook, cell, {"val_accuracy": accuracy, "model_files": [model_file]})
     result = {"row": {"backbone": cell, "val_accuracy": accuracy}, "history": [{"epoch": 1, "accuracy": accuracy}], "phase_starts": []}
     shards.write(paths, notebook, cell, result, files=[model_file])
 
@@ -62,9 +62,9 @@ def test_a_shard_is_adopted_into_the_run_folder_with_its_files_and_metrics_entry
         result = shards.adopt(paths, SWEEP_STEM, cell)
         assert result["row"]["backbone"] == cell and result["history"][0]["epoch"] == 1
     assert (paths.models_dir / f"{SWEEP_STEM}_EfficientNetB0.weights.h5").read_bytes() == b"weights of EfficientNetB0"
-    metrics = json.loads(paths.metrics_json(SWEEP_STEM).read_text())
-    assert list(metrics["models"]) == ["MobileNetV2", "EfficientNetB0"]
-    assert metrics["best_model"] == "EfficientNetB0" and metrics["val_accuracy"] == 0.75
+    sweep_metrics = json.loads(paths.metrics_json(SWEEP_STEM).read_text())
+    assert list(sweep_metrics["models"]) == ["MobileNetV2", "EfficientNetB0"]
+    assert sweep_metrics["best_model"] == "EfficientNetB0" and sweep_metrics["val_accuracy"] == 0.75
 
 
 def make_run(tmp_path) -> runner.Run:
@@ -222,8 +222,8 @@ def test_the_smoke_sweep_on_two_ray_workers_gives_the_sequential_table(launched_
     for backbone in ("MobileNetV2", "EfficientNetB0"):
         assert (fanned_out / "shards" / "03_pretrained_sweep" / backbone / "shard.json").exists()
         assert (fanned_out / "models" / f"03_pretrained_sweep_{backbone}.weights.h5").exists()
-    metrics = json.loads((fanned_out / "metrics" / "03_pretrained_sweep.json").read_text())
-    assert list(metrics["models"]) == ["MobileNetV2", "EfficientNetB0"]
+    sweep_metrics = json.loads((fanned_out / "metrics" / "03_pretrained_sweep.json").read_text())
+    assert list(sweep_metrics["models"]) == ["MobileNetV2", "EfficientNetB0"]
     for figure in ("03_sweep.png", "03_learning_curves.png"):
         assert (fanned_out / "figures" / figure).stat().st_size > 5000
     state = json.loads((fanned_out / "run.json").read_text())

@@ -324,11 +324,13 @@ def test_a_real_full_disk_stops_the_run_and_resume_continues_once_there_is_space
 def tiny_training(directory, callbacks=(), epochs: int = 4):
     """A tiny CNN trained `epochs` epochs on two separable classes with a checkpoint per epoch; returns its record."""
     from tests.test_train import bright_dark, tiny_model
-    from utils.training import phases as T
+    from utils.training import phases
 
     x, y = bright_dark(32, seed=3)
-    phase = T.Phase("train", epochs=epochs, batch_size=16, optimizer="adam", learning_rate=1e-3, patience=None, reduce_lr_patience=None)
-    (record,) = T.train_phases(tiny_model(), (x, y), (x, y), [phase], checkpoint_dir=directory, callbacks=list(callbacks), verbose=0)
+    phase = phases.Phase(
+        "train", epochs=epochs, batch_size=16, optimizer="adam", learning_rate=1e-3, patience=None, reduce_lr_patience=None
+    )
+    (record,) = phases.train_phases(tiny_model(), (x, y), (x, y), [phase], checkpoint_dir=directory, callbacks=list(callbacks), verbose=0)
     return record
 
 

@@ -259,12 +259,10 @@ def test_every_gpu_backbone_builds_at_its_size_and_takes_a_training_step(backbon
     12-105 s per backbone on 2 cores, mostly in tracing, which the shrunk run above already goes through."""
     import keras
 
-    from utils.training import finetune, recipe
-    from utils.training import mixed_precision as precision
-    from utils.training import phases as train
+    from utils.training import finetune, mixed_precision, phases, recipe
 
     cell = recipe.from_settings(GPU[recipe_parameter], recipe_parameter, model=backbone, image_size=image_size, epochs=1)
-    with precision.policy(cell.precision):
+    with mixed_precision.policy(cell.precision):
         model, _ = recipe.build(cell, seed=0)
     network = finetune.get_backbone(model)
     assert model.input_shape == (None, 96, 96, 3) and network.input_shape == (None, image_size, image_size, 3)
@@ -272,12 +270,12 @@ def test_every_gpu_backbone_builds_at_its_size_and_takes_a_training_step(backbon
     assert phase.trainable == "fine_tune" and 0 < phase.frozen_layers < len(network.layers)
     if recipe_parameter == "FINAL_RECIPE":
         assert phase.frozen_layers == GPU["FINAL_RECIPE"]["frozen_layers"]
-    train.configure_trainable(model, phase)
+    phases.configure_trainable(model, phase)
     frozen = next(layer for layer in network.layers[: phase.frozen_layers] if layer.weights)
     last = next(layer for layer in reversed(network.layers) if layer.weights and not isinstance(layer, keras.layers.BatchNormalization))
     trained = [last, model.get_layer("predictions")]
     before = {layer.name: layer.get_weights() for layer in [frozen, *trained]}
-    optimizer = train.make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
+    optimizer = phases.make_optimizer(phase.optimizer, phase.learning_rate, phase.weight_decay, phase.ema_momentum)
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(), run_eagerly=True)
     images = np.random.default_rng(0).integers(0, 256, size=(2, 96, 96, 3)).astype("uint8")
     loss = model.train_on_batch(images, keras.utils.to_categorical([0, 1], 8))

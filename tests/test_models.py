@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from utils.models import builders as M
+from utils.models import builders
 from utils.training import finetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +31,11 @@ def _images(count=4, seed=0):
 
 
 def test_constants():
-    assert M.CLASS_COUNT == 8 and M.INPUT_SIZE == 96
+    assert builders.CLASS_COUNT == 8 and builders.INPUT_SIZE == 96
 
 
 def test_baseline_outputs_softmax_on_0_255_input():
-    model = M.build_baseline_cnn(seed=1)
+    model = builders.build_baseline_cnn(seed=1)
     assert model.input_shape == (None, 96, 96, 3)
     out = model.predict(_images(), verbose=0)
     assert out.shape == (4, 8)
@@ -49,8 +49,8 @@ def test_baseline_outputs_softmax_on_0_255_input():
 
 
 def test_baseline_seed_is_reproducible():
-    a = M.build_baseline_cnn(seed=3).get_weights()
-    b = M.build_baseline_cnn(seed=3).get_weights()
+    a = builders.build_baseline_cnn(seed=3).get_weights()
+    b = builders.build_baseline_cnn(seed=3).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
@@ -67,8 +67,8 @@ def test_registry_entries_exist_in_keras_applications():
         "ConvNeXtLarge",
         "ResNet50",
     }
-    assert set(M.BACKBONES) == expected
-    for name, entry in M.BACKBONES.items():
+    assert set(builders.BACKBONES) == expected
+    for name, entry in builders.BACKBONES.items():
         constructor = getattr(keras.applications, entry["constructor"])
         params = inspect.signature(constructor).parameters
         assert {"include_top", "weights", "input_shape"} <= set(params), name
@@ -76,17 +76,17 @@ def test_registry_entries_exist_in_keras_applications():
         assert 60.0 < entry["top1"] < 90.0, name
         assert entry["preprocessing"] in {"builtin", "tf", "caffe"}, name
         assert entry["weights_file"].endswith(".h5"), name
-    assert M.BACKBONES["EfficientNetV2S"]["top1"] == 83.9
-    assert M.BACKBONES["ResNet50"]["preprocessing"] == "caffe"
-    assert M.BACKBONES["MobileNetV2"]["preprocessing"] == "tf"
-    assert M.weights_file_name("MobileNetV2", 128).endswith("_1.0_128_no_top.h5")
-    assert M.weights_file_name("MobileNetV2", 300).endswith("_1.0_224_no_top.h5")
+    assert builders.BACKBONES["EfficientNetV2S"]["top1"] == 83.9
+    assert builders.BACKBONES["ResNet50"]["preprocessing"] == "caffe"
+    assert builders.BACKBONES["MobileNetV2"]["preprocessing"] == "tf"
+    assert builders.weights_file_name("MobileNetV2", 128).endswith("_1.0_128_no_top.h5")
+    assert builders.weights_file_name("MobileNetV2", 300).endswith("_1.0_224_no_top.h5")
 
 
 def test_transfer_head_structure():
-    model = M.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=64, dropout=0.25)
+    model = builders.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=64, dropout=0.25)
     names = [layer.__class__.__name__ for layer in model.layers]
-    backbone_index = [layer.name for layer in model.layers].index(M.BACKBONE_NAME)
+    backbone_index = [layer.name for layer in model.layers].index(builders.BACKBONE_NAME)
     assert names[backbone_index + 1 :] == [
         "GlobalAveragePooling2D",
         "Dense",
@@ -102,15 +102,15 @@ def test_transfer_head_structure():
     assert dense[-1].activation.__name__ == "softmax"
     assert all(layer.rate == 0.25 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
     assert isinstance(model.get_layer("resize"), keras.layers.Resizing)
-    assert isinstance(model.get_layer(M.BACKBONE_NAME), keras.Model)
+    assert isinstance(model.get_layer(builders.BACKBONE_NAME), keras.Model)
     out = model.predict(_images(3), verbose=0)
     assert out.shape == (3, 8)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_resnet_caffe_preprocessing_flips_channels_and_subtracts_mean():
-    model = M.build_transfer_model("ResNet50", image_size=SMALL, head_units=16)
-    layer = model.get_layer(M.PREPROCESS_LAYER_NAME)
+    model = builders.build_transfer_model("ResNet50", image_size=SMALL, head_units=16)
+    layer = model.get_layer(builders.PREPROCESS_LAYER_NAME)
     assert not layer.trainable
     probe = keras.Model(model.input, layer.output)
     x = np.zeros((1, 96, 96, 3), dtype="float32")
@@ -125,8 +125,8 @@ def test_resnet_caffe_preprocessing_flips_channels_and_subtracts_mean():
 
 
 def test_mobilenet_scales_to_minus_one_one():
-    model = M.build_transfer_model("MobileNetV2", image_size=SMALL, head_units=16)
-    probe = keras.Model(model.input, model.get_layer(M.PREPROCESS_LAYER_NAME).output)
+    model = builders.build_transfer_model("MobileNetV2", image_size=SMALL, head_units=16)
+    probe = keras.Model(model.input, model.get_layer(builders.PREPROCESS_LAYER_NAME).output)
     x = np.stack([np.zeros((96, 96, 3)), np.full((96, 96, 3), 255.0)]).astype("float32")
     y = probe.predict(x, verbose=0)
     np.testing.assert_allclose(y[0], -1.0, atol=1e-6)
@@ -134,50 +134,54 @@ def test_mobilenet_scales_to_minus_one_one():
 
 
 def test_save_load_round_trip_identical_predictions(tmp_path):
-    spec = M.model_spec("transfer", backbone="EfficientNetB0", image_size=SMALL, head_units=32, note="x")
-    model = M.build_model(spec, seed=0)
+    spec = builders.model_spec("transfer", backbone="EfficientNetB0", image_size=SMALL, head_units=32, note="x")
+    model = builders.build_model(spec, seed=0)
     # Move BN statistics away from their init so that they must be saved too.
     for layer in finetune.get_backbone(model).layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, dtype="float32"))
-    weights_path, spec_path = M.save_model(model, spec, tmp_path / "models", "02_test")
+    weights_path, spec_path = builders.save_model(model, spec, tmp_path / "models", "02_test")
     assert weights_path.endswith("02_test.weights.h5") and spec_path.endswith("02_test.json")
     assert json.loads(Path(spec_path).read_text()) == spec
     x = _images(3)
     before = model.predict(x, verbose=0)
     keras.backend.clear_session()
-    loaded = M.load_model(tmp_path / "models", "02_test")
+    loaded = builders.load_model(tmp_path / "models", "02_test")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
     assert not list((tmp_path / "models").glob(".tmp-*"))
 
 
 def test_save_load_round_trip_baseline(tmp_path):
-    spec = M.model_spec("baseline", filters=(8, 16), dense_units=16)
-    model = M.build_model(spec, seed=0)
-    M.save_model(model, spec, tmp_path, "baseline")
+    spec = builders.model_spec("baseline", filters=(8, 16), dense_units=16)
+    model = builders.build_model(spec, seed=0)
+    builders.save_model(model, spec, tmp_path, "baseline")
     x = _images(2)
-    np.testing.assert_allclose(M.load_model(tmp_path, "baseline").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        builders.load_model(tmp_path, "baseline").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_save_load_round_trip_compact_resnet(tmp_path):
-    spec = M.model_spec("resnet", widths=(8, 16), blocks=(1, 2), image_size=64, dropout=0.1)
+    spec = builders.model_spec("resnet", widths=(8, 16), blocks=(1, 2), image_size=64, dropout=0.1)
     assert spec["kind"] == "resnet" and spec["widths"] == [8, 16] and spec["blocks"] == [1, 2] and spec["image_size"] == 64
-    model = M.build_model(spec, seed=0)
+    model = builders.build_model(spec, seed=0)
     assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 8)
     # Stem halves 64 px to 32; the second stage halves again; its two blocks keep 16 px.
     assert model.get_layer("stage2_block2_add").output.shape[1:] == (16, 16, 16)
     assert model.get_layer("stage1_block1_bn2").get_weights()[0].sum() == 0  # residual branches start at zero
-    M.save_model(model, spec, tmp_path, "resnet")
+    builders.save_model(model, spec, tmp_path, "resnet")
     x = _images(2)
-    np.testing.assert_allclose(M.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        builders.load_model(tmp_path, "resnet").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="one entry per stage"):
-        M.build_compact_resnet(widths=(8, 16), blocks=(1,))
+        builders.build_compact_resnet(widths=(8, 16), blocks=(1,))
 
 
 def test_save_load_round_trip_compact_convnext(tmp_path):
-    spec = M.model_spec("convnext", widths=(8, 16), blocks=(1, 2), input_norm="per_channel", dropout=0.1)
+    spec = builders.model_spec("convnext", widths=(8, 16), blocks=(1, 2), input_norm="per_channel", dropout=0.1)
     assert spec["kind"] == "convnext" and spec["stem_stride"] == 4 and "bn_momentum" not in spec
-    model = M.build_model(spec, seed=0)
+    model = builders.build_model(spec, seed=0)
     assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 8)
     # The patchify stem takes 96 px to 24; the second stage's downsampling to 12, kept by its two blocks.
     assert model.get_layer("stage2_block2_add").output.shape[1:] == (12, 12, 16)
@@ -185,17 +189,19 @@ def test_save_load_round_trip_compact_convnext(tmp_path):
     # Every block starts as the identity: its branch ends in a zero projection, so its output is its input.
     assert not np.any(model.get_layer("stage1_block1_project").get_weights()[0])
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
-    M.save_model(model, spec, tmp_path, "convnext")
+    builders.save_model(model, spec, tmp_path, "convnext")
     x = _images(2)
-    np.testing.assert_allclose(M.load_model(tmp_path, "convnext").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        builders.load_model(tmp_path, "convnext").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="one entry per stage"):
-        M.build_compact_convnext(widths=(8, 16), blocks=(1,))
+        builders.build_compact_convnext(widths=(8, 16), blocks=(1,))
     with pytest.raises(ValueError, match="input_norm must be one of"):
-        M.build_compact_convnext(widths=(8,), blocks=(1,), input_norm="per_pixel")
+        builders.build_compact_convnext(widths=(8,), blocks=(1,), input_norm="per_pixel")
 
 
 def test_resnet_shortcut_subsamples_then_convolves_as_a_strided_projection_would():
-    model = M.build_compact_resnet(widths=(8, 16), blocks=(1, 1), seed=0)
+    model = builders.build_compact_resnet(widths=(8, 16), blocks=(1, 1), seed=0)
     # Odd and even sizes: the subsampled map keeps ceil(n / 2) pixels per side, as the strided convolution did.
     for size in (48, 7):
         features = np.random.default_rng(size).normal(size=(2, size, size, 8)).astype("float32")
@@ -228,17 +234,17 @@ def test_the_smallest_resnet_trains_where_oneDNN_strided_projection_crashed():
 
 def test_spec_rejects_unknown_kind_and_backbone():
     with pytest.raises(ValueError, match="kind"):
-        M.model_spec("vgg")
+        builders.model_spec("vgg")
     with pytest.raises(ValueError, match="Unknown backbone"):
-        M.model_spec("transfer", backbone="VGG99")
+        builders.model_spec("transfer", backbone="VGG99")
     with pytest.raises(ValueError, match="kind"):
-        M.build_from_spec({"kind": "nope"})
+        builders.build_from_spec({"kind": "nope"})
 
 
 def test_freeze_and_fine_tune():
-    model = M.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=16)
+    model = builders.build_transfer_model("EfficientNetB0", image_size=SMALL, head_units=16)
     backbone = finetune.get_backbone(model)
-    head = [layer for layer in model.layers if layer.name not in (M.BACKBONE_NAME, "image", "resize")]
+    head = [layer for layer in model.layers if layer.name not in (builders.BACKBONE_NAME, "image", "resize")]
 
     finetune.freeze_backbone(model, trainable=False)
     assert all(not layer.trainable for layer in backbone.layers)
@@ -264,7 +270,7 @@ def test_freeze_and_fine_tune():
 
 
 def test_report_freeze_count_is_well_defined_for_v2s():
-    model = M.build_transfer_model("EfficientNetV2S", image_size=SMALL, head_units=16)
+    model = builders.build_transfer_model("EfficientNetV2S", image_size=SMALL, head_units=16)
     finetune.set_fine_tune(model, 124)
     backbone = finetune.get_backbone(model)
     assert len(backbone.layers) > 124
@@ -279,8 +285,8 @@ def test_imagenet_download_failure_is_one_clear_sentence(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- [Errno -3]")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(M.WeightsUnavailableError) as info:
-        M.build_transfer_model("EfficientNetV2S", image_size=SMALL, weights="imagenet")
+    with pytest.raises(builders.WeightsUnavailableError) as info:
+        builders.build_transfer_model("EfficientNetV2S", image_size=SMALL, weights="imagenet")
     message = str(info.value)
     assert isinstance(info.value, RuntimeError)
     assert "EfficientNetV2S" in message and "~/.keras/models/" in message and "weights=None" in message
@@ -290,7 +296,7 @@ def test_imagenet_download_failure_is_one_clear_sentence(monkeypatch):
 
 def test_missing_local_weights_file_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        M.build_transfer_model("MobileNetV2", image_size=SMALL, weights=str(tmp_path / "none.h5"))
+        builders.build_transfer_model("MobileNetV2", image_size=SMALL, weights=str(tmp_path / "none.h5"))
 
 
 def test_efficientnet_v1_pretrained_layout_matches_keras_and_survives_rebuild(monkeypatch, tmp_path):
@@ -311,11 +317,11 @@ def test_efficientnet_v1_pretrained_layout_matches_keras_and_survives_rebuild(mo
     monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: str(fake))
 
     reference = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", input_shape=(SMALL, SMALL, 3))
-    ours = M.build_backbone("EfficientNetB0", SMALL, weights="imagenet")
-    rebuilt = M.build_backbone("EfficientNetB0", SMALL, weights=None)
+    ours = builders.build_backbone("EfficientNetB0", SMALL, weights="imagenet")
+    rebuilt = builders.build_backbone("EfficientNetB0", SMALL, weights=None)
     assert len(ours.layers) == len(rebuilt.layers) == len(reference.layers) - 1
     rebuilt.set_weights(ours.get_weights())
-    M._refresh_normalization(rebuilt)
+    builders._refresh_normalization(rebuilt)
     x = _images(2)[:, :SMALL, :SMALL, :]
     expected = reference.predict(x, verbose=0)
     np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
@@ -323,9 +329,9 @@ def test_efficientnet_v1_pretrained_layout_matches_keras_and_survives_rebuild(mo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", sorted(M.BACKBONES))
+@pytest.mark.parametrize("backbone", sorted(builders.BACKBONES))
 def test_every_backbone_builds_and_runs_at_minimum_size(backbone):
-    model = M.build_transfer_model(backbone, image_size=M.MIN_IMAGE_SIZE, weights=None, head_units=16)
+    model = builders.build_transfer_model(backbone, image_size=builders.MIN_IMAGE_SIZE, weights=None, head_units=16)
     out = model.predict(_images(2), verbose=0)
     assert out.shape == (2, 8)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
@@ -333,8 +339,8 @@ def test_every_backbone_builds_and_runs_at_minimum_size(backbone):
 
 
 def test_set_batchnorm_momentum_reaches_nested_backbone_layers():
-    model = M.build_model(M.model_spec(kind="transfer", backbone="MobileNetV2", image_size=32))
-    batchnorms = [layer for layer in M._walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    model = builders.build_model(builders.model_spec(kind="transfer", backbone="MobileNetV2", image_size=32))
+    batchnorms = [layer for layer in builders._walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert {layer.momentum for layer in batchnorms} >= {0.999}  # The application's own setting.
     assert finetune.set_batchnorm_momentum(model, 0.9) == len(batchnorms)
     assert {layer.momentum for layer in batchnorms} == {0.9}

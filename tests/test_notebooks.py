@@ -190,18 +190,18 @@ def test_baseline_metrics_model_and_figures(smoke_run):
     # The smoke profile trains 02 as "auto" resolves on this machine (bfloat16 under TensorFlow where the CPU computes
     # it); the spec says which, and the saved weights are a float32 copy (the next test rebuilds them in float32 and
     # gets the recorded accuracy).
-    from utils.training import mixed_precision as precision
+    from utils.training import mixed_precision
 
     assert smoke_parameters()["BASELINE_PRECISION"] == "auto"
     backend = json.loads((out_dir / "run.json").read_text())["backend"]
     spec = json.loads((out_dir / "models" / "02_baseline_cnn_baseline.json").read_text())
-    assert spec["training_precision"] == (precision.resolve("auto") if backend == "tensorflow" else "float32"), backend
+    assert spec["training_precision"] == (mixed_precision.resolve("auto") if backend == "tensorflow" else "float32"), backend
 
 
 def test_saved_models_rebuild_and_reproduce_their_metrics(smoke_run):
     """A model saved by either backend rebuilds from its JSON here and scores what its metrics say."""
     from utils import data, models
-    from utils.evaluation import metrics as evaluate
+    from utils.evaluation import metrics
 
     out_dir, _ = smoke_run
     images, labels = data.load_clean(out_dir)
@@ -210,7 +210,7 @@ def test_saved_models_rebuild_and_reproduce_their_metrics(smoke_run):
     for notebook, name in trained + [("03_pretrained_sweep", b) for b in smoke_parameters()["SWEEP_BACKBONES"]]:
         assert (out_dir / "models" / f"{notebook}_{name}.weights.h5").exists()
         model = models.load_model(out_dir / "models", f"{notebook}_{name}")
-        predicted = evaluate.predict_probabilities(model, images[validation]).argmax(axis=1)
+        predicted = metrics.predict_probabilities(model, images[validation]).argmax(axis=1)
         expected = json.loads((out_dir / "metrics" / f"{notebook}.json").read_text())["models"][name]["val_accuracy"]
         assert abs(float((predicted == labels[validation]).mean()) - expected) < 1e-6, (notebook, name)
 

@@ -9,8 +9,7 @@ import pytest
 from utils import models
 from utils.evaluation import tta
 from utils.synthetic import render_cells
-from utils.training import mixed_precision as precision
-from utils.training import recipe
+from utils.training import mixed_precision, recipe
 
 INTEL_WITHOUT_BFLOAT16 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx2 avx512f avx512bw avx512_vnni\n"
 AMD_WITH_BFLOAT16 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx2 avx512f avx512_vnni avx512_bf16\n"
@@ -24,29 +23,29 @@ SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 amx_
 def test_cpu_flags_decide_whether_bfloat16_is_native(tmp_path, cpuinfo, expected):
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo)
-    assert precision.cpu_computes_bfloat16(path) is expected
+    assert mixed_precision.cpu_computes_bfloat16(path) is expected
     # Without a GPU (gpus=[]), as on these machines: the CPU decides.
-    assert precision.resolve("auto", path, gpus=[]) == ("mixed_bfloat16" if expected else "float32")
+    assert mixed_precision.resolve("auto", path, gpus=[]) == ("mixed_bfloat16" if expected else "float32")
     # An explicit choice does not look at the CPU.
-    assert precision.resolve("float32", path) == "float32"
-    assert precision.resolve("mixed_bfloat16", path) == "mixed_bfloat16"
+    assert mixed_precision.resolve("float32", path) == "float32"
+    assert mixed_precision.resolve("mixed_bfloat16", path) == "mixed_bfloat16"
 
 
 def test_unreadable_cpuinfo_means_float32(tmp_path):
-    assert precision.cpu_computes_bfloat16(tmp_path / "missing") is False
-    assert precision.resolve("auto", tmp_path / "missing", gpus=[]) == "float32"
+    assert mixed_precision.cpu_computes_bfloat16(tmp_path / "missing") is False
+    assert mixed_precision.resolve("auto", tmp_path / "missing", gpus=[]) == "float32"
 
 
 def test_unknown_precision_is_one_sentence_naming_the_parameter():
     with pytest.raises(ValueError, match="FINAL_PRECISION must be one of float32, mixed_bfloat16, mixed_float16, auto"):
-        precision.check("bfloat16", "FINAL_PRECISION")
+        mixed_precision.check("bfloat16", "FINAL_PRECISION")
     with pytest.raises(ValueError, match="precision must be one of"):
         recipe.Recipe(model="resnet", precision="half")
 
 
 def test_policy_builds_bfloat16_layers_and_restores_the_global_policy(fresh_keras_session):
     before = keras.config.dtype_policy().name
-    with precision.policy("mixed_bfloat16") as resolved:
+    with mixed_precision.policy("mixed_bfloat16") as resolved:
         model = models.build_model(models.model_spec(kind="resnet", widths=(8, 16), blocks=(1, 1), input_norm="per_channel"), seed=0)
     assert resolved == "mixed_bfloat16" and keras.config.dtype_policy().name == before
     layers = {layer.name: layer for layer in model.layers}
@@ -57,7 +56,7 @@ def test_policy_builds_bfloat16_layers_and_restores_the_global_policy(fresh_kera
     output = model(np.zeros((2, 96, 96, 3), "float32"))
     assert keras.backend.standardize_dtype(output.dtype) == "float32"
     # The policy is restored when the block raises, too.
-    with pytest.raises(RuntimeError), precision.policy("mixed_bfloat16"):
+    with pytest.raises(RuntimeError), mixed_precision.policy("mixed_bfloat16"):
         raise RuntimeError("stop")
     assert keras.config.dtype_policy().name == before
 
@@ -101,7 +100,7 @@ def test_bfloat16_training_returns_a_float32_model_with_the_trained_weights(mode
 
 
 def test_the_baseline_cnn_keeps_its_scaling_and_probabilities_in_float32(fresh_keras_session):
-    with precision.policy("mixed_bfloat16"):
+    with mixed_precision.policy("mixed_bfloat16"):
         model = models.build_model(models.model_spec(kind="baseline", filters=(8,), dense_units=8, image_size=64), seed=0)
     layers = {layer.name: layer for layer in model.layers}
     assert layers["block1_conv"].compute_dtype == "bfloat16"

@@ -1,4 +1,4 @@
-"""benchmarks/profile_bench.py (`make bench`): the measures it reads from a finished run folder."""
+"""utils/tools/bench.py (`make bench`): the measures it reads from a finished run folder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.tools import bench as profile_bench
+from utils.tools import bench
 
 
 def finished_run(folder: Path, training_precision: str | None) -> Path:
@@ -45,7 +45,7 @@ def finished_run(folder: Path, training_precision: str | None) -> Path:
 
 @pytest.mark.parametrize("training_precision, expected", [("mixed_bfloat16", "mixed_bfloat16"), (None, "float32")])
 def test_measures_read_what_the_notebooks_recorded(tmp_path, training_precision, expected):
-    rows = {name: (value, unit) for name, value, unit in profile_bench.measures(finished_run(tmp_path, training_precision))}
+    rows = {name: (value, unit) for name, value, unit in bench.measures(finished_run(tmp_path, training_precision))}
     assert rows["clean_accuracy"] == (0.97, "fraction") and rows["clean_accuracy_tta"] == (0.98, "fraction")
     assert rows["unseen_corrupted_accuracy_tta"] == (0.89, "fraction")
     assert rows["shipped_setting"] == ("TTA", "name") and rows["corrupted_accuracy_shipped"] == (0.92, "fraction")
@@ -61,16 +61,16 @@ def test_a_run_that_did_not_finish_06_is_named(tmp_path):
     run = finished_run(tmp_path, None)
     (run / "metrics" / "06_submission.json").unlink()
     with pytest.raises(SystemExit, match="06_submission.json is missing"):
-        profile_bench.measures(run)
+        bench.measures(run)
 
 
 def test_machine_names_cores_and_bfloat16(monkeypatch):
-    from utils.training import mixed_precision as precision
+    from utils.training import mixed_precision
 
-    monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: True)
-    assert profile_bench.machine().endswith(" with bfloat16, " + profile_bench.platform.machine())
-    monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda *arguments: False)
-    assert "bfloat16" not in profile_bench.machine()
+    monkeypatch.setattr(mixed_precision, "cpu_computes_bfloat16", lambda *arguments: True)
+    assert bench.machine().endswith(" with bfloat16, " + bench.platform.machine())
+    monkeypatch.setattr(mixed_precision, "cpu_computes_bfloat16", lambda *arguments: False)
+    assert "bfloat16" not in bench.machine()
 
 
 def test_time_to_the_targets_reads_the_history_and_its_curve(tmp_path):
@@ -87,14 +87,14 @@ def test_time_to_the_targets_reads_the_history_and_its_curve(tmp_path):
         }
     )
     history.to_csv(run / "tables" / "05_history.csv", index=False)
-    rows = {name: value for name, value, _ in profile_bench.measures(run)}
+    rows = {name: value for name, value, _ in bench.measures(run)}
     assert rows["minutes_to_clean_0.97"] == 3.0 and rows["minutes_to_corrupted_0.92"] == 4.0
     # Without a curve, the corrupted target is unknown; a clean target never reached is null too.
     history.drop(columns="corrupted_probe_accuracy").assign(val_accuracy=0.9).to_csv(run / "tables" / "05_history.csv", index=False)
-    rows = {name: value for name, value, _ in profile_bench.measures(run)}
+    rows = {name: value for name, value, _ in bench.measures(run)}
     assert rows["minutes_to_clean_0.97"] is None and rows["minutes_to_corrupted_0.92"] is None
 
 
 def test_machine_names_the_cpu_model(monkeypatch):
-    monkeypatch.setattr(profile_bench, "cpu_model", lambda: "Example CPU 9000")
-    assert ": Example CPU 9000, " in profile_bench.machine()
+    monkeypatch.setattr(bench, "cpu_model", lambda: "Example CPU 9000")
+    assert ": Example CPU 9000, " in bench.machine()

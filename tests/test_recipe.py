@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 
 from utils import data, models, synthetic
-from utils.evaluation import corruptions, suites, tta
-from utils.evaluation import metrics as evaluate
-from utils.training import finetune, recipe
-from utils.training import phases as train
+from utils.evaluation import corruptions, metrics, suites, tta
+from utils.training import finetune, phases, recipe
 
 
 def tiny_split(per_class: int = 8, seed: int = 0) -> data.TrainingSplit:
@@ -31,14 +29,14 @@ class FakeModel:
 
 def test_validation_subset_is_exact_stratified_and_seeded():
     labels = np.repeat(np.arange(8), [10, 30, 5, 20, 7, 9, 40, 3])
-    subset = evaluate.validation_subset(labels, 64, seed=1)
+    subset = metrics.validation_subset(labels, 64, seed=1)
     assert len(subset) == 64 and len(np.unique(subset)) == 64 and (np.diff(subset) > 0).all()
     counts = np.bincount(labels[subset], minlength=8)
     expected = 64 * np.bincount(labels) / len(labels)
     assert np.all(np.abs(counts - expected) < 1.0)
-    assert np.array_equal(subset, evaluate.validation_subset(labels, 64, seed=1))
-    assert not np.array_equal(subset, evaluate.validation_subset(labels, 64, seed=2))
-    assert np.array_equal(evaluate.validation_subset(labels, 0), np.arange(len(labels)))
+    assert np.array_equal(subset, metrics.validation_subset(labels, 64, seed=1))
+    assert not np.array_equal(subset, metrics.validation_subset(labels, 64, seed=2))
+    assert np.array_equal(metrics.validation_subset(labels, 0), np.arange(len(labels)))
 
 
 def test_robustness_scores_every_kind_severity_and_view_set():
@@ -58,7 +56,7 @@ def test_robustness_scores_every_kind_severity_and_view_set():
         assert abs(row["accuracy"].iloc[0] - expected) < 1e-9
     clean = table[(table["kind"] == "clean") & (table["setting"] == "no TTA")]["accuracy"].iloc[0]
     assert abs(clean - (model(split.x_train).argmax(axis=1) == split.y_train).mean()) < 1e-9
-    summary = evaluate.robustness_summary(table)
+    summary = metrics.robustness_summary(table)
     no_tta = table[(table["setting"] == "no TTA") & (table["kind"] != "clean")]
     assert abs(summary["no TTA"]["corrupted_accuracy"] - no_tta["accuracy"].mean()) < 1e-9
     assert summary["no TTA"]["worst_kind"] in kinds
@@ -70,22 +68,22 @@ def test_training_fit_reads_the_gap_between_clean_training_and_validation_accura
     predicted_train = model(split.x_train).argmax(axis=1)
     predicted_validation = model(split.x_validation).argmax(axis=1)
     # Labels that the model gets all right on both sets: it fits.
-    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=predicted_validation)
+    fits = metrics.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=predicted_validation)
     assert fits["clean_train_accuracy"] == 1.0 and fits["clean_train_images"] == len(split.x_train) and abs(fits["fit_gap"]) < 1e-12
     assert "fits the training cells" in fits["fit_reading"]
     # Right on training, a quarter wrong on validation: it overfits.
     wrong_validation = predicted_validation.copy()
     wrong_validation[::4] = (wrong_validation[::4] + 1) % 8
-    overfits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=wrong_validation)
+    overfits = metrics.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=wrong_validation)
     assert overfits["fit_gap"] == pytest.approx(1.0 - (wrong_validation == predicted_validation).mean())
     assert "overfits" in overfits["fit_reading"]
     # The same quarter wrong on both: it underfits. A subset of 16 training images is stratified by label.
     wrong_train = predicted_train.copy()
     wrong_train[::4] = (wrong_train[::4] + 1) % 8
-    underfits = evaluate.training_fit(
+    underfits = metrics.training_fit(
         model, split.x_train, wrong_train, split.x_validation, y_validation=wrong_validation, max_images=16, seed=1
     )
-    indices = evaluate.validation_subset(wrong_train, 16, seed=1)
+    indices = metrics.validation_subset(wrong_train, 16, seed=1)
     assert underfits["clean_train_images"] == 16
     assert underfits["clean_train_accuracy"] == pytest.approx((predicted_train[indices] == wrong_train[indices]).mean())
     assert "underfits" in underfits["fit_reading"] and "(16 images)" in underfits["fit_reading"]
@@ -106,7 +104,7 @@ def test_training_fit_names_the_most_frequent_misses():
     assert len(called_first) == 3 and len(called_second) == 1
     labels[called_first], labels[called_second] = (first + 3) % 8, (second + 5) % 8
     names = [f"class{index}" for index in range(8)]
-    fit = evaluate.training_fit(model, split.x_train, labels, split.x_validation, y_validation=split.y_validation, class_names=names)
+    fit = metrics.training_fit(model, split.x_train, labels, split.x_validation, y_validation=split.y_validation, class_names=names)
     first_pair = {"label": f"class{(first + 3) % 8}", "predicted": f"class{first}", "images": 3}
     second_pair = {"label": f"class{(second + 5) % 8}", "predicted": f"class{second}", "images": 1}
     assert fit["train_confusions"] == [first_pair, second_pair]
@@ -114,7 +112,7 @@ def test_training_fit_names_the_most_frequent_misses():
     expected = f"class{(first + 3) % 8} as class{first} (3), class{(second + 5) % 8} as class{second} (1)"
     assert expected in fit["fit_reading"] and "(of 4)" in fit["fit_reading"]
     # A model that fits every cell names no misses.
-    fits = evaluate.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=split.y_validation)
+    fits = metrics.training_fit(model, split.x_train, predicted_train, split.x_validation, y_validation=split.y_validation)
     assert fits["train_confusions"] == [] and fits["train_missed"] == [] and "misses" not in fits["fit_reading"]
 
 
@@ -225,11 +223,13 @@ def test_train_phases_gives_each_phase_its_own_batch_size(fresh_keras_session):
 
         return Data()
 
-    phases = [
-        train.Phase("one", 1, batch_size=8, patience=None, reduce_lr_patience=None),
-        train.Phase("two", 1, batch_size=16, patience=None, reduce_lr_patience=None),
+    two_phases = [
+        phases.Phase("one", 1, batch_size=8, patience=None, reduce_lr_patience=None),
+        phases.Phase("two", 1, batch_size=16, patience=None, reduce_lr_patience=None),
     ]
-    records = train.train_phases(model, as_dataset, (split.x_validation, split.y_validation), phases, label_mode="categorical", verbose=0)
+    records = phases.train_phases(
+        model, as_dataset, (split.x_validation, split.y_validation), two_phases, label_mode="categorical", verbose=0
+    )
     assert requested == [8, 16]
     assert [len(record["history"]) for record in records] == [1, 1]
 
@@ -240,7 +240,7 @@ def test_view_table_scores_each_view_and_their_mean():
     right = eye[labels]
     wrong = eye[[1, 1, 1, 1]]
     per_view = {"identity": right, "flip_horizontal": wrong, "rotate_90": 0.6 * right + 0.4 * wrong}
-    table, together = evaluate.view_table(per_view, labels)
+    table, together = metrics.view_table(per_view, labels)
     assert list(table["views"]) == ["identity", "flip_horizontal", "rotate_90", "all 3 views"]
     np.testing.assert_allclose(table["val_accuracy"], [1.0, 0.25, 1.0, 1.0])
     assert together["val_accuracy"] == 1.0
@@ -254,12 +254,12 @@ def test_robustness_summary_splits_seen_and_unseen_kinds():
         rows.append(
             {"setting": "TTA", "kind": kind, "family": corruptions.FAMILIES[kind], "severity": 1, "accuracy": accuracy, "images": 4}
         )
-    summary = evaluate.robustness_summary(pd.DataFrame(rows), seen_kinds=["gaussian_noise", "contrast"])["TTA"]
+    summary = metrics.robustness_summary(pd.DataFrame(rows), seen_kinds=["gaussian_noise", "contrast"])["TTA"]
     assert summary["seen_corrupted_accuracy"] == pytest.approx(0.7)
     assert summary["unseen_corrupted_accuracy"] == pytest.approx(0.3)
     assert summary["corrupted_accuracy"] == pytest.approx(0.5)
     assert summary["worst_kind"] == "fog"
-    nothing_seen = evaluate.robustness_summary(pd.DataFrame(rows))["TTA"]
+    nothing_seen = metrics.robustness_summary(pd.DataFrame(rows))["TTA"]
     assert nothing_seen["seen_corrupted_accuracy"] is None and nothing_seen["unseen_corrupted_accuracy"] == pytest.approx(0.5)
 
 
@@ -305,7 +305,7 @@ def test_compact_resnet_input_norm_removes_what_it_promises(input_norm, change, 
 
 
 def test_describe_robustness_names_seen_and_unseen_and_survives_missing_means():
-    line = evaluate.describe_robustness(
+    line = metrics.describe_robustness(
         {
             "clean_accuracy": 0.95,
             "corrupted_accuracy": 0.7,

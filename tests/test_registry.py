@@ -11,8 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from utils import config
-from utils import models as M
+from utils import config, models
 from utils.models import registry
 from utils.runner import parameters
 from utils.training import recipe
@@ -68,20 +67,20 @@ def test_every_registered_kind_has_tiny_settings_and_a_builder():
 @pytest.mark.parametrize("kind, backbone", CASES)
 def test_each_kind_rebuilds_from_its_saved_spec(kind, backbone, tmp_path, fresh_keras_session):
     settings = dict(TINY[kind], **({"backbone": backbone} if backbone else {}))
-    spec = M.model_spec(kind, **settings)
-    model = M.build_model(spec, seed=0)
-    M.save_model(model, spec, tmp_path, "model")
+    spec = models.model_spec(kind, **settings)
+    model = models.build_model(spec, seed=0)
+    models.save_model(model, spec, tmp_path, "model")
     saved = json.loads((tmp_path / "model.json").read_text())
     assert saved == json.loads(json.dumps(spec))
-    rebuilt = M.load_model(tmp_path, "model")
+    rebuilt = models.load_model(tmp_path, "model")
     assert _structure(rebuilt) == _structure(model)
     images = _images()
     np.testing.assert_array_equal(rebuilt.predict(images, verbose=0), model.predict(images, verbose=0))
 
 
 def test_a_spec_without_its_settings_builds_the_registered_defaults(fresh_keras_session):
-    minimal = M.build_model({"kind": "resnet", "widths": [4, 8], "blocks": [1, 1]}, seed=0)
-    full = M.build_model(M.model_spec("resnet", widths=(4, 8), blocks=(1, 1)), seed=0)
+    minimal = models.build_model({"kind": "resnet", "widths": [4, 8], "blocks": [1, 1]}, seed=0)
+    full = models.build_model(models.model_spec("resnet", widths=(4, 8), blocks=(1, 1)), seed=0)
     assert _structure(minimal) == _structure(full)
     assert minimal.get_layer("dropout").rate == registry.defaults("resnet")["dropout"]
     assert minimal.get_layer("stem_bn").momentum == registry.defaults("resnet")["bn_momentum"]
@@ -100,7 +99,7 @@ def test_a_spec_saved_by_earlier_runs_rebuilds_with_its_own_settings(fresh_keras
         "spec_version": 1,
         "recipe": {"model": "baseline"},
     }
-    model = M.build_model(old, seed=0)
+    model = models.build_model(old, seed=0)
     assert model.get_layer("dropout").rate == 0.2
     assert model.get_layer("block1_bn").momentum == 0.99
     assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [4, 8]
@@ -113,7 +112,7 @@ def test_recipe_and_spec_defaults_come_from_the_registry():
     assert tuple(default.widths) == registry.defaults("resnet")["widths"]
     assert default.head_units == registry.defaults("transfer")["head_units"]
     for name, entry in registry.KINDS.items():
-        spec = M.model_spec(name)
+        spec = models.model_spec(name)
         for key, value in entry.defaults.items():
             if key not in entry.omitted_when_default:
                 assert spec[key] == (list(value) if isinstance(value, tuple) else value), (name, key)
@@ -121,9 +120,9 @@ def test_recipe_and_spec_defaults_come_from_the_registry():
 
 def test_unknown_kinds_and_models_name_the_registered_ones():
     with pytest.raises(ValueError, match="registered kinds are 'baseline', 'resnet', 'convnext', 'transfer'"):
-        M.model_spec("vit")
+        models.model_spec("vit")
     with pytest.raises(ValueError, match="Model spec has unknown kind 'vit'; the registered kinds are"):
-        M.build_model({"kind": "vit"})
+        models.build_model({"kind": "vit"})
     with pytest.raises(ValueError, match="Unknown model 'vit'; choose 'baseline', 'resnet', 'convnext' or a backbone: MobileNetV2"):
         recipe.Recipe(model="vit")
     with pytest.raises(ValueError, match="FINAL_MODEL names unknown model 'vit'; choose 'baseline'"):

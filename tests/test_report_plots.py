@@ -15,14 +15,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from utils import config  # noqa: E402
-from utils.report import document as report  # noqa: E402
-from utils.report import plots
+from utils.report import document, plots  # noqa: E402
 
 
 def test_markdown_table_cuts_long_tables(tmp_path):
     path = tmp_path / "01_big.csv"
     pd.DataFrame({"a": range(30), "b": ["x|y"] * 30}).to_csv(path, index=False)
-    text = report.markdown_table(path, max_rows=5)
+    text = document.markdown_table(path, max_rows=5)
     lines = text.splitlines()
     assert lines[0] == "| a | b |"
     assert lines[2] == "| 0 | x\\|y |"
@@ -30,16 +29,16 @@ def test_markdown_table_cuts_long_tables(tmp_path):
 
 
 def test_humanize():
-    assert report.humanize("01_class_counts") == "Class counts"
-    assert report.humanize("notes") == "Notes"
+    assert document.humanize("01_class_counts") == "Class counts"
+    assert document.humanize("notes") == "Notes"
 
 
 def test_units():
-    assert report.percent(0.1364) == "13.6 %" and report.percent(None) is None and report.percent("x") is None
-    assert report.score(0.25) == "0.250"
-    assert report.count(1764) == "1,764 images" and report.count(1, "epochs") == "1 epoch"
-    assert report.seconds(4.24) == "4.2 s" and report.seconds(185) == "3 min 05 s"
-    assert report.parameters(2621384) == "2.62 M parameters"
+    assert document.percent(0.1364) == "13.6 %" and document.percent(None) is None and document.percent("x") is None
+    assert document.score(0.25) == "0.250"
+    assert document.count(1764) == "1,764 images" and document.count(1, "epochs") == "1 epoch"
+    assert document.seconds(4.24) == "4.2 s" and document.seconds(185) == "3 min 05 s"
+    assert document.parameters(2621384) == "2.62 M parameters"
 
 
 def dotted_keys(payload, prefix=""):
@@ -129,7 +128,7 @@ def section(text, heading):
 
 def test_report_shows_headlines_with_units_figures_and_tables_in_notebook_order(tmp_path):
     state, metrics = fake_run(tmp_path)
-    text = report.write_report(tmp_path, state).read_text()
+    text = document.write_report(tmp_path, state).read_text()
     first = section(text, "01_first")
     assert "| Images in | 100 images |" in first
     assert "| Kept | 90 images (90.0 %) |" in first
@@ -163,7 +162,7 @@ def test_report_shows_headlines_with_units_figures_and_tables_in_notebook_order(
 def test_report_says_which_notebooks_failed_did_not_run_or_wrote_nothing(tmp_path):
     state, _ = fake_run(tmp_path)
     (tmp_path / "metrics" / "03_sweep.json").unlink()
-    text = report.write_report(tmp_path, state).read_text()
+    text = document.write_report(tmp_path, state).read_text()
     assert "**Failed** after 3.5 s: the traceback is in `04_study.ipynb`." in section(text, "04_study")
     assert "**Did not run** (status: pending)." in section(text, "05_final")
     assert "`metrics/03_sweep.json` is missing" in section(text, "03_sweep")
@@ -174,14 +173,14 @@ def test_report_says_which_notebooks_failed_did_not_run_or_wrote_nothing(tmp_pat
     assert "[metrics/07_extra.json](metrics/07_extra.json)" in extra
     # A metrics file that is not JSON at all.
     (tmp_path / "metrics" / "02_model.json").write_text("{not json")
-    text = report.write_report(tmp_path, state).read_text()
+    text = document.write_report(tmp_path, state).read_text()
     assert "`metrics/02_model.json` could not be read" in section(text, "02_model")
 
 
 def test_html_report_is_one_self_contained_file(tmp_path):
     state, _ = fake_run(tmp_path)
-    report.write_report(tmp_path, state)
-    page = report.html_path(tmp_path).read_text()
+    document.write_report(tmp_path, state)
+    page = document.html_path(tmp_path).read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     sources = re.findall(r"""src=["']([^"']+)""", page)
     assert len(sources) == 2 and all(source.startswith("data:image/png;base64,") for source in sources)
@@ -195,7 +194,7 @@ def test_html_report_is_one_self_contained_file(tmp_path):
 
 
 def test_render_inline_handles_the_markup_the_report_writes():
-    assert report.render_inline("a `x<y>` **b** [c](d.json) _e_ snake_case") == (
+    assert document.render_inline("a `x<y>` **b** [c](d.json) _e_ snake_case") == (
         'a <code>x&lt;y&gt;</code> <strong>b</strong> <a href="d.json">c</a> <em>e</em> snake_case'
     )
 
@@ -301,7 +300,7 @@ def test_the_report_opens_with_a_verdict_read_from_the_metrics(tmp_path):
     assert rows["corrupted validation accuracy, as shipped (TTA)"] == "0.921"
     assert rows["baseline CNN (02), clean"] == "0.450; gain +0.520" and rows["run time"] == "3 min 05 s for 1 of 2 notebooks"
     assert "ships" not in rows
-    text = report.render_markdown(verdict.verdict_blocks(tmp_path, state))
+    text = document.render_markdown(verdict.verdict_blocks(tmp_path, state))
     assert "no submission yet" in text
     check = {"environment": "platform", "keras": "3.4.1", "zip_megabytes": 1.2, "agreement": 1.0}
     write_json(
@@ -317,8 +316,8 @@ def test_the_report_opens_with_a_verdict_read_from_the_metrics(tmp_path):
     assert rows["ships"] == "05_finetune_tta:final with TTA views identity, flip_horizontal"
     assert rows["submission.zip"].startswith("1.2 MB; loads and predicts in the platform's stack (Keras 3.4.1)")
     assert rows["clean validation accuracy, as shipped"] == "0.975" and rows["baseline CNN (02), clean"].endswith("gain +0.525")
-    document = report.render_markdown(report.report_blocks(tmp_path, state))
-    assert document.index("## Verdict") < document.index("| notebook | status | time |")
+    markdown = document.render_markdown(document.report_blocks(tmp_path, state))
+    assert markdown.index("## Verdict") < markdown.index("| notebook | status | time |")
 
 
 def _robustness_rows():

@@ -1,4 +1,4 @@
-"""The learning-rate schedule and weight averaging of `train.Phase` (cosine with warm-up, EMA)."""
+"""The learning-rate schedule and weight averaging of `phases.Phase` (cosine with warm-up, EMA)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from utils.training import phases as train
+from utils.training import phases
 
 pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
@@ -31,14 +31,14 @@ def cosine_phase(**overrides):
     """Four epochs at batch 16, peak rate 0.01 after one warm-up epoch, no early stopping or plateaus."""
     settings = dict(epochs=4, batch_size=16, learning_rate=1e-2, schedule="cosine", warmup_epochs=1, patience=None, reduce_lr_patience=None)
     settings.update(overrides)
-    return train.Phase("train", **settings)
+    return phases.Phase("train", **settings)
 
 
 def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
-    curve = [train.cosine_learning_rate(p, 1e-3, 1e-5, epochs=10, warmup_epochs=2) for p in np.linspace(0, 10, 101)]
+    curve = [phases.cosine_learning_rate(p, 1e-3, 1e-5, epochs=10, warmup_epochs=2) for p in np.linspace(0, 10, 101)]
     assert curve[0] == pytest.approx(1e-4)
-    assert train.cosine_learning_rate(2, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx(1e-3)
-    assert train.cosine_learning_rate(6, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert phases.cosine_learning_rate(2, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx(1e-3)
+    assert phases.cosine_learning_rate(6, 1e-3, 1e-5, 10, warmup_epochs=2) == pytest.approx((1e-3 + 1e-5) / 2)
     assert curve[-1] == pytest.approx(1e-5)
     warmup, decay = np.array(curve[:21]), np.array(curve[20:])
     assert (np.diff(warmup) > 0).all() and (np.diff(decay) < 0).all()
@@ -48,9 +48,9 @@ def test_cosine_phase_sets_the_rate_of_every_epoch_and_ignores_plateaus():
     x, y = tiny_data()
     # A plateau patience of 1 would halve the rate if the schedule let it.
     phase = cosine_phase(min_lr=1e-4, reduce_lr_patience=1)
-    record = train.train_phases(tiny_model(), (x, y), (x, y), [phase], seed=0, verbose=0)[0]
+    record = phases.train_phases(tiny_model(), (x, y), (x, y), [phase], seed=0, verbose=0)[0]
     rates = [row["lr"] for row in record["history"]]
-    expected = [train.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, warmup_epochs=1) for epoch in range(4)]
+    expected = [phases.cosine_learning_rate(epoch, 1e-2, 1e-4, 4, warmup_epochs=1) for epoch in range(4)]
     assert rates == pytest.approx(expected, rel=1e-5)
 
 
@@ -60,10 +60,10 @@ def test_ema_phase_ends_with_the_averaged_weights():
     def final_change(ema_momentum):
         model = tiny_model()
         start = [np.array(w) for w in model.get_weights()]
-        phase = train.Phase(
+        phase = phases.Phase(
             "train", epochs=8, batch_size=8, learning_rate=5e-2, patience=None, reduce_lr_patience=None, ema_momentum=ema_momentum
         )
-        train.train_phases(model, (x, y), (x, y), [phase], seed=0, verbose=0)
+        phases.train_phases(model, (x, y), (x, y), [phase], seed=0, verbose=0)
         return sum(float(np.abs(w - s).sum()) for w, s in zip(model.get_weights(), start))
 
     moved = final_change(None)
@@ -77,7 +77,7 @@ def test_ema_phase_ends_with_the_averaged_weights():
 @pytest.mark.parametrize("settings", [{"schedule": "linear"}, {"schedule": "cosine", "warmup_epochs": 5}, {"ema_momentum": 1.5}])
 def test_phase_rejects_bad_schedule_settings(settings):
     with pytest.raises(ValueError, match="Phase 'train'"):
-        train.Phase("train", epochs=5, **settings)
+        phases.Phase("train", epochs=5, **settings)
 
 
 class KillAfter(keras.callbacks.Callback):
@@ -100,13 +100,13 @@ def test_killed_cosine_ema_phase_resumes_to_the_same_averaged_weights(tmp_path):
         return cosine_phase(ema_momentum=0.9)
 
     reference_model = tiny_model()
-    reference = train.train_phases(reference_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "reference", seed=0, verbose=0)[0]
+    reference = phases.train_phases(reference_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "reference", seed=0, verbose=0)[0]
     with pytest.raises(KeyboardInterrupt):
-        train.train_phases(
+        phases.train_phases(
             tiny_model(), (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "run", seed=0, callbacks=[KillAfter(2)], verbose=0
         )
     resumed_model = tiny_model(seed=5)  # another initialisation: the checkpoint must replace it
-    resumed = train.train_phases(resumed_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "run", seed=0, verbose=0)[0]
+    resumed = phases.train_phases(resumed_model, (x, y), (x, y), [phase()], checkpoint_dir=tmp_path / "run", seed=0, verbose=0)[0]
     assert resumed["resumed_at_epoch"] == 3
     assert [row["lr"] for row in resumed["history"]] == pytest.approx([row["lr"] for row in reference["history"]])
     # Same data order (fit's shuffle is seeded), same raw weights and averages restored: the same final average.

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from utils import config, models, runner, submission, synthetic
-from utils.evaluation import metrics as evaluate
-from utils.evaluation import tta
+from utils.evaluation import metrics, tta
 from utils.submission import export
 from utils.training import recipe
 
@@ -23,7 +22,7 @@ def tiny_run(tmp_path_factory):
     spec = models.model_spec(kind="baseline", filters=(8, 16))
     model = models.build_model(spec, seed=0)
     models.save_model(model, spec, paths.models_dir, "02_baseline_cnn_baseline")
-    evaluate.record_model_metrics(
+    metrics.record_model_metrics(
         paths.metrics_json("02_baseline_cnn"), "02_baseline_cnn", "baseline", {"val_accuracy": 0.5, "val_macro_f1": 0.4}
     )
     images = synthetic.render_cells(np.arange(24) % 8, np.random.default_rng(0))

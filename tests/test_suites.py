@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from utils import synthetic
-from utils.evaluation import corruptions, final_scores, suites, tta
-from utils.evaluation import metrics as evaluate
+from utils.evaluation import corruptions, final_scores, metrics, suites, tta
 
 KINDS, SEVERITIES = ["gaussian_noise", "stain_shift"], [1, 4]
 
@@ -80,7 +79,7 @@ def test_a_suite_larger_than_the_memory_limit_corrupts_on_every_pass_with_the_sa
 def test_the_suite_from_the_validation_split_is_the_stratified_subset(cells):
     images, labels = cells
     suite = suites.CorruptionSuite.from_validation(images, labels, images=16, kinds=["all"], severities=[5], seed=2)
-    indices = evaluate.validation_subset(labels, 16, 2)
+    indices = metrics.validation_subset(labels, 16, 2)
     assert np.array_equal(suite.indices, indices) and np.array_equal(suite.labels, labels[indices])
     assert (
         suite.kinds == list(corruptions.CORRUPTIONS) and "16 validation images under 26 corruption kinds x 1 severity (" in suite.describe()
@@ -149,7 +148,7 @@ def test_05_scores_each_image_once_per_model_and_view_and_every_setting_on_the_s
     # The whole suite's reading is that of every image without views, as 04 scores its cells.
     whole_table = suites.robustness([CountingModel()], suite, progress=False)
     assert scores.whole_suite["corrupted_accuracy"] == pytest.approx(
-        evaluate.robustness_summary(whole_table)["no TTA"]["corrupted_accuracy"]
+        metrics.robustness_summary(whole_table)["no TTA"]["corrupted_accuracy"]
     )
     assert whole_table[(whole_table["kind"] == "gaussian_noise") & (whole_table["severity"] == 1)]["accuracy"].iloc[0] == pytest.approx(
         whole

@@ -17,9 +17,8 @@ import keras
 import numpy as np
 import pytest
 
-from utils import models as M
-from utils.training import finetune
-from utils.training import phases as T
+from utils import models
+from utils.training import finetune, phases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -40,50 +39,50 @@ def bright_dark(count: int, seed: int = 0, one_hot: bool = False):
 
 
 def tiny_model(seed: int = 0):
-    return M.build_baseline_cnn(filters=(4, 8), dense_units=8, dropout=0.0, seed=seed, bn_momentum=0.5)
+    return models.build_baseline_cnn(filters=(4, 8), dense_units=8, dropout=0.0, seed=seed, bn_momentum=0.5)
 
 
 # --------------------------------------------------------------------------------------------
 def test_set_seeds_makes_numpy_and_python_repeatable():
     import random
 
-    T.set_seeds(5)
+    phases.set_seeds(5)
     a = (random.random(), np.random.rand())
-    T.set_seeds(5)
+    phases.set_seeds(5)
     assert (random.random(), np.random.rand()) == a
 
 
 @pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("AdamW", "AdamW"), ("LION", "Lion"), ("sgd", "SGD")])
 def test_make_optimizer_by_name(name, cls):
-    optimizer = T.make_optimizer(name, 3e-4, weight_decay=0.01)
+    optimizer = phases.make_optimizer(name, 3e-4, weight_decay=0.01)
     assert type(optimizer).__name__ == cls
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(3e-4)
     assert optimizer.weight_decay == pytest.approx(0.01)
 
 
 def test_sgd_takes_nesterov_momentum():
-    optimizer = T.make_optimizer("SGD", 0.05, weight_decay=5e-4, ema_momentum=0.999)
+    optimizer = phases.make_optimizer("SGD", 0.05, weight_decay=5e-4, ema_momentum=0.999)
     assert optimizer.momentum == pytest.approx(0.9) and optimizer.nesterov is True
     assert optimizer.use_ema and optimizer.weight_decay == pytest.approx(5e-4)
 
 
 def test_make_optimizer_unknown_lists_choices():
     with pytest.raises(ValueError, match="adam, adamw, lion, sgd"):
-        T.make_optimizer("rmsprop", 0.1)
+        phases.make_optimizer("rmsprop", 0.1)
 
 
 def test_phase_validation_and_report_phases():
     with pytest.raises(ValueError, match="Unknown phase setting"):
-        T.Phase.from_dict({"name": "x", "epochs": 1, "learning_rat": 0.1})
+        phases.Phase.from_dict({"name": "x", "epochs": 1, "learning_rat": 0.1})
     with pytest.raises(ValueError, match="trainable"):
-        T.Phase("x", 1, trainable="backbone")
+        phases.Phase("x", 1, trainable="backbone")
     with pytest.raises(ValueError, match="optimizer"):
-        T.Phase("x", 1, optimizer="rmsprop")
-    transfer, fine_tune = T.report_phases(pretrained=True, epochs=200)
+        phases.Phase("x", 1, optimizer="rmsprop")
+    transfer, fine_tune = phases.report_phases(pretrained=True, epochs=200)
     assert (transfer.trainable, transfer.batch_size, transfer.epochs) == ("head", 64, 200)
     assert (fine_tune.trainable, fine_tune.batch_size, fine_tune.frozen_layers) == ("fine_tune", 32, 124)
     assert fine_tune.learning_rate < transfer.learning_rate and transfer.optimizer == "adamw"
-    (scratch,) = T.report_phases(pretrained=False)
+    (scratch,) = phases.report_phases(pretrained=False)
     assert scratch.trainable == "all"
 
 
@@ -92,8 +91,8 @@ def test_tiny_model_learns_separable_task(one_hot, capsys):
     x, y = bright_dark(96, seed=1, one_hot=one_hot)
     xv, yv = bright_dark(32, seed=2, one_hot=one_hot)
     model = tiny_model()
-    phase = T.Phase("train", epochs=4, batch_size=16, optimizer="adam", learning_rate=1e-2, patience=None, reduce_lr_patience=None)
-    (result,) = T.train_phases(model, (x, y), (xv, yv), [phase], seed=0, verbose=0)
+    phase = phases.Phase("train", epochs=4, batch_size=16, optimizer="adam", learning_rate=1e-2, patience=None, reduce_lr_patience=None)
+    (result,) = phases.train_phases(model, (x, y), (xv, yv), [phase], seed=0, verbose=0)
     assert result["epochs_run"] == 4
     assert set(result["history"][0]) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     labels = np.argmax(yv, axis=1) if one_hot else yv
@@ -117,8 +116,8 @@ def test_label_smoothing_is_applied(one_hot):
     x, y = bright_dark(32, one_hot=one_hot)
     labels = np.argmax(y, axis=1) if one_hot else y
     model = tiny_model()
-    phase = T.Phase("train", epochs=2, batch_size=16, optimizer="adam", learning_rate=1e-2, patience=None, reduce_lr_patience=None)
-    (result,) = T.train_phases(model, (x, y), (x, y), [phase], seed=0, label_smoothing=0.4, verbose=0)
+    phase = phases.Phase("train", epochs=2, batch_size=16, optimizer="adam", learning_rate=1e-2, patience=None, reduce_lr_patience=None)
+    (result,) = phases.train_phases(model, (x, y), (x, y), [phase], seed=0, label_smoothing=0.4, verbose=0)
     val_loss = result["history"][-1]["val_loss"]
     probabilities = np.asarray(model.predict(x, verbose=0), dtype="float64")
     smoothed, plain = cross_entropy(probabilities, labels, 0.4), cross_entropy(probabilities, labels)
@@ -155,7 +154,7 @@ class AtTrainBegin(keras.callbacks.Callback):
             {
                 "optimizer": [np.array(keras.ops.convert_to_numpy(v)) for v in self.model.optimizer.variables],
                 "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
-                "lr": T.current_learning_rate(self.model),
+                "lr": phases.current_learning_rate(self.model),
             }
         )
 
@@ -178,7 +177,7 @@ def plateau_phase(**overrides):
         min_lr=1e-9,
     )
     values.update(overrides)
-    return T.Phase(**values)
+    return phases.Phase(**values)
 
 
 def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys):
@@ -186,15 +185,15 @@ def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys)
     xv, yv = bright_dark(16, seed=4)
     steps = 64 // 16
 
-    reference = T.train_phases(tiny_model(), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=tmp_path / "reference", verbose=0)[0]
+    reference = phases.train_phases(tiny_model(), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=tmp_path / "reference", verbose=0)[0]
     assert reference["epochs_run"] == 4 and reference["stopped_early"]
     assert [row["lr"] for row in reference["history"]] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
     run_dir = tmp_path / "run"
     killer = KillAfter(2)
     with pytest.raises(KeyboardInterrupt):
-        T.train_phases(tiny_model(seed=1), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[killer], verbose=0)
-    state = json.loads((run_dir / T.CHECKPOINT_FILE).read_text())
+        phases.train_phases(tiny_model(seed=1), (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[killer], verbose=0)
+    state = json.loads((run_dir / phases.CHECKPOINT_FILE).read_text())
     assert (state["phase"], state["epoch"], state["phase_done"], state["iterations"]) == (0, 1, False, 2 * steps)
     assert state["early_stopping"]["wait"] == 1 and state["early_stopping"]["best_epoch"] == 0
     assert state["learning_rate"] == pytest.approx(5e-4)  # halved at the end of epoch 2
@@ -206,7 +205,7 @@ def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys)
     probe = AtTrainBegin()
     capsys.readouterr()
     fresh = tiny_model(seed=2)  # different init: the checkpoint must replace it
-    resumed = T.train_phases(fresh, (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[probe], verbose=0)[0]
+    resumed = phases.train_phases(fresh, (x, y), (xv, yv), [plateau_phase()], checkpoint_dir=run_dir, callbacks=[probe], verbose=0)[0]
     assert "Resuming from" in capsys.readouterr().out
 
     begin = probe.snapshots[0]
@@ -225,24 +224,24 @@ def test_resume_restores_epoch_optimizer_lr_and_callback_state(tmp_path, capsys)
     for now, best in zip(fresh.get_weights(), killer.weights_by_epoch[0]):
         np.testing.assert_array_equal(now, best)
 
-    final = json.loads((run_dir / T.CHECKPOINT_FILE).read_text())
+    final = json.loads((run_dir / phases.CHECKPOINT_FILE).read_text())
     assert final["phase_done"] and final["epoch"] == 3
     leftovers = sorted(p.name for p in run_dir.iterdir())
-    assert leftovers == sorted([T.CHECKPOINT_FILE, final["weights"]])
+    assert leftovers == sorted([phases.CHECKPOINT_FILE, final["weights"]])
 
 
 def test_resume_skips_finished_phase_and_continues_the_next(tmp_path, capsys):
     x, y = bright_dark(32, seed=5)
-    phases = [
-        T.Phase("first", epochs=2, batch_size=16, optimizer="adam", patience=None, reduce_lr_patience=None),
-        T.Phase("second", epochs=3, batch_size=16, optimizer="adamw", learning_rate=1e-4, patience=None, reduce_lr_patience=None),
+    two_phases = [
+        phases.Phase("first", epochs=2, batch_size=16, optimizer="adam", patience=None, reduce_lr_patience=None),
+        phases.Phase("second", epochs=3, batch_size=16, optimizer="adamw", learning_rate=1e-4, patience=None, reduce_lr_patience=None),
     ]
     with pytest.raises(KeyboardInterrupt):
-        T.train_phases(tiny_model(), (x, y), (x, y), phases, checkpoint_dir=tmp_path, callbacks=[KillAfter(3)], verbose=0)
-    state = json.loads((tmp_path / T.CHECKPOINT_FILE).read_text())
+        phases.train_phases(tiny_model(), (x, y), (x, y), two_phases, checkpoint_dir=tmp_path, callbacks=[KillAfter(3)], verbose=0)
+    state = json.loads((tmp_path / phases.CHECKPOINT_FILE).read_text())
     assert (state["phase"], state["epoch"], state["iterations"]) == (1, 0, 2)
     capsys.readouterr()
-    first, second = T.train_phases(tiny_model(seed=9), (x, y), (x, y), phases, checkpoint_dir=tmp_path, verbose=0)
+    first, second = phases.train_phases(tiny_model(seed=9), (x, y), (x, y), two_phases, checkpoint_dir=tmp_path, verbose=0)
     out = capsys.readouterr().out
     assert "Phase 1/2 first: already finished (2 epochs)" in out
     assert first["epochs_run"] == 2 and first["resumed_at_epoch"] is None
@@ -252,20 +251,20 @@ def test_resume_skips_finished_phase_and_continues_the_next(tmp_path, capsys):
 
 def test_checkpoint_of_other_phases_is_refused(tmp_path):
     x, y = bright_dark(16)
-    phase = T.Phase("a", epochs=1, batch_size=16, patience=None, reduce_lr_patience=None)
-    T.train_phases(tiny_model(), (x, y), (x, y), [phase], checkpoint_dir=tmp_path, verbose=0)
+    phase = phases.Phase("a", epochs=1, batch_size=16, patience=None, reduce_lr_patience=None)
+    phases.train_phases(tiny_model(), (x, y), (x, y), [phase], checkpoint_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match="new checkpoint directory"):
-        T.train_phases(tiny_model(), (x, y), (x, y), [T.Phase("b", epochs=1, batch_size=16)], checkpoint_dir=tmp_path, verbose=0)
+        phases.train_phases(tiny_model(), (x, y), (x, y), [phases.Phase("b", epochs=1, batch_size=16)], checkpoint_dir=tmp_path, verbose=0)
 
 
 # --------------------------------------------------------------------------------------------
 # Both backends, in subprocesses: a transfer model, two phases, a real SIGKILL, then resume.
 def _worker(directory: str, stage: str) -> None:
     x, y = bright_dark(32, seed=7)
-    model = M.build_transfer_model("MobileNetV2", image_size=32, weights=None, head_units=8, seed=0)
-    phases = [
-        T.Phase("transfer", epochs=1, batch_size=16, optimizer="adamw", trainable="head", patience=None, reduce_lr_patience=None),
-        T.Phase(
+    model = models.build_transfer_model("MobileNetV2", image_size=32, weights=None, head_units=8, seed=0)
+    two_phases = [
+        phases.Phase("transfer", epochs=1, batch_size=16, optimizer="adamw", trainable="head", patience=None, reduce_lr_patience=None),
+        phases.Phase(
             "fine_tune",
             epochs=3,
             batch_size=16,
@@ -287,7 +286,7 @@ def _worker(directory: str, stage: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks = [HardKill()] if stage == "first" else []
-    results = T.train_phases(model, (x, y), (x, y), phases, checkpoint_dir=directory, callbacks=callbacks, verbose=0)
+    results = phases.train_phases(model, (x, y), (x, y), two_phases, checkpoint_dir=directory, callbacks=callbacks, verbose=0)
     summary = {
         "backend": keras.backend.backend(),
         "epochs": [[row["epoch"] for row in r["history"]] for r in results],
@@ -319,7 +318,7 @@ def test_backend_train_kill_resume_in_subprocess(backend, tmp_path):
         pytest.importorskip("torch")
     first = _run_worker(backend, tmp_path, "first")
     assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
-    state = json.loads((tmp_path / T.CHECKPOINT_FILE).read_text())
+    state = json.loads((tmp_path / phases.CHECKPOINT_FILE).read_text())
     assert (state["phase"], state["epoch"], state["phase_done"]) == (1, 0, False)
     second = _run_worker(backend, tmp_path, "resume")
     assert second.returncode == 0, second.stdout + second.stderr

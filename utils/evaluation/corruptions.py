@@ -182,7 +182,7 @@ def _load_imagecorruptions() -> dict:
     try:
         with warnings.catch_warnings():  # it imports from the deprecated `scipy.ndimage.interpolation`
             warnings.simplefilter("ignore", DeprecationWarning)
-            from imagecorruptions import corruptions as module
+            from imagecorruptions import corruptions
     finally:
         if previous is None:
             sys.modules.pop("pkg_resources", None)
@@ -193,15 +193,15 @@ def _load_imagecorruptions() -> dict:
     numpy_compat.float_ = np.float64
     skimage_compat = types.SimpleNamespace(color=skimage.color, util=types.SimpleNamespace(random_noise=_random_noise))
     namespace = dict(
-        vars(module),
+        vars(corruptions),
         np=numpy_compat,
         sk=skimage_compat,
         gaussian=_gaussian,
         cv2=_Cv2WithCachedReads("cv2"),
         resource_filename=stand_in.resource_filename,
     )
-    for name, value in vars(module).items():
-        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+    for name, value in vars(corruptions).items():
+        if isinstance(value, types.FunctionType) and value.__module__ == corruptions.__name__:
             namespace[name] = types.FunctionType(value.__code__, namespace, name, value.__defaults__)
     return {kind: namespace[kind] for kind in IMAGENET_C}
 

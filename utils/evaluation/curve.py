@@ -15,8 +15,7 @@ import time
 import keras
 import numpy as np
 
-from utils.evaluation import corruptions
-from utils.evaluation import metrics as evaluate
+from utils.evaluation import corruptions, metrics
 
 # The probe's images and corruptions are drawn with this seed whatever seed the model trains with, so that the curves
 # of two trainings of one recipe (`recipe_search --training-seed`) read the same probe. Its 32 validation images are
@@ -28,7 +27,7 @@ PROBE_SEED = 42
 def corrupted_probe_set(x_validation, y_validation, images_per_cell: int = 32, seed: int = PROBE_SEED):
     """The probe's images and labels: the same stratified `images_per_cell` validation images under every kind and
     severity of the corruption suite (26 kinds x 5 severities: 4,160 images at 32)."""
-    indices = evaluate.validation_subset(y_validation, images_per_cell, seed)
+    indices = metrics.validation_subset(y_validation, images_per_cell, seed)
     x, y = np.asarray(x_validation)[indices], np.asarray(y_validation)[indices]
     batches = [corruptions.corrupt(x, kind, severity, seed) for kind in corruptions.CORRUPTIONS for severity in corruptions.SEVERITIES]
     return np.concatenate(batches), np.tile(y, len(batches))

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utils.evaluation import metrics as evaluation_metrics
-from utils.evaluation import suites, tta
+from utils.evaluation import metrics, suites, tta
 
 # The setting that averages only the views that move pixels (flips, rotations, transposes).
 GEOMETRIC_SETTING = "TTA, flips and rotations"
@@ -78,7 +77,7 @@ def score_final(
     predicted = suites.predict_suite(suite, scorers, progress=progress)
     final = predicted[FINAL]
     whole_table = suites.accuracy_table(suite, {"no TTA": suites.setting_probabilities(final, ["identity"])})
-    whole_suite = {**evaluation_metrics.robustness_summary(whole_table, seen_kinds)["no TTA"], "images": suite.image_count}
+    whole_suite = {**metrics.robustness_summary(whole_table, seen_kinds)["no TTA"], "images": suite.image_count}
     # Clean accuracy is read on the whole validation split, as for every setting below.
     whole_suite["clean_accuracy"] = clean_accuracy(clean["per_view"], ["identity"], clean["labels"])
     if compared is not suite:
@@ -93,14 +92,14 @@ def score_final(
             final[key].update(per_view)
     settings = {setting: suites.setting_probabilities(final, views) for setting, views in view_sets.items()}
     table = suites.accuracy_table(compared, settings)
-    summary = evaluation_metrics.robustness_summary(table, seen_kinds)
+    summary = metrics.robustness_summary(table, seen_kinds)
     for setting, setting_views in view_sets.items():
         summary[setting]["clean_accuracy"] = clean_accuracy(clean["per_view"], setting_views, clean["labels"])
     scores = FinalScores(view_sets, compared.image_count, table, summary, whole_suite)
     if members:
         member_settings = [settings["no TTA"]] + [suites.setting_probabilities(predicted[name], ENSEMBLE_VIEWS) for name in members]
         scores.ensemble_table = suites.accuracy_table(compared, {"ensemble": suites.ensemble_probabilities(member_settings)})
-        scores.ensemble_summary = evaluation_metrics.robustness_summary(scores.ensemble_table, seen_kinds)["ensemble"]
+        scores.ensemble_summary = metrics.robustness_summary(scores.ensemble_table, seen_kinds)["ensemble"]
         clean_probabilities = [clean["per_view"]["identity"]] + [
             tta.predict_probabilities([member], clean["images"], ENSEMBLE_VIEWS) for member in members.values()
         ]

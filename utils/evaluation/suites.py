@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.evaluation import corruptions, tta
-from utils.evaluation import metrics as evaluation_metrics
+from utils.evaluation import corruptions, metrics, tta
 
 # Corrupted sets are kept in memory up to this size (about 2 GiB: 256 images of 96 px under 26 kinds x 5 severities
 # take 0.9 GiB); a larger suite (the whole validation split, at a profile's CORRUPTION_IMAGES: 0) is corrupted again
@@ -66,7 +65,7 @@ class CorruptionSuite:
     @classmethod
     def from_validation(cls, x_validation, y_validation, *, images: int, kinds, severities, seed: int) -> CorruptionSuite:
         """`images` stratified, seeded validation images (0: all of them) under `kinds` at `severities`."""
-        indices = evaluation_metrics.validation_subset(y_validation, images, seed)
+        indices = metrics.validation_subset(y_validation, images, seed)
         return cls(
             np.asarray(x_validation)[indices],
             np.asarray(y_validation)[indices],
@@ -101,7 +100,7 @@ class CorruptionSuite:
     def subset(self, images: int) -> CorruptionSuite:
         """A stratified, seeded part of `images` of this suite's images (0 or more than it holds: the same images),
         with the same kinds, severities and seed, reading this suite's kept corrupted sets."""
-        positions = evaluation_metrics.validation_subset(self.labels, images, self.seed)
+        positions = metrics.validation_subset(self.labels, images, self.seed)
         if len(positions) == self.image_count:
             return self
         part = CorruptionSuite(self.images[positions], self.labels[positions], kinds=self.kinds, severities=self.severities, seed=self.seed)

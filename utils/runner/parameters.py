@@ -24,11 +24,11 @@ def _check_models(names, parameter: str):
 
 
 def _check_optimizers(names, parameter: str):
-    from utils.training import phases as train
+    from utils.training import phases
 
     for name in [names] if isinstance(names, str) else names:
-        if str(name).lower() not in train.OPTIMIZERS:
-            raise ValueError(f"{parameter} names unknown optimizer {name!r}; choose from {', '.join(train.OPTIMIZERS)}.")
+        if str(name).lower() not in phases.OPTIMIZERS:
+            raise ValueError(f"{parameter} names unknown optimizer {name!r}; choose from {', '.join(phases.OPTIMIZERS)}.")
 
 
 def _check_policy(policy, parameter: str):
@@ -71,9 +71,9 @@ def _check_image_sizes(values, parameter: str):
 
 
 def _check_precision(value, parameter: str):
-    from utils.training import mixed_precision as precision
+    from utils.training import mixed_precision
 
-    precision.check(value, parameter)
+    mixed_precision.check(value, parameter)
 
 
 def _check_distribute(value, parameter: str):

@@ -25,8 +25,7 @@ import numpy as np
 
 from utils import config, data, models, synthetic
 from utils.data.files import atomic_write
-from utils.evaluation import metrics as evaluate
-from utils.evaluation import tta
+from utils.evaluation import metrics, tta
 
 TEMPLATE = config.REPO_ROOT / "submission" / "model.py"
 # Run by path in a fresh Python (the platform's, where installed): it imports nothing of the suite.
@@ -114,7 +113,7 @@ def choose_models(run_dir: str | os.PathLike, requested: list[str] | None = None
             notebook, name = item.split(":", 1)
             chosen.append((notebook, name))
     else:
-        best = evaluate.best_model(paths.metrics_dir)
+        best = metrics.best_model(paths.metrics_dir)
         if best is None:
             raise SubmissionError(f"{paths.metrics_dir}: holds no model metrics; run the training notebooks (02-05) first.")
         chosen = [best[:2]]

@@ -14,7 +14,7 @@ import keras
 import pandas as pd
 
 from utils import models
-from utils.evaluation import metrics as evaluate
+from utils.evaluation import metrics
 from utils.sweeps import shards
 from utils.training import finetune, recipe
 
@@ -83,7 +83,7 @@ def _train_backbone(backbone: str, base: recipe.Recipe, split, paths, notebook: 
     extra = {"backbone": backbone, "weights": cell_recipe.weights, "frozen_layers": frozen_layers}
     if distribution is not None:
         extra["distribution"] = distribution.record()
-    results = evaluate.evaluate_and_record(
+    results = metrics.evaluate_and_record(
         model,
         spec,
         paths,

@@ -76,7 +76,7 @@ def finished(run_root, notebook: str) -> dict[str, dict]:
 def adopt(paths: config.RunPaths, notebook: str, cell: str) -> dict | None:
     """Brings a finished cell into the run folder: copies its files, adds its entry to
     `metrics/<notebook>.json` and returns its result; None when the cell has no finished shard."""
-    from utils.evaluation import metrics as evaluate
+    from utils.evaluation import metrics
 
     shard = read(paths.root, notebook, cell)
     if shard is None:
@@ -87,6 +87,6 @@ def adopt(paths: config.RunPaths, notebook: str, cell: str) -> dict | None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / relative, target)
     entry = json.loads(config.RunPaths(source).metrics_json(notebook).read_text())["models"][shard["model"]]
-    evaluate.record_model_metrics(paths.metrics_json(notebook), notebook, shard["model"], entry)
+    metrics.record_model_metrics(paths.metrics_json(notebook), notebook, shard["model"], entry)
     print(f"{cell}: taken from its shard {source}", flush=True)
     return shard["result"]

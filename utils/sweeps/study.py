@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import keras
 
 from utils import augment
-from utils.evaluation import curve, suites
-from utils.evaluation import metrics as evaluate
+from utils.evaluation import curve, metrics, suites
 from utils.sweeps import screening as screening_module
 from utils.sweeps import shards
 from utils.training import recipe
@@ -275,9 +274,9 @@ class _CellRunner:
             robustness = None
         else:
             robustness = suites.robustness([model], self.suite, progress=False)
-            summary = evaluate.robustness_summary(robustness)["no TTA"]
+            summary = metrics.robustness_summary(robustness)["no TTA"]
             del summary["clean_accuracy"]  # The clean score below is on the whole validation split.
-        scores = evaluate.evaluate_and_record(
+        scores = metrics.evaluate_and_record(
             model,
             spec,
             paths,

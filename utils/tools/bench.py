@@ -44,7 +44,7 @@ from utils.training.devices import cpu_model
 
 def machine() -> str:
     """Host, CPU model, cores and the instruction sets that change training speed (AVX-512, AMX, bfloat16)."""
-    from utils.training import mixed_precision as precision
+    from utils.training import mixed_precision
 
     flags = ""
     try:
@@ -53,7 +53,7 @@ def machine() -> str:
         flags += " AMX" if "amx_bf16" in cpuinfo else ""
     except OSError:
         pass
-    if precision.cpu_computes_bfloat16():
+    if mixed_precision.cpu_computes_bfloat16():
         flags += " with bfloat16"
     return f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores{flags}, {platform.machine()}"
 

@@ -165,8 +165,7 @@ def _score(arguments, model, split, chosen, out: Path) -> dict:
     suite, as notebook 05 scores them."""
     from utils import runner
     from utils.augment import policies
-    from utils.evaluation import final_scores, suites, tta
-    from utils.evaluation import metrics as evaluate
+    from utils.evaluation import final_scores, metrics, suites, tta
 
     views = tta.check_views(arguments.views or runner.load_profile("cpu")["parameters"]["FINAL_TTA_VIEWS"])
     timing = time.perf_counter()
@@ -176,7 +175,7 @@ def _score(arguments, model, split, chosen, out: Path) -> dict:
     clean_plain = float((per_view["identity"].argmax(axis=1) == split.y_validation).mean()) if "identity" in per_view else None
     clean_tta = float(((sum(per_view.values()) / len(views)).argmax(axis=1) == split.y_validation).mean())
 
-    fit = evaluate.training_fit(
+    fit = metrics.training_fit(
         model,
         split.x_train,
         split.y_train,

@@ -75,7 +75,7 @@ class Distribution:
         return float(momentum) ** self.replicas
 
     def scale_phase(self, phase):
-        """A copy of a `train.Phase` with the global batch size, learning rate and weight-average momentum."""
+        """A copy of a `phases.Phase` with the global batch size, learning rate and weight-average momentum."""
         if self.replicas == 1:
             return phase
         return dataclasses.replace(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from utils.models import builders as M
+from utils.models import builders
 from utils.training import finetune
 from utils.training.checkpoints import (  # noqa: F401  (CHECKPOINT_FILE and current_learning_rate are part of this module's API)
     CHECKPOINT_FILE,
@@ -369,7 +369,7 @@ def _restore_phase(run: _Run, phase: Phase, saved: dict, early_stopping, reduce_
     finished_before_fit = saved.get("stopped", False) or initial_epoch >= phase.epochs
     if finished_before_fit and early_stopping is not None and phase.restore_best_weights and best is not None:
         model.set_weights(best)  # what EarlyStopping.on_train_end would have done
-        M._refresh_normalization(model)
+        builders._refresh_normalization(model)
     return initial_epoch, finished_before_fit
 
 

@@ -51,9 +51,8 @@ from utils import augment, models
 from utils.augment import consistency
 from utils.evaluation import curve
 from utils.models import registry, whitening
-from utils.training import finetune
-from utils.training import mixed_precision as precision
-from utils.training import phases as train
+from utils.training import finetune, mixed_precision
+from utils.training import phases as phases_module  # `phases` here is the function below that lists a recipe's phases
 
 SCRATCH_MODELS = registry.SCRATCH_KINDS
 # "learned": the stem starts random, as every other layer; "whitened": from the training patches (`utils.models.whitening`).
@@ -111,11 +110,11 @@ class Recipe:
         registry.check_model(self.model)
         self.weights = self.weights or None
         augment.resolve_policy(self.policy)
-        train.make_optimizer(self.optimizer)
+        phases_module.make_optimizer(self.optimizer)
         if self.input_norm not in models.INPUT_NORMS:
             raise ValueError(f"Unknown input_norm {self.input_norm!r}; choose one of {', '.join(models.INPUT_NORMS)}.")
         consistency.check_first_view(self.consistency_view)
-        precision.check(self.precision, "precision")
+        mixed_precision.check(self.precision, "precision")
         if consistency.check_weight(self.consistency_weight):
             consistency.check_policy(self.policy)
         self.progressive_sizes = check_progressive_sizes(self.progressive_sizes, self)
@@ -132,7 +131,7 @@ class Recipe:
                 f"stem 'whitened' sets the compact ResNet's first convolution; model {self.model!r} has none: use model='resnet'."
             )
         # A phase checks the schedule, warm-up and EMA momentum with one sentence each.
-        train.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
+        phases_module.Phase("train", self.epochs, schedule=self.schedule, warmup_epochs=self.warmup_epochs, ema_momentum=self.ema_momentum)
 
     def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -219,7 +218,7 @@ def build(recipe: Recipe, seed: int | None = None, any_input_size: bool = False)
     return model, spec
 
 
-def phases(recipe: Recipe, model) -> list[train.Phase]:
+def phases(recipe: Recipe, model) -> list[phases_module.Phase]:
     """The report's phases for a pretrained backbone, or one phase that trains everything."""
     common = dict(
         optimizer=recipe.optimizer,
@@ -232,16 +231,18 @@ def phases(recipe: Recipe, model) -> list[train.Phase]:
     )
     if recipe.model in SCRATCH_MODELS or recipe.weights is None:
         return [
-            train.Phase("train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common)
+            phases_module.Phase(
+                "train", recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, trainable="all", **common
+            )
         ]
     frozen_layers = recipe.frozen_layers
     if frozen_layers is None:
         frozen_layers = int(round(recipe.frozen_fraction * len(finetune.get_backbone(model).layers)))
     return [
-        train.Phase(
+        phases_module.Phase(
             "transfer", recipe.epochs, batch_size=recipe.head_batch_size, learning_rate=recipe.learning_rate, trainable="head", **common
         ),
-        train.Phase(
+        phases_module.Phase(
             "fine_tune",
             recipe.epochs,
             batch_size=recipe.batch_size,
@@ -266,11 +267,14 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, 
     epochs). With `checkpoint_dir`, an interrupted training resumes from its last epoch. With a
     `utils.training.distribute.Distribution`, the model is built in its scope and trains data-parallel.
     `callbacks` (Keras callbacks, e.g. 04's screening) join the training's own."""
-    train.set_seeds(seed)
+    phases_module.set_seeds(seed)
     if recipe.train_images:
         split = split.stratified_subset(recipe.train_images, seed=seed)
         print(f"Training on a stratified subset: {split.describe()}.", flush=True)
-    with distribution.scope() if distribution is not None else contextlib.nullcontext(), precision.policy(recipe.precision) as computed_in:
+    with (
+        distribution.scope() if distribution is not None else contextlib.nullcontext(),
+        mixed_precision.policy(recipe.precision) as computed_in,
+    ):
         # Progressive resizing trains a model that takes any image size; the one returned takes the spec's size.
         model, spec = build(recipe, seed=seed, any_input_size=bool(recipe.progressive_sizes))
     start_stem(recipe, model, split.x_train, seed=seed)
@@ -300,7 +304,7 @@ def train_recipe(recipe: Recipe, split, checkpoint_dir=None, seed: int = 42, *, 
         # The trainer shares the model's layers: training it trains the model, which is what is returned and saved.
         with distribution.scope() if distribution is not None else contextlib.nullcontext():
             trainer = consistency.ConsistencyTrainer(model, recipe.consistency_weight)
-    records = train.train_phases(
+    records = phases_module.train_phases(
         trainer,
         make_training_data,
         (split.x_validation, split.y_validation),
