@@ -85,7 +85,7 @@ run-real: $(RUNTIME_STAMP) ## Run on real data: make run-real DATA=../shared/dat
 	$(BIN)/python -m utils.runner --profile $(PROFILE) --data $(DATA)
 
 test: lint $(PLATFORM_STAMP) ## Run the whole test suite (lint, unit tests, notebooks through papermill, the gpu profile shrunk, platform check).
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=25
 
 test-fast: lint ## Run the tests that execute no notebook and no slow check, in a few minutes (lint first).
 	$(BIN)/python -m pytest -ra -m "not slow and not notebooks"
