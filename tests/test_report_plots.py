@@ -320,6 +320,33 @@ def test_the_report_opens_with_a_verdict_read_from_the_metrics(tmp_path):
     assert markdown.index("## Verdict") < markdown.index("| notebook | status | time |")
 
 
+def test_the_verdict_names_what_the_sweep_the_study_and_the_final_model_chose(tmp_path):
+    from utils.data import write_json
+    from utils.report import verdict
+
+    metrics = tmp_path / "metrics"
+    assert verdict.study_rows(tmp_path) == []
+    write_json(
+        metrics / "03_pretrained_sweep.json", {"best_model": "EfficientNetB0", "models": {"EfficientNetB0": {"val_accuracy": 0.752}}}
+    )
+    cells = {
+        "robust_lion_96px": {"policy": "robust", "optimizer": "lion", "image_size": 96, "corrupted_accuracy": 0.551},
+        "robust_adamw_96px": {"policy": "robust", "optimizer": "adamw", "image_size": 96, "corrupted_accuracy": 0.538},
+        "grayscale_adamw_96px": {"policy": "grayscale", "optimizer": "adamw", "image_size": 96, "screened_out_after": 2},
+    }
+    chosen = {"policy_name": "robust", "optimizer": "lion", "image_size": 96}
+    write_json(metrics / "04_augmentation_study.json", {"best_recipe": chosen, "models": cells})
+    final = {"policy": "robust_exposure", "epochs_run": 48, "spec": {"recipe": {"model": "resnet", "policy": "robust_exposure"}}}
+    write_json(metrics / "05_finetune_tta.json", {"best_model": "final", "models": {"final": final}})
+    rows = dict(verdict.study_rows(tmp_path))
+    assert rows == {
+        "backbone sweep (03), best": "EfficientNetB0, clean 0.752",
+        "augmentation study (04), chosen": "robust, lion, 96 px; corrupted 0.551; 3 cells, 1 stopped early by the screening",
+        "final model (05)": "resnet, policy robust_exposure, 48 epochs",
+    }
+    assert "final model (05)" in dict(verdict.verdict_rows(tmp_path, {}))
+
+
 def _robustness_rows():
     rows = [{"setting": setting, "kind": "clean", "family": "clean", "severity": 0, "accuracy": 0.97} for setting in ("no TTA", "TTA")]
     for kind, base in (("gaussian_noise", 0.90), ("snow", 0.70), ("defocus_blur", 0.80)):

@@ -55,6 +55,7 @@ def verdict_rows(run_dir: Path, state: dict) -> list[list[str]]:
     if baseline.get("val_accuracy") is not None:
         gain = f"; gain {shipped_clean - baseline['val_accuracy']:+.3f}" if shipped_clean is not None else ""
         rows.append(["baseline CNN (02), clean", score(baseline["val_accuracy"]) + gain])
+    rows.extend(study_rows(run_dir))
     entries = [entry for entry in state.get("notebooks", []) if isinstance(entry, dict)]
     total = sum(entry.get("seconds") or 0 for entry in entries)
     if total:
@@ -63,6 +64,33 @@ def verdict_rows(run_dir: Path, state: dict) -> list[list[str]]:
     device_row = device_description(run_dir, state)
     if device_row:
         rows.append(["device", device_row])
+    return rows
+
+
+def study_rows(run_dir: Path) -> list[list[str]]:
+    """What 03, 04 and 05 chose, one row each where the notebook ran: the sweep's best backbone, the study's chosen
+    policy, optimizer and size (with how many cells its screening stopped), and the final model's network and epochs."""
+    sweep, study, final = (read_metrics(run_dir, name) for name in ("03_pretrained_sweep", "04_augmentation_study", "05_finetune_tta"))
+    rows = []
+    best = (sweep.get("models") or {}).get(sweep.get("best_model")) or {}
+    if best:
+        rows.append(["backbone sweep (03), best", f"{sweep['best_model']}, clean {score(best.get('val_accuracy'))}"])
+    chosen, cells = study.get("best_recipe") or {}, study.get("models") or {}
+    if chosen:
+        text = f"{chosen.get('policy_name')}, {chosen.get('optimizer')}, {chosen.get('image_size')} px"
+        keys = ("policy", "optimizer", "image_size")
+        wanted = (chosen.get("policy_name"), chosen.get("optimizer"), chosen.get("image_size"))
+        cell = next((entry for entry in cells.values() if tuple(entry.get(key) for key in keys) == wanted), None)
+        if cell and cell.get("corrupted_accuracy") is not None:
+            text += f"; corrupted {score(cell['corrupted_accuracy'])}"
+        screened = sum(entry.get("screened_out_after") is not None for entry in cells.values())
+        text += f"; {len(cells)} cells" + (f", {screened} stopped early by the screening" if screened else "")
+        rows.append(["augmentation study (04), chosen", text])
+    model = (final.get("models") or {}).get(final.get("best_model")) or {}
+    recipe = (model.get("spec") or {}).get("recipe") or {}
+    if recipe:
+        policy = model.get("policy", recipe.get("policy"))
+        rows.append(["final model (05)", f"{recipe.get('model')}, policy {policy}, {model.get('epochs_run')} epochs"])
     return rows
 
 
