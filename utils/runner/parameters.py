@@ -153,15 +153,21 @@ MOVED = {
 }
 
 
+def _listed(items) -> str:
+    """Names as a sentence lists them: "A", "A and B", "A, B and C"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def moved_message(name: str, value_text: str, *, command_line: bool) -> str:
     """The sentence that refuses an old parameter `name`, naming its new place: the `--set` to type instead (with
     `command_line`, `value_text` being the text after `=`) or the line to write under the mapping in a profile file."""
     mappings, field_name = MOVED[name]
-    places = " and ".join(f"{mapping}.{field_name}" for mapping in mappings)
+    places = _listed(f"{mapping}.{field_name}" for mapping in mappings)
     if command_line:
         how = "use --set " + " ".join(f"{mapping}.{field_name}={value_text}" for mapping in mappings)
     else:
-        how = f"write {field_name}: {value_text} under {' and '.join(mappings)} instead"
+        how = f"write {field_name}: {value_text} under {_listed(mappings)} instead"
     return f"{name} is now {places}: {how}."
 
 
