@@ -247,6 +247,7 @@ BAD_PARAMETERS = {
     "recipe unknown field": ("FINAL_RECIPE", {"learning_rat": 0.01}, "learning_rat is not a field of the recipe"),
     "study recipe sets an axis": ("STUDY_RECIPE", {"policy": "robust"}, "each cell takes its policy from STUDY_POLICIES"),
     "sweep recipe sets an axis": ("SWEEP_RECIPE", {"model": "ResNet50"}, "leave model out of SWEEP_RECIPE"),
+    "04's policy outside 05": ("SWEEP_RECIPE", {"policy": "from_04"}, "only FINAL_RECIPE.policy takes 'from_04'"),
     "sweep image size": ("SWEEP_RECIPE", {"image_size": 1000}, "SWEEP_RECIPE.image_size must hold whole pixel sizes"),
     "recipe input norm": ("FINAL_RECIPE", {"input_norm": "per_pixel"}, "per_pixel"),
     "recipe schedule": ("FINAL_RECIPE", {"schedule": "one_cycle"}, "one_cycle"),
@@ -386,6 +387,22 @@ def test_a_profile_file_with_a_moved_parameter_stops_with_its_new_place(tmp_path
     assert runner.main(["--profile", str(path), "--out", str(out_dir)]) == 2
     error = capsys.readouterr().err.strip()
     assert expected in error and len(error.splitlines()) == 1 and not out_dir.exists(), error
+
+
+def test_each_recipe_mapping_is_checked_as_its_first_cell_trains():
+    """The check builds each mapping with the first entry of each sweep axis on top; 05's "from_04" is left to 05."""
+    from utils.runner import parameters
+
+    smoke = runner.load_profile("smoke")["parameters"]
+    study = parameters.recipe_settings(smoke, "STUDY_RECIPE")
+    axes = {"policy": "STUDY_POLICIES", "optimizer": "STUDY_OPTIMIZERS", "image_size": "STUDY_IMAGE_SIZES"}
+    first_cell = {field: smoke[axis][0] for field, axis in axes.items()}
+    assert study == {**smoke["STUDY_RECIPE"], **first_cell}
+    assert parameters.recipe_settings(smoke, "SWEEP_RECIPE") == {**smoke["SWEEP_RECIPE"], "model": smoke["SWEEP_BACKBONES"][0]}
+    assert parameters.recipe_settings(smoke, "BASELINE_RECIPE") == smoke["BASELINE_RECIPE"]
+    assert smoke["FINAL_RECIPE"]["policy"] == "from_04" and "policy" not in parameters.recipe_settings(smoke, "FINAL_RECIPE")
+    cpu = runner.load_profile("cpu")["parameters"]
+    assert parameters.recipe_settings(cpu, "FINAL_RECIPE") == cpu["FINAL_RECIPE"]
 
 
 def test_no_profile_sets_a_moved_parameter():

@@ -159,15 +159,16 @@ def _listed(items) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def moved_message(name: str, value_text: str, *, command_line: bool) -> str:
+def moved_message(name: str, text: str, *, command_line: bool) -> str:
     """The sentence that refuses an old parameter `name`, naming its new place: the `--set` to type instead (with
-    `command_line`, `value_text` being the text after `=`) or the line to write under the mapping in a profile file."""
+    `command_line`, `text` being the text after `=`) or the line to write under the mapping in a profile file (`text`
+    being the value as `value_text` writes it)."""
     mappings, field_name = MOVED[name]
     places = _listed(f"{mapping}.{field_name}" for mapping in mappings)
     if command_line:
-        how = "use --set " + " ".join(f"{mapping}.{field_name}={value_text}" for mapping in mappings)
+        how = "use --set " + " ".join(f"{mapping}.{field_name}={text}" for mapping in mappings)
     else:
-        how = f"write {field_name}: {value_text} under {_listed(mappings)} instead"
+        how = f"write {field_name}: {text} under {_listed(mappings)} instead"
     return f"{name} is now {places}: {how}."
 
 
@@ -188,14 +189,16 @@ def check_moved(parameters: dict) -> None:
 
 def recipe_settings(parameters: dict, mapping: str) -> dict:
     """A recipe mapping's fields as the first cell of its notebook trains them: the mapping with the first entry of
-    each sweep axis on top (the policy "from_04" stands for 04's policy, which only 05's run folder knows, and is left
-    out, as is an axis the parameters lack)."""
+    each sweep axis on top (an axis the parameters lack or leave empty adds nothing). FINAL_RECIPE's policy "from_04"
+    stands for 04's policy, which only 05's run folder knows, and is left out."""
     settings = dict(parameters.get(mapping) or {})
     for field_name, axis in RECIPE_MAPPINGS[mapping].items():
-        entries = parameters.get(axis)
-        if entries:
-            settings[field_name] = entries[0]
-    if settings.get("policy") == POLICY_FROM_STUDY:
+        value = parameters.get(axis)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            settings[field_name] = value
+    if mapping == "FINAL_RECIPE" and settings.get("policy") == POLICY_FROM_STUDY:
         del settings["policy"]
     return settings
 
@@ -217,6 +220,10 @@ def _check_recipes(parameters: dict) -> None:
                 raise ValueError(
                     f"{mapping}.{field_name}: each cell takes its {field_name} from {axis}; leave {field_name} out of {mapping}."
                 )
+        if mapping != "FINAL_RECIPE" and settings.get("policy") == POLICY_FROM_STUDY:
+            raise ValueError(
+                f"{mapping}.policy: only FINAL_RECIPE.policy takes {POLICY_FROM_STUDY!r} (04's best policy); name a policy instead."
+            )
         for field_name, check in FIELD_CHECKS.items():
             if settings.get(field_name) is not None:
                 check(settings[field_name], f"{mapping}.{field_name}")
