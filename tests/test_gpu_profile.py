@@ -1,7 +1,7 @@
 """The gpu profile on a CPU: its networks at their sizes, and its whole run 01-06 shrunk to minutes.
 
 The gpu profile (notebooks/params/gpu.yaml) is the report's recipe and is meant for a GPU runtime. Here it runs with
-`--allow-cpu`, from scratch (`WEIGHTS=""`: ImageNet weights cannot be downloaded here), on a small class-balanced
+`--allow-cpu`, from scratch (`weights: ""` in each recipe: ImageNet weights cannot be downloaded here), on a small class-balanced
 subset of the real data, and with only shrinking `--set`s: one epoch, fewer images, fewer backbones, a one-cell
 study, fewer corruptions. What makes it the gpu profile stays: 128-px backbones, EfficientNetV2S at 300 px with the
 report's frozen layers and plateau schedule, 04's policy, the ensemble of 03's members and the 11 TTA views.
@@ -31,8 +31,9 @@ GPU = runner.load_profile("gpu")["parameters"]
 # as on the whole set) and splits off 8 for validation, one per class.
 IMAGES_PER_CLASS = 12
 
-# The only `--set`s of the shrunk run. Each one shrinks the profile (fewer epochs, images, backbones, study cells,
-# corruption kinds and severities), except WEIGHTS: it trains from scratch because no weights can be downloaded here.
+# The only `--set`s of the shrunk run, each a parameter or one field of a recipe mapping. Each one shrinks the profile
+# (fewer epochs, images, backbones, study cells, corruption kinds and severities), except the recipes' weights: they
+# train from scratch because no weights can be downloaded here.
 # SWEEP_BACKBONES keeps the ensemble's members (EfficientNetV2S, ConvNeXtTiny), so that 03 still ranks two backbones
 # and 05 ensembles what the profile names: the first training step of each other backbone, traced into a graph, takes
 # 17 (EfficientNetB0) to 105 s (EfficientNetB7) on the 2-core AMD EPYC, which `make test`'s 40 minutes cannot hold;
@@ -40,11 +41,13 @@ IMAGES_PER_CLASS = 12
 # The study keeps one cell, at the final 300 px, with the robust policy, which imitates gaussian_noise and not
 # jpeg_compression, so that 05 scores a seen and an unseen corruption kind.
 SHRINKING_SETTINGS = {
-    "WEIGHTS": "",
-    "BASELINE_EPOCHS": 1,
-    "SWEEP_EPOCHS": 1,
-    "STUDY_EPOCHS": 1,
-    "FINAL_EPOCHS": 1,
+    "SWEEP_RECIPE.weights": "",
+    "STUDY_RECIPE.weights": "",
+    "FINAL_RECIPE.weights": "",
+    "BASELINE_RECIPE.epochs": 1,
+    "SWEEP_RECIPE.epochs": 1,
+    "STUDY_RECIPE.epochs": 1,
+    "FINAL_RECIPE.epochs": 1,
     "MAX_TRAIN_IMAGES": 32,
     "SWEEP_BACKBONES": ["EfficientNetV2S", "ConvNeXtTiny"],
     "STUDY_POLICIES": ["robust"],
@@ -54,32 +57,38 @@ SHRINKING_SETTINGS = {
     "CORRUPTION_SEVERITIES": [5],
     "CORRUPTION_IMAGES": 8,
 }
-# What the shrunk run must leave as the gpu profile sets it.
-KEPT_AS_THE_GPU_PROFILE_SETS_THEM = (
-    "IMAGE_SIZE",
-    "SWEEP_RECIPE",
-    "STUDY_MODEL",
-    "STUDY_RECIPE",
-    "FINAL_MODEL",
-    "FINAL_IMAGE_SIZE",
-    "FINAL_RECIPE",
-    "FINAL_POLICY",
-    "ENSEMBLE_MODELS",
-    "FINAL_TTA_VIEWS",
-    "VALIDATION_FRACTION",
-)
+RECIPE_MAPPINGS = ("BASELINE_RECIPE", "SWEEP_RECIPE", "STUDY_RECIPE", "FINAL_RECIPE")
+# What the shrunk run must leave as the gpu profile sets it, besides every field of the recipe mappings that is not set above.
+KEPT_AS_THE_GPU_PROFILE_SETS_THEM = ("ENSEMBLE_MODELS", "FINAL_TTA_VIEWS", "VALIDATION_FRACTION")
+
+
+def gpu_value(name: str):
+    """The gpu profile's value of a parameter, or of one field of a recipe mapping (`FINAL_RECIPE.epochs`)."""
+    mapping, _, field = name.partition(".")
+    return GPU[mapping][field] if field else GPU[name]
+
+
+def shrunk_overrides() -> dict:
+    """The overrides the runner records for SHRINKING_SETTINGS: a field's `--set` gives its whole mapping."""
+    overrides = {}
+    for name, value in SHRINKING_SETTINGS.items():
+        mapping, _, field = name.partition(".")
+        if field:
+            overrides[mapping] = {**overrides.get(mapping, GPU[mapping]), field: value}
+        else:
+            overrides[name] = value
+    return overrides
 
 
 def test_the_shrunk_run_only_shrinks_the_gpu_profile():
     """A user reads the shrunk run as the gpu profile in small: every setting it changes is a smaller number or a
     part of the profile's list, and the ensemble's members, the final size and every setting of the final model stay."""
-    assert not set(KEPT_AS_THE_GPU_PROFILE_SETS_THEM) & set(SHRINKING_SETTINGS)
-    assert SHRINKING_SETTINGS["WEIGHTS"] == "" and GPU["WEIGHTS"] == "imagenet"
+    assert not set(KEPT_AS_THE_GPU_PROFILE_SETS_THEM) & {name.partition(".")[0] for name in SHRINKING_SETTINGS}
     for name, value in SHRINKING_SETTINGS.items():
-        profile_value = GPU[name]
-        if name == "WEIGHTS":
-            continue
-        if name == "CORRUPTIONS":
+        profile_value = gpu_value(name)
+        if name.endswith(".weights"):
+            assert value == "" and profile_value == "imagenet", name
+        elif name == "CORRUPTIONS":
             assert set(value) < set(corruptions.check_corruptions(profile_value)), name
         elif isinstance(value, list):
             assert value and set(value) <= set(profile_value) and len(value) < len(profile_value), name
@@ -89,8 +98,8 @@ def test_the_shrunk_run_only_shrinks_the_gpu_profile():
     ensemble_backbones = {member.split(":")[1] for member in GPU["ENSEMBLE_MODELS"]}
     assert all(member.startswith("03_pretrained_sweep:") for member in GPU["ENSEMBLE_MODELS"])
     assert ensemble_backbones <= set(SHRINKING_SETTINGS["SWEEP_BACKBONES"])
-    assert GPU["FINAL_IMAGE_SIZE"] in SHRINKING_SETTINGS["STUDY_IMAGE_SIZES"]
-    assert GPU["FINAL_POLICY"] == "from_04" and GPU["FINAL_RECIPE"]["schedule"] == "plateau"
+    assert GPU["FINAL_RECIPE"]["image_size"] in SHRINKING_SETTINGS["STUDY_IMAGE_SIZES"]
+    assert GPU["FINAL_RECIPE"]["policy"] == "from_04" and GPU["FINAL_RECIPE"]["schedule"] == "plateau"
     assert len(GPU["FINAL_TTA_VIEWS"]) == 11
 
 
@@ -142,9 +151,14 @@ def test_every_notebook_of_the_shrunk_gpu_run_is_done(gpu_run):
     assert state["status"] == "done" and state["profile"] == "gpu"
     assert [entry["name"] for entry in state["notebooks"]] == [path.stem for path in runner.list_notebooks()]
     assert {entry["status"] for entry in state["notebooks"]} == {"done"}
-    assert state["overrides"] == SHRINKING_SETTINGS
+    assert state["overrides"] == shrunk_overrides()
     for name in KEPT_AS_THE_GPU_PROFILE_SETS_THEM:
         assert state["parameters"][name] == GPU[name], name
+    for mapping in RECIPE_MAPPINGS:
+        shrunk = {name.partition(".")[2] for name in SHRINKING_SETTINGS if name.startswith(f"{mapping}.")}
+        for field, value in GPU[mapping].items():
+            if field not in shrunk:
+                assert state["parameters"][mapping][field] == value, (mapping, field)
 
 
 @in_the_shrunk_run_tiers
@@ -152,11 +166,12 @@ def test_the_sweep_and_the_study_train_at_the_gpu_sizes(gpu_run):
     """03 trains each kept backbone at the profile's 128 px, and 04 trains its EfficientNetV2S cell at 300 px."""
     sweep = pd.read_csv(gpu_run / "tables" / "03_sweep.csv")
     assert sorted(sweep["backbone"]) == sorted(SHRINKING_SETTINGS["SWEEP_BACKBONES"])
-    assert set(sweep["image_size"]) == {GPU["IMAGE_SIZE"]} and set(sweep["weights"]) == {"none"}
+    assert set(sweep["image_size"]) == {GPU["SWEEP_RECIPE"]["image_size"]} and set(sweep["weights"]) == {"none"}
     study = pd.read_csv(gpu_run / "tables" / "04_study.csv")
-    assert set(study["image_size"]) == {GPU["FINAL_IMAGE_SIZE"]}
+    final_size = GPU["FINAL_RECIPE"]["image_size"]
+    assert set(study["image_size"]) == {final_size}
     for model in read_metrics(gpu_run, "04_augmentation_study")["models"].values():
-        assert model["spec"]["backbone"] == GPU["STUDY_MODEL"] and model["spec"]["image_size"] == GPU["FINAL_IMAGE_SIZE"]
+        assert model["spec"]["backbone"] == GPU["STUDY_RECIPE"]["model"] and model["spec"]["image_size"] == final_size
 
 
 @in_the_shrunk_run_tiers
@@ -166,8 +181,8 @@ def test_the_final_model_is_efficientnetv2s_at_300_px_with_the_reports_recipe(gp
     not applied; test_every_gpu_backbone_builds_at_its_size_and_takes_a_training_step applies them."""
     final = read_metrics(gpu_run, "05_finetune_tta")["models"]["final"]
     spec = final["spec"]
-    assert spec["kind"] == "transfer" and spec["backbone"] == GPU["FINAL_MODEL"] == "EfficientNetV2S"
-    assert spec["image_size"] == GPU["FINAL_IMAGE_SIZE"] == 300
+    assert spec["kind"] == "transfer" and spec["backbone"] == GPU["FINAL_RECIPE"]["model"] == "EfficientNetV2S"
+    assert spec["image_size"] == GPU["FINAL_RECIPE"]["image_size"] == 300
     assert spec["recipe"]["frozen_layers"] == GPU["FINAL_RECIPE"]["frozen_layers"] == 124
     assert spec["recipe"]["schedule"] == "plateau" and final["epochs_run"] == 1
     best = read_metrics(gpu_run, "04_augmentation_study")["best_recipe"]
@@ -222,9 +237,9 @@ def test_the_zip_loads_and_predicts_in_the_platforms_stack(gpu_run):
     assert platform[0]["keras"] == "3.4.1" and platform[0]["agreement"] >= submission.MIN_AGREEMENT
 
 
-# Every network the gpu profile trains: each sweep backbone at IMAGE_SIZE, and the final model at FINAL_IMAGE_SIZE.
-GPU_NETWORKS = [(backbone, GPU["IMAGE_SIZE"], "SWEEP_RECIPE") for backbone in GPU["SWEEP_BACKBONES"]] + [
-    (GPU["FINAL_MODEL"], GPU["FINAL_IMAGE_SIZE"], "FINAL_RECIPE")
+# Every network the gpu profile trains: each sweep backbone at SWEEP_RECIPE's image size, and the final model at FINAL_RECIPE's.
+GPU_NETWORKS = [(backbone, GPU["SWEEP_RECIPE"]["image_size"], "SWEEP_RECIPE") for backbone in GPU["SWEEP_BACKBONES"]] + [
+    (GPU["FINAL_RECIPE"]["model"], GPU["FINAL_RECIPE"]["image_size"], "FINAL_RECIPE")
 ]
 # Build and one eager step took 1.2 (MobileNetV2), 1.8 (ResNet50) and 2.0 s (EfficientNetB0) on the 2-core AMD EPYC
 # with other work beside it, so these run in every tier; the others took 4.5 (EfficientNetV2S), 4.8 (EfficientNetV2S at
@@ -259,9 +274,12 @@ def test_every_gpu_backbone_builds_at_its_size_and_takes_a_training_step(backbon
     12-105 s per backbone on 2 cores, mostly in tracing, which the shrunk run above already goes through."""
     import keras
 
+    from utils.runner import parameters
     from utils.training import finetune, mixed_precision, phases, recipe
 
-    cell = recipe.from_settings(GPU[recipe_parameter], recipe_parameter, model=backbone, image_size=image_size, epochs=1)
+    # The recipe as its notebook's first cell trains it (04's policy stands aside), from scratch, for one epoch.
+    settings = parameters.recipe_settings(GPU, recipe_parameter)
+    cell = recipe.from_settings(settings, recipe_parameter, model=backbone, image_size=image_size, epochs=1, weights=None)
     with mixed_precision.policy(cell.precision):
         model, _ = recipe.build(cell, seed=0)
     network = finetune.get_backbone(model)

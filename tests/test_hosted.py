@@ -182,7 +182,7 @@ def test_runner_command_for_a_new_run(tmp_path):
         "data/cells.npz",
         "runs/first",
         True,
-        settings=["FINAL_EPOCHS=60", "SWEEP_RECIPE.batch_size=16"],
+        settings=["FINAL_RECIPE.epochs=60", "SWEEP_RECIPE.batch_size=16"],
         python="py",
         start_folder=tmp_path,
     )
@@ -197,7 +197,7 @@ def test_runner_command_for_a_new_run(tmp_path):
         "--out",
         str(tmp_path / "runs" / "first"),
         "--set",
-        "FINAL_EPOCHS=60",
+        "FINAL_RECIPE.epochs=60",
         "SWEEP_RECIPE.batch_size=16",
         "--allow-cpu",
     ]
@@ -207,7 +207,9 @@ def test_runner_command_for_a_new_run(tmp_path):
 @pytest.mark.parametrize("status", ["running", "interrupted", "failed"])
 def test_runner_command_resumes_an_unfinished_run_folder(tmp_path, status):
     folder = write_run(tmp_path / "run", status)
-    command = hosted.runner_command("gpu", "/data.npz", "run", False, settings=["FINAL_EPOCHS=60"], python="py", start_folder=tmp_path)
+    command = hosted.runner_command(
+        "gpu", "/data.npz", "run", False, settings=["FINAL_RECIPE.epochs=60"], python="py", start_folder=tmp_path
+    )
     assert command == ["py", "-m", "utils.runner", "--resume", str(folder)]
     assert hosted.runner_command("gpu", "", str(folder), True, python="py")[-1] == "--allow-cpu"
 

@@ -118,7 +118,7 @@ def test_nothing_beside_the_platform_check_shadows_an_installed_module():
 
 
 def test_shared_constants_are_defined_once_in_config():
-    """The agreement a submission check needs and the FINAL_POLICY value that takes 04's policy are set in
+    """The agreement a submission check needs and the FINAL_RECIPE.policy value that takes 04's policy are set in
     utils/config.py alone; every other module reads them from there, so the copies cannot disagree."""
     import re
 

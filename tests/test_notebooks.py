@@ -181,7 +181,7 @@ def test_baseline_metrics_model_and_figures(smoke_run):
     assert 0.0 <= baseline["val_accuracy"] <= 1.0 and 0.0 <= baseline["val_macro_f1"] <= 1.0
     assert set(baseline["per_class"]) == set(config.CLASS_NAMES)
     assert sum(c["support"] for c in baseline["per_class"].values()) == np.sum(baseline["confusion_matrix"])
-    assert baseline["epochs_run"] <= smoke_parameters()["BASELINE_EPOCHS"] and baseline["seconds_per_epoch"] > 0
+    assert baseline["epochs_run"] <= smoke_parameters()["BASELINE_RECIPE"]["epochs"] and baseline["seconds_per_epoch"] > 0
     assert metrics["best_model"] == "baseline" and metrics["val_accuracy"] == baseline["val_accuracy"]
     for name in ("02_learning_curves.png", "02_confusion_matrix.png", "03_sweep.png", "03_learning_curves.png"):
         assert (out_dir / "figures" / name).stat().st_size > 5000, name
@@ -192,7 +192,7 @@ def test_baseline_metrics_model_and_figures(smoke_run):
     # gets the recorded accuracy).
     from utils.training import mixed_precision
 
-    assert smoke_parameters()["BASELINE_PRECISION"] == "auto"
+    assert smoke_parameters()["BASELINE_RECIPE"]["precision"] == "auto"
     backend = json.loads((out_dir / "run.json").read_text())["backend"]
     spec = json.loads((out_dir / "models" / "02_baseline_cnn_baseline.json").read_text())
     assert spec["training_precision"] == (mixed_precision.resolve("auto") if backend == "tensorflow" else "float32"), backend
@@ -239,8 +239,8 @@ def test_sweep_table_schema_and_values(smoke_run):
         assert row.parameters > 100_000
         assert 0 <= row.val_accuracy <= 1 and 0 <= row.val_macro_f1 <= 1
         assert row.seconds_per_epoch > 0 and row.inference_images_per_second > 0
-        assert 1 <= row.epochs_run <= smoke_parameters()["SWEEP_EPOCHS"]
-        assert row.image_size == smoke_parameters()["IMAGE_SIZE"] and row.weights == "none"
+        assert 1 <= row.epochs_run <= smoke_parameters()["SWEEP_RECIPE"]["epochs"]
+        assert row.image_size == smoke_parameters()["SWEEP_RECIPE"]["image_size"] and row.weights == "none"
     metrics = json.loads((out_dir / "metrics" / "03_pretrained_sweep.json").read_text())
     assert set(metrics["models"]) == set(sweep["backbone"])
     state = json.loads((out_dir / "run.json").read_text())
@@ -284,7 +284,7 @@ def test_augmentation_study_tables_and_figures(smoke_run):
     assert set(study["image_size"]) == set(parameters["STUDY_IMAGE_SIZES"])
     for column in ("clean_accuracy", "corrupted_accuracy", "worst_kind_accuracy"):
         assert study[column].between(0, 1).all(), column
-    assert (study["epochs_run"] == parameters["STUDY_EPOCHS"]).all()
+    assert (study["epochs_run"] == parameters["STUDY_RECIPE"]["epochs"]).all()
     for name in ("04_augmented_samples.png", "04_clean_vs_corrupted.png", "04_learning_curves.png"):
         assert (out_dir / "figures" / name).stat().st_size > 5000, name
     metrics = json.loads((out_dir / "metrics" / "04_augmentation_study.json").read_text())
@@ -312,7 +312,7 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     # The identity view alone is the model without TTA (the table rounds to 4 decimals).
     assert abs(views.loc[views["views"] == "identity", "val_accuracy"].iloc[0] - final["val_accuracy"]) < 1e-4
     assert abs(views["val_accuracy"].iloc[-1] - final["tta_val_accuracy"]) < 1e-4
-    assert final["epochs_run"] <= parameters["FINAL_EPOCHS"]
+    assert final["epochs_run"] <= parameters["FINAL_RECIPE"]["epochs"]
     # How well it fits clean training cells, on as many of them as the validation split holds.
     validation_images = len(json.loads((out_dir / "split.json").read_text())["validation"])
     assert 0 <= final["clean_train_accuracy"] <= 1 and final["clean_train_images"] == min(validation_images, final["train_images"])
@@ -323,7 +323,7 @@ def test_finetune_tta_tables_robustness_and_ensemble(smoke_run):
     assert named == missed if len(final["train_confusions"]) < 10 else 0 < named <= missed
     assert "train_missed" not in final
     # The smoke profile trains the cpu recipe's shape: every epoch (no early stopping), cosine rates, a saved ResNet.
-    assert final["epochs_run"] == parameters["FINAL_EPOCHS"] and final["spec"]["kind"] == "resnet"
+    assert final["epochs_run"] == parameters["FINAL_RECIPE"]["epochs"] and final["spec"]["kind"] == "resnet"
     assert final["spec"]["input_norm"] == parameters["FINAL_RECIPE"]["input_norm"]
     assert final["spec"]["blocks"] == parameters["FINAL_RECIPE"]["blocks"] and final["spec"]["blocks"][0] == 0
     assert final["spec"]["recipe"]["stem"] == parameters["FINAL_RECIPE"]["stem"] == "whitened"

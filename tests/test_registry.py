@@ -125,8 +125,8 @@ def test_unknown_kinds_and_models_name_the_registered_ones():
         models.build_model({"kind": "vit"})
     with pytest.raises(ValueError, match="Unknown model 'vit'; choose 'baseline', 'resnet', 'convnext' or a backbone: MobileNetV2"):
         recipe.Recipe(model="vit")
-    with pytest.raises(ValueError, match="FINAL_MODEL names unknown model 'vit'; choose 'baseline'"):
-        parameters.check_parameters({"FINAL_MODEL": "vit"})
+    with pytest.raises(ValueError, match="FINAL_RECIPE.model names unknown model 'vit'; choose 'baseline'"):
+        parameters.check_parameters({"FINAL_RECIPE": {"model": "vit"}})
     with pytest.raises(ValueError, match="registered already"):
         registry.register("resnet", defaults={})
 

@@ -231,19 +231,24 @@ def test_backend_choice(monkeypatch):
 
 BAD_PARAMETERS = {
     "STUDY_POLICIES": ("STUDY_POLICIES", ["none", "randaugmnt"], "randaugmnt"),
-    "FINAL_POLICY": ("FINAL_POLICY", "robustt", "robustt"),
+    "final policy": ("FINAL_RECIPE", {"policy": "robustt"}, "FINAL_RECIPE.policy"),
     "CORRUPTIONS": ("CORRUPTIONS", ["gaussian_noise", "fogg"], "fogg"),
     "CORRUPTION_SEVERITIES": ("CORRUPTION_SEVERITIES", [1, 6], "1-5"),
     "FINAL_TTA_VIEWS": ("FINAL_TTA_VIEWS", ["identity", "rotate_37"], "rotate_37"),
     "TTA_VIEWS": ("TTA_VIEWS", ["flip_diagonal"], "flip_diagonal"),
     "STUDY_OPTIMIZERS": ("STUDY_OPTIMIZERS", ["adamw", "rmsprop"], "rmsprop"),
-    "FINAL_MODEL": ("FINAL_MODEL", "ResNet9000", "ResNet9000"),
-    "BASELINE_PRECISION": ("BASELINE_PRECISION", "float16", "float16"),
+    "final model": ("FINAL_RECIPE", {"model": "ResNet9000"}, "FINAL_RECIPE.model names unknown model 'ResNet9000'"),
+    "baseline precision": ("BASELINE_RECIPE", {"precision": "float16"}, "float16"),
+    "baseline recipe unknown field": ("BASELINE_RECIPE", {"filter": [8, 16]}, "BASELINE_RECIPE: filter is not a field"),
+    "baseline optimizer": ("BASELINE_RECIPE", {"optimizer": "rmsprop"}, "BASELINE_RECIPE.optimizer names unknown optimizer 'rmsprop'"),
     "study recipe precision": ("STUDY_RECIPE", {"precision": "float64"}, "float64"),
     "sweep recipe unknown field": ("SWEEP_RECIPE", {"head_unit": 64}, "SWEEP_RECIPE: head_unit is not a field"),
     "recipe not a mapping": ("FINAL_RECIPE", [1, 2], "mapping of recipe fields"),
     "recipe unknown field": ("FINAL_RECIPE", {"learning_rat": 0.01}, "learning_rat is not a field of the recipe"),
-    "recipe field twice": ("FINAL_RECIPE", {"epochs": 3}, "epochs has a parameter of its own"),
+    "study recipe sets an axis": ("STUDY_RECIPE", {"policy": "robust"}, "each cell takes its policy from STUDY_POLICIES"),
+    "sweep recipe sets an axis": ("SWEEP_RECIPE", {"model": "ResNet50"}, "leave model out of SWEEP_RECIPE"),
+    "04's policy outside 05": ("SWEEP_RECIPE", {"policy": "from_04"}, "only FINAL_RECIPE.policy takes 'from_04'"),
+    "sweep image size": ("SWEEP_RECIPE", {"image_size": 1000}, "SWEEP_RECIPE.image_size must hold whole pixel sizes"),
     "recipe input norm": ("FINAL_RECIPE", {"input_norm": "per_pixel"}, "per_pixel"),
     "recipe schedule": ("FINAL_RECIPE", {"schedule": "one_cycle"}, "one_cycle"),
     "recipe optimizer": ("FINAL_RECIPE", {"optimizer": "rmsprop"}, "rmsprop"),
@@ -251,23 +256,23 @@ BAD_PARAMETERS = {
     "recipe weight decay": ("FINAL_RECIPE", {"weight_decay": -0.5}, "-0.5"),
     "recipe consistency": ("FINAL_RECIPE", {"consistency_weight": -2}, "-2"),
     "recipe precision": ("FINAL_RECIPE", {"precision": "bfloat16"}, "bfloat16"),
-    "recipe progressive sizes": ("FINAL_RECIPE", {"progressive_sizes": [[64, 5]]}, "leave the last epochs"),
+    "recipe progressive sizes": ("FINAL_RECIPE", {"epochs": 2, "progressive_sizes": [[64, 5]]}, "leave the last epochs"),
     "recipe stem": ("FINAL_RECIPE", {"stem": "patches"}, "stem must be one of learned, whitened"),
 }
 
 
 def test_fewer_epochs_than_the_cpu_profiles_small_image_epochs_names_the_fix(tmp_path, capsys):
-    """The cpu profile trains its first 24 epochs on 64-px crops, so --set FINAL_EPOCHS=12 alone cannot run: the
+    """The cpu profile trains its first 24 epochs on 64-px crops, so --set FINAL_RECIPE.epochs=12 alone cannot run: the
     sentence says what to set with it, before any notebook."""
     out_dir = tmp_path / "run"
-    assert runner.main(["--profile", "cpu", "--set", "FINAL_EPOCHS=12", "--out", str(out_dir)]) == 2
+    assert runner.main(["--profile", "cpu", "--set", "FINAL_RECIPE.epochs=12", "--out", str(out_dir)]) == 2
     error = capsys.readouterr().err.strip()
     assert "FINAL_RECIPE" in error and "covers 24 of 12 epochs" in error and "[[64, 6]]" in error, error
     assert len(error.splitlines()) == 1 and not out_dir.exists()
     # With the small-image epochs halved too, the parameters pass (the run then stops on the missing data file).
     capsys.readouterr()
     missing = tmp_path / "missing.npz"
-    arguments = ["--profile", "cpu", "--data", str(missing), "--set", "FINAL_EPOCHS=12", "FINAL_RECIPE.progressive_sizes=[[64,6]]"]
+    arguments = ["--profile", "cpu", "--data", str(missing), "--set", "FINAL_RECIPE.epochs=12", "FINAL_RECIPE.progressive_sizes=[[64,6]]"]
     assert runner.main([*arguments, "--out", str(out_dir)]) == 2
     error = capsys.readouterr().err
     assert "covers" not in error and "missing.npz" in error, error
@@ -276,11 +281,13 @@ def test_fewer_epochs_than_the_cpu_profiles_small_image_epochs_names_the_fix(tmp
 @pytest.mark.parametrize("case", sorted(BAD_PARAMETERS))
 def test_bad_parameter_stops_the_run_before_training_with_one_sentence(tmp_path, monkeypatch, capsys, case):
     """A profile that names an unknown policy, corruption, view, optimizer or model, or a severity
-    outside 1-5, or a bad recipe field, stops before any notebook: one sentence naming the parameter, no run folder."""
+    outside 1-5, or a bad recipe field, stops before any notebook: one sentence naming the parameter, no run folder.
+    A bad recipe field is changed in the profile's own mapping, as a user changes one field."""
 
     name, value, shown = BAD_PARAMETERS[case]
     profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
-    profile["parameters"][name] = value
+    current = profile["parameters"].get(name)
+    profile["parameters"][name] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
     params_dir = tmp_path / "params"
     params_dir.mkdir()
     (params_dir / "smoke.yaml").write_text(yaml.safe_dump(profile))
@@ -319,7 +326,15 @@ BAD_SETS = {
     "runner's own": (["OUT_DIR=/tmp/x"], "--set OUT_DIR: the runner sets OUT_DIR; use --out instead."),
     "profile": (["PROFILE=cpu"], "--set PROFILE: the runner sets PROFILE; use --profile instead."),
     "wrong type": (["SEED=many"], "--set SEED=many: SEED is declared as int, not str; give one of type int."),
-    "bad value": (["SEED=1", "FINAL_POLICY=sparkles"], "--set: "),
+    "bad value": (["SEED=1", "FINAL_RECIPE.policy=sparkles"], "--set: "),
+    "moved parameter": (["FINAL_EPOCHS=60"], "error: FINAL_EPOCHS is now FINAL_RECIPE.epochs: use --set FINAL_RECIPE.epochs=60."),
+    "moved field": (["FINAL_MODEL.x=1"], "FINAL_MODEL is now FINAL_RECIPE.model: use --set FINAL_RECIPE.model=1."),
+    "moved to three mappings": (
+        ["WEIGHTS=imagenet"],
+        "WEIGHTS is now SWEEP_RECIPE.weights, STUDY_RECIPE.weights and FINAL_RECIPE.weights: "
+        "use --set SWEEP_RECIPE.weights=imagenet STUDY_RECIPE.weights=imagenet FINAL_RECIPE.weights=imagenet.",
+    ),
+    "moved from 02": (["PATIENCE=3"], "PATIENCE is now BASELINE_RECIPE.patience: use --set BASELINE_RECIPE.patience=3."),
     "unknown profile": (["SEED=1"], "--profile nowhere: neither a profile name"),
 }
 
@@ -329,9 +344,9 @@ def test_a_bad_set_or_profile_stops_before_any_folder_with_one_sentence(tiny_sui
     pairs, expected = BAD_SETS[case]
     if case == "bad value":
         # The tiny notebooks declare only DATA_PATH, OUT_DIR and SEED; a real parameter's check needs it declared.
-        write_notebook(tiny_suite / "03_third.ipynb", "print(FINAL_POLICY)")
+        write_notebook(tiny_suite / "03_third.ipynb", "print(FINAL_RECIPE)")
         notebook = nbformat.read(tiny_suite / "03_third.ipynb", as_version=4)
-        notebook.cells[1].source += '\nFINAL_POLICY: str = "none"'
+        notebook.cells[1].source += "\nFINAL_RECIPE: dict = {}"
         nbformat.write(notebook, tiny_suite / "03_third.ipynb")
     profile = ["--profile", "nowhere"] if case == "unknown profile" else []
     out_dir = tmp_path / "run"
@@ -340,18 +355,71 @@ def test_a_bad_set_or_profile_stops_before_any_folder_with_one_sentence(tiny_sui
     assert error.startswith("error: ") and "Traceback" not in error and len(error.splitlines()) == 1, error
     assert expected in error, error
     if case == "bad value":
-        assert "FINAL_POLICY" in error and "sparkles" in error, error
+        assert "FINAL_RECIPE.policy" in error and "sparkles" in error, error
     assert not out_dir.exists()
+
+
+MOVED_IN_A_PROFILE = {
+    "FINAL_EPOCHS": (60, "FINAL_EPOCHS is now FINAL_RECIPE.epochs: write epochs: 60 under FINAL_RECIPE instead."),
+    "FINAL_POLICY": ("from_04", "FINAL_POLICY is now FINAL_RECIPE.policy: write policy: from_04 under FINAL_RECIPE instead."),
+    "WEIGHTS": (
+        "",
+        'WEIGHTS is now SWEEP_RECIPE.weights, STUDY_RECIPE.weights and FINAL_RECIPE.weights: write weights: "" under '
+        "SWEEP_RECIPE, STUDY_RECIPE and FINAL_RECIPE instead.",
+    ),
+    "BASELINE_BN_MOMENTUM": (0.9, "BASELINE_BN_MOMENTUM is now BASELINE_RECIPE.scratch_bn_momentum: write scratch_bn_momentum: 0.9"),
+    "IMAGE_SIZE": (96, "IMAGE_SIZE is now SWEEP_RECIPE.image_size: write image_size: 96 under SWEEP_RECIPE instead."),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOVED_IN_A_PROFILE))
+def test_a_profile_file_with_a_moved_parameter_stops_with_its_new_place(tmp_path, capsys, name):
+    """A profile file written for the parameters before the recipe mappings names where each moved one went."""
+    value, expected = MOVED_IN_A_PROFILE[name]
+    profile = yaml.safe_load((config.PARAMS_DIR / "smoke.yaml").read_text())
+    profile["parameters"][name] = value
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(runner.RunnerError) as raised:
+        runner.load_profile(str(path))
+    assert str(raised.value).startswith(f"{path}: ") and expected in str(raised.value)
+    out_dir = tmp_path / "run"
+    assert runner.main(["--profile", str(path), "--out", str(out_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert expected in error and len(error.splitlines()) == 1 and not out_dir.exists(), error
+
+
+def test_each_recipe_mapping_is_checked_as_its_first_cell_trains():
+    """The check builds each mapping with the first entry of each sweep axis on top; 05's "from_04" is left to 05."""
+    from utils.runner import parameters
+
+    smoke = runner.load_profile("smoke")["parameters"]
+    study = parameters.recipe_settings(smoke, "STUDY_RECIPE")
+    axes = {"policy": "STUDY_POLICIES", "optimizer": "STUDY_OPTIMIZERS", "image_size": "STUDY_IMAGE_SIZES"}
+    first_cell = {field: smoke[axis][0] for field, axis in axes.items()}
+    assert study == {**smoke["STUDY_RECIPE"], **first_cell}
+    assert parameters.recipe_settings(smoke, "SWEEP_RECIPE") == {**smoke["SWEEP_RECIPE"], "model": smoke["SWEEP_BACKBONES"][0]}
+    assert parameters.recipe_settings(smoke, "BASELINE_RECIPE") == smoke["BASELINE_RECIPE"]
+    assert smoke["FINAL_RECIPE"]["policy"] == "from_04" and "policy" not in parameters.recipe_settings(smoke, "FINAL_RECIPE")
+    cpu = runner.load_profile("cpu")["parameters"]
+    assert parameters.recipe_settings(cpu, "FINAL_RECIPE") == cpu["FINAL_RECIPE"]
+
+
+def test_no_profile_sets_a_moved_parameter():
+    from utils.runner import parameters
+
+    for profile in config.PROFILES:
+        assert not set(runner.load_profile(profile)["parameters"]) & set(parameters.MOVED), profile
 
 
 def test_profile_fill_gives_the_parameters_left_at_none_the_profiles_values(capsys):
     """What a notebook's second code cell does under Jupyter's Run All."""
     from utils.runner import profiles
 
-    namespace = {"SEED": None, "BASELINE_EPOCHS": 7, "DATA_PATH": None, "NOT_IN_THE_PROFILE": None}
+    namespace = {"SEED": None, "MAX_TRAIN_IMAGES": 7, "DATA_PATH": None, "NOT_IN_THE_PROFILE": None}
     filled = profiles.fill("smoke", namespace)
     assert filled == {"SEED": 42, "DATA_PATH": "synthetic"}
-    assert namespace == {"SEED": 42, "BASELINE_EPOCHS": 7, "DATA_PATH": "synthetic", "NOT_IN_THE_PROFILE": None}
+    assert namespace == {"SEED": 42, "MAX_TRAIN_IMAGES": 7, "DATA_PATH": "synthetic", "NOT_IN_THE_PROFILE": None}
     assert "2 parameters taken from it" in capsys.readouterr().out
     cpu = {"DATA_PATH": None}
     profiles.fill("cpu", cpu)
@@ -370,8 +438,8 @@ def test_every_notebook_parameter_at_none_is_set_by_every_profile():
             values = runner.load_profile(profile)["parameters"]
             assert at_none <= set(values), f"{notebook.name}: {sorted(at_none - set(values))} missing from {profile}.yaml"
         checked += len(at_none)
-    # Most parameters of the six notebooks are left at None for the profile to fill.
-    assert checked >= 45
+    # Most parameters of the six notebooks are left at None for the profile to fill (each training recipe is one of them).
+    assert checked >= 35
 
 
 def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optional_ones():
@@ -381,24 +449,27 @@ def test_the_runner_passes_every_parameter_the_notebooks_declare_including_optio
     declared = runner.notebook_declared(first)
     assert declared["SEED"]["inferred_type_name"] == "int | None" and declared["SEED"]["default"] == "None"
     assert declared["DATA_PATH"]["help"].startswith("Training data")
-    available = {"DATA_PATH": "/data/training_set.npz", "SEED": 7, "FINAL_EPOCHS": 3, "OUT_DIR": "/run", "PROFILE": "cpu"}
+    available = {"DATA_PATH": "/data/training_set.npz", "SEED": 7, "FINAL_RECIPE": {"epochs": 3}, "OUT_DIR": "/run", "PROFILE": "cpu"}
     expected = {"DATA_PATH": "/data/training_set.npz", "SEED": 7, "OUT_DIR": "/run", "PROFILE": "cpu"}
     assert runner.notebook_parameters(first, available) == expected
     every = runner.declared_parameters(sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
     for profile in config.PROFILES:
         values = runner.load_profile(profile)["parameters"]
         assert set(values) <= set(every), f"{profile}.yaml sets parameters no notebook declares: {sorted(set(values) - set(every))}"
-    overrides = runner.parse_overrides(["FINAL_EPOCHS=3", "CORRUPTION_SEVERITIES=[1, 5]"], every)
-    assert overrides == {"FINAL_EPOCHS": 3, "CORRUPTION_SEVERITIES": [1, 5]}
-    with pytest.raises(runner.RunnerError, match="FINAL_EPOCHS is declared as int"):
-        runner.parse_overrides(["FINAL_EPOCHS=many"], every)
+    overrides = runner.parse_overrides(["MAX_TRAIN_IMAGES=3", "CORRUPTION_SEVERITIES=[1, 5]"], every)
+    assert overrides == {"MAX_TRAIN_IMAGES": 3, "CORRUPTION_SEVERITIES": [1, 5]}
+    with pytest.raises(runner.RunnerError, match="MAX_TRAIN_IMAGES is declared as int"):
+        runner.parse_overrides(["MAX_TRAIN_IMAGES=many"], every)
     # One field of a mapping parameter changes; the profile's other fields stay.
     cpu = runner.load_profile("cpu")["parameters"]
     changed = runner.parse_overrides(["FINAL_RECIPE.learning_rate=0.002", "FINAL_RECIPE.batch_size=64"], every, cpu)
     assert changed["FINAL_RECIPE"] == {**cpu["FINAL_RECIPE"], "learning_rate": 0.002, "batch_size": 64}
     assert cpu["FINAL_RECIPE"]["learning_rate"] == 0.001
-    with pytest.raises(runner.RunnerError, match="FINAL_EPOCHS is declared as int, not a mapping"):
-        runner.parse_overrides(["FINAL_EPOCHS.count=3"], every, cpu)
+    changed = runner.parse_overrides(["FINAL_RECIPE.epochs=60", "BASELINE_RECIPE.epochs=4"], every, cpu)
+    assert changed["FINAL_RECIPE"] == {**cpu["FINAL_RECIPE"], "epochs": 60}
+    assert changed["BASELINE_RECIPE"] == {**cpu["BASELINE_RECIPE"], "epochs": 4}
+    with pytest.raises(runner.RunnerError, match="MAX_TRAIN_IMAGES is declared as int, not a mapping"):
+        runner.parse_overrides(["MAX_TRAIN_IMAGES.count=3"], every, cpu)
 
 
 SLEEP_ONCE = """

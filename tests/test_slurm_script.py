@@ -86,9 +86,20 @@ def test_a_new_job_starts_a_run_into_its_own_folder(job):
     result = run_script(environment)
     assert result.returncode == 0, result.stderr
     assert recorded(tmp_path) == ["-m", "utils.runner", "--profile", "gpu", "--out", str(tmp_path / "run")]
-    result = run_script({**environment, "DATA": "/data/cells.npz", "SETTINGS": "FINAL_EPOCHS=60 IMAGE_SIZE=224", "PROFILE": "cpu"})
+    result = run_script(
+        {**environment, "DATA": "/data/cells.npz", "SETTINGS": "FINAL_RECIPE.epochs=60 SWEEP_RECIPE.image_size=224", "PROFILE": "cpu"}
+    )
     assert result.returncode == 0, result.stderr
-    expected = ["cpu", "--out", str(tmp_path / "run"), "--data", "/data/cells.npz", "--set", "FINAL_EPOCHS=60", "IMAGE_SIZE=224"]
+    expected = [
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--data",
+        "/data/cells.npz",
+        "--set",
+        "FINAL_RECIPE.epochs=60",
+        "SWEEP_RECIPE.image_size=224",
+    ]
     assert recorded(tmp_path)[3:] == expected
 
 

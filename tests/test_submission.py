@@ -186,9 +186,7 @@ def test_the_cpu_profiles_final_network_crosses_keras_versions(tmp_path):
     """05's network exactly as the cpu profile builds it (its widths and blocks, a stage without blocks, the whitened
     stem), untrained: saved by this Keras, rebuilt and loaded by Keras 3.4.1 on TensorFlow 2.17."""
     cpu = runner.load_profile("cpu")["parameters"]
-    final_recipe = recipe.from_settings(
-        cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=cpu["FINAL_EPOCHS"], image_size=cpu["FINAL_IMAGE_SIZE"]
-    )
+    final_recipe = recipe.from_settings(cpu["FINAL_RECIPE"], "FINAL_RECIPE")
     model, spec = recipe.build(final_recipe, seed=0)
     assert spec["blocks"] == list(cpu["FINAL_RECIPE"]["blocks"])
     images = synthetic.render_cells(np.arange(16) % 8, np.random.default_rng(3))
@@ -214,9 +212,7 @@ def test_the_zips_one_call_answers_a_whole_test_with_every_view_in_the_platforms
     of one and a batch of none, and a whole test's images with all 11 views in one call, in the platform's stack
     (TensorFlow 2.17, Keras 3.4.1); the check reports the peak memory of that process (BENCHMARKS.md, "Submission check")."""
     cpu = runner.load_profile("cpu")["parameters"]
-    final_recipe = recipe.from_settings(
-        cpu["FINAL_RECIPE"], model=cpu["FINAL_MODEL"], epochs=cpu["FINAL_EPOCHS"], image_size=cpu["FINAL_IMAGE_SIZE"]
-    )
+    final_recipe = recipe.from_settings(cpu["FINAL_RECIPE"], "FINAL_RECIPE")
     model, spec = recipe.build(final_recipe, seed=0)
     images = synthetic.render_cells(np.arange(WHOLE_TEST_IMAGES) % 8, np.random.default_rng(11))
     recipe.start_stem(final_recipe, model, images[:256])

@@ -24,7 +24,7 @@ SHARED_DATA = Path(os.environ.get("BLOODCELL_DATA", REPO_ROOT.parent / "shared" 
 
 # The value of DATA_PATH that asks for the embedded synthetic data set instead of a file.
 SYNTHETIC_DATA = "synthetic"
-# The value of FINAL_POLICY that makes 05 train with the best policy 04 found (`utils.augment.policies.final_policy`).
+# The value of FINAL_RECIPE.policy that makes 05 train with the best policy 04 found (`utils.augment.policies.final_policy`).
 POLICY_FROM_STUDY = "from_04"
 # A submission check passes when the zip's predictions agree with the notebook's model on at least this share of
 # images (`utils.submission.validate`); the report counts the checks that passed by the same rule.

@@ -1,6 +1,6 @@
 """The named augmentation policies (data, not code), and which corruption kinds each imitates.
 
-A profile names a policy (`FINAL_POLICY: robust_colour_fused`) or lists layer specs; `utils.augment`
+A profile names a policy (`FINAL_RECIPE.policy: robust_colour_fused`) or lists layer specs; `utils.augment`
 checks and applies them. `TRAINED_CORRUPTIONS` says which kinds of the corruption suite
 (`utils.evaluation.corruptions`) a policy trains for, so that 05 and the benchmarks can report accuracy under
 the kinds never trained for apart ("unseen"): the estimate of how a model does on corruptions nobody
@@ -178,7 +178,7 @@ def seen_corruptions(policy) -> tuple[str, ...]:
     return TRAINED_CORRUPTIONS.get(policy, ()) if isinstance(policy, str) else ()
 
 
-# 05 trains with the best policy that 04 found when FINAL_POLICY is this value.
+# 05 trains with the best policy that 04 found when FINAL_RECIPE.policy is this value.
 FROM_STUDY = config.POLICY_FROM_STUDY
 # The policy 05 falls back to when 04 did not run in the run folder.
 FALLBACK_POLICY = "robust"

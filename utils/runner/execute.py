@@ -271,7 +271,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override the profile's parameters, e.g. --set FINAL_EPOCHS=12 'CORRUPTIONS=[gaussian_noise]' "
+        help="override the profile's parameters, e.g. --set FINAL_RECIPE.epochs=12 'CORRUPTIONS=[gaussian_noise]' "
         "FINAL_RECIPE.learning_rate=0.002 (checked before any notebook)",
     )
     parser.add_argument("--data", help="the challenge's npz or an 8-class image folder (default: the profile's)")

@@ -1,7 +1,8 @@
 """Checks of the notebooks' parameters that name things: policies, corruptions, severities, TTA
-views, optimizers, models, number formats, data-parallel training (DISTRIBUTE, BATCH_SCALING), 04's screening, and the recipe
-mappings of 03, 04 and 05 (SWEEP_RECIPE, STUDY_RECIPE, FINAL_RECIPE, checked as `utils.training.recipe.Recipe` checks
-its fields).
+views, optimizers, data-parallel training (DISTRIBUTE, BATCH_SCALING), 04's screening, and the recipe mapping of each
+training notebook (BASELINE_RECIPE, SWEEP_RECIPE, STUDY_RECIPE, FINAL_RECIPE: its model, policy, optimizer, image size
+and number format by name, then every field as `utils.training.recipe.Recipe` checks it). A parameter that is now a
+field of a recipe mapping (FINAL_EPOCHS, WEIGHTS, ...) is refused with the sentence that names its new place.
 
 The runner calls `check_parameters` on a profile's values before any notebook runs, and each
 notebook calls it on its own values (for hand runs), so a typo stops the run before training with
@@ -9,6 +10,8 @@ one sentence that names the parameter and the choices. Parameters not listed her
 """
 
 from __future__ import annotations
+
+import json
 
 from utils import config
 
@@ -95,73 +98,144 @@ def _check_screening(value, parameter: str):
 
 
 CHECKS = {
-    "STUDY_MODEL": _check_models,
-    "FINAL_MODEL": _check_models,
     "STUDY_POLICIES": _check_policies,
-    "FINAL_POLICY": _check_policy,
     "STUDY_OPTIMIZERS": _check_optimizers,
     "STUDY_IMAGE_SIZES": _check_image_sizes,
-    "FINAL_IMAGE_SIZE": _check_image_sizes,
     "CORRUPTIONS": _check_corruptions,
     "CORRUPTION_SEVERITIES": _check_severities,
     "TTA_VIEWS": _check_views,
     "FINAL_TTA_VIEWS": _check_views,
-    "BASELINE_PRECISION": _check_precision,
     "DISTRIBUTE": _check_distribute,
     "BATCH_SCALING": _check_batch_scaling,
     "STUDY_SCREENING": _check_screening,
 }
 
 
-# The recipe mappings of notebooks 03, 04 and 05, and the recipe fields their notebooks set from parameters of their own
-# (a list parameter gives its first entry, as the first cell of a sweep trains it).
+# The recipe mapping of each training notebook (02-05), and the fields that a sweep axis of that notebook sets: each
+# cell of 03's sweep trains one entry of SWEEP_BACKBONES, each cell of 04's study one policy, optimizer and size, and
+# the first entry of each axis is what the first cell trains.
 RECIPE_MAPPINGS = {
-    "SWEEP_RECIPE": {"model": "SWEEP_BACKBONES", "epochs": "SWEEP_EPOCHS", "image_size": "IMAGE_SIZE", "weights": "WEIGHTS"},
-    "STUDY_RECIPE": {
-        "model": "STUDY_MODEL",
-        "policy": "STUDY_POLICIES",
-        "optimizer": "STUDY_OPTIMIZERS",
-        "image_size": "STUDY_IMAGE_SIZES",
-        "epochs": "STUDY_EPOCHS",
-        "weights": "WEIGHTS",
-    },
-    "FINAL_RECIPE": {
-        "model": "FINAL_MODEL",
-        "policy": "FINAL_POLICY",
-        "epochs": "FINAL_EPOCHS",
-        "image_size": "FINAL_IMAGE_SIZE",
-        "weights": "WEIGHTS",
-    },
+    "BASELINE_RECIPE": {},
+    "SWEEP_RECIPE": {"model": "SWEEP_BACKBONES"},
+    "STUDY_RECIPE": {"policy": "STUDY_POLICIES", "optimizer": "STUDY_OPTIMIZERS", "image_size": "STUDY_IMAGE_SIZES"},
+    "FINAL_RECIPE": {},
+}
+
+# Recipe fields checked with a sentence that names the mapping and the field (the recipe checks the others itself).
+FIELD_CHECKS = {
+    "model": _check_models,
+    "policy": _check_policy,
+    "optimizer": _check_optimizers,
+    "image_size": _check_image_sizes,
+    "precision": _check_precision,
+}
+
+# Parameters that are now fields of a recipe mapping: each old name, the mappings that hold it and the field's name.
+MOVED = {
+    "BASELINE_EPOCHS": (("BASELINE_RECIPE",), "epochs"),
+    "BASELINE_BATCH_SIZE": (("BASELINE_RECIPE",), "batch_size"),
+    "BASELINE_OPTIMIZER": (("BASELINE_RECIPE",), "optimizer"),
+    "BASELINE_LEARNING_RATE": (("BASELINE_RECIPE",), "learning_rate"),
+    "BASELINE_FILTERS": (("BASELINE_RECIPE",), "filters"),
+    "BASELINE_BN_MOMENTUM": (("BASELINE_RECIPE",), "scratch_bn_momentum"),
+    "BASELINE_PRECISION": (("BASELINE_RECIPE",), "precision"),
+    "PATIENCE": (("BASELINE_RECIPE",), "patience"),
+    "REDUCE_LR_PATIENCE": (("BASELINE_RECIPE",), "reduce_lr_patience"),
+    "SWEEP_EPOCHS": (("SWEEP_RECIPE",), "epochs"),
+    "IMAGE_SIZE": (("SWEEP_RECIPE",), "image_size"),
+    "WEIGHTS": (("SWEEP_RECIPE", "STUDY_RECIPE", "FINAL_RECIPE"), "weights"),
+    "STUDY_MODEL": (("STUDY_RECIPE",), "model"),
+    "STUDY_EPOCHS": (("STUDY_RECIPE",), "epochs"),
+    "FINAL_MODEL": (("FINAL_RECIPE",), "model"),
+    "FINAL_POLICY": (("FINAL_RECIPE",), "policy"),
+    "FINAL_EPOCHS": (("FINAL_RECIPE",), "epochs"),
+    "FINAL_IMAGE_SIZE": (("FINAL_RECIPE",), "image_size"),
 }
 
 
-def _knob(parameters: dict, name: str):
-    value = parameters.get(name)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if name == "FINAL_POLICY" and value == POLICY_FROM_STUDY:
-        return None
-    return value or None if name == "WEIGHTS" else value
+def _listed(items) -> str:
+    """Names as a sentence lists them: "A", "A and B", "A, B and C"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def moved_message(name: str, text: str, *, command_line: bool) -> str:
+    """The sentence that refuses an old parameter `name`, naming its new place: the `--set` to type instead (with
+    `command_line`, `text` being the text after `=`) or the line to write under the mapping in a profile file (`text`
+    being the value as `value_text` writes it)."""
+    mappings, field_name = MOVED[name]
+    places = _listed(f"{mapping}.{field_name}" for mapping in mappings)
+    if command_line:
+        how = "use --set " + " ".join(f"{mapping}.{field_name}={text}" for mapping in mappings)
+    else:
+        how = f"write {field_name}: {text} under {_listed(mappings)} instead"
+    return f"{name} is now {places}: {how}."
+
+
+def value_text(value) -> str:
+    """A parameter's value as a profile file writes it in flow style (a string plain unless empty, the rest as JSON,
+    which YAML reads alike)."""
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value)
+
+
+def check_moved(parameters: dict) -> None:
+    """Raises ValueError, in one sentence naming the new place, for the first parameter that is now a recipe field."""
+    for name, value in parameters.items():
+        if name in MOVED:
+            raise ValueError(moved_message(name, value_text(value), command_line=False))
+
+
+def recipe_settings(parameters: dict, mapping: str) -> dict:
+    """A recipe mapping's fields as the first cell of its notebook trains them: the mapping with the first entry of
+    each sweep axis on top (an axis the parameters lack or leave empty adds nothing). FINAL_RECIPE's policy "from_04"
+    stands for 04's policy, which only 05's run folder knows, and is left out."""
+    settings = dict(parameters.get(mapping) or {})
+    for field_name, axis in RECIPE_MAPPINGS[mapping].items():
+        value = parameters.get(axis)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            settings[field_name] = value
+    if mapping == "FINAL_RECIPE" and settings.get("policy") == POLICY_FROM_STUDY:
+        del settings["policy"]
+    return settings
 
 
 def _check_recipes(parameters: dict) -> None:
-    """Each recipe mapping as its notebook will train it: the mapping's fields with the notebook's own knobs on top."""
+    """Each recipe mapping as its notebook trains it, its fields checked one by one, then as one `Recipe`."""
     from utils.training import recipe
 
-    for mapping, knobs in RECIPE_MAPPINGS.items():
+    for mapping, axes in RECIPE_MAPPINGS.items():
         settings = parameters.get(mapping)
         if settings is None:
             continue
         if not isinstance(settings, dict):
-            raise ValueError(f"{mapping} must be a mapping of recipe fields, such as {{learning_rate: 0.002}} (got {settings!r}).")
+            raise ValueError(
+                f"{mapping} must be a mapping of recipe fields, such as {{epochs: 10, learning_rate: 0.002}} (got {settings!r})."
+            )
+        for field_name, axis in axes.items():
+            if field_name in settings:
+                raise ValueError(
+                    f"{mapping}.{field_name}: each cell takes its {field_name} from {axis}; leave {field_name} out of {mapping}."
+                )
+        if mapping != "FINAL_RECIPE" and settings.get("policy") == POLICY_FROM_STUDY:
+            raise ValueError(
+                f"{mapping}.policy: only FINAL_RECIPE.policy takes {POLICY_FROM_STUDY!r} (04's best policy); name a policy instead."
+            )
+        for field_name, check in FIELD_CHECKS.items():
+            if settings.get(field_name) is not None:
+                check(settings[field_name], f"{mapping}.{field_name}")
         decay = settings.get("weight_decay")
         if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1):
             raise ValueError(f"{mapping}: weight_decay must be null (the optimizer's default) or in [0, 1), such as 0.05 (got {decay!r}).")
-        recipe.from_settings(settings, mapping, **{field: _knob(parameters, name) for field, name in knobs.items()})
+        recipe.from_settings(recipe_settings(parameters, mapping), mapping)
 
 
 def check_parameters(parameters: dict) -> None:
     """Raises ValueError (one sentence naming the parameter and the choices) for the first bad value."""
+    check_moved(parameters)
     for name, check in CHECKS.items():
         if name in parameters:
             check(parameters[name], name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from utils import config, notebook_cells
+from utils.runner.parameters import MOVED, moved_message
 
 
 class RunnerError(Exception):
@@ -102,13 +103,16 @@ def _declared_type(description: dict) -> str:
 def parse_overrides(pairs: list[str], declared: dict[str, dict], current: dict | None = None) -> dict:
     """`--set KEY=VALUE` pairs as parameters: each KEY a declared parameter, each VALUE YAML of the declared type.
     `KEY.FIELD=VALUE` changes one field of a mapping parameter (such as FINAL_RECIPE.learning_rate=0.002), keeping the
-    other fields of its value in `current` (the profile's parameters)."""
+    other fields of its value in `current` (the profile's parameters). A KEY that is now a field of a recipe mapping
+    (such as FINAL_EPOCHS) is refused with the `--set` to type instead."""
     overrides = {}
     for pair in pairs or []:
         key, separator, text = pair.partition("=")
         key, _, field = key.strip().partition(".")
         if not separator or not key:
-            raise RunnerError(f"--set {pair}: write KEY=VALUE, for example --set FINAL_EPOCHS=12.")
+            raise RunnerError(f"--set {pair}: write KEY=VALUE, for example --set FINAL_RECIPE.epochs=12.")
+        if key in MOVED:
+            raise RunnerError(moved_message(key, text.strip(), command_line=True))
         if key in _RUNNER_PARAMETERS:
             raise RunnerError(f"--set {key}: the runner sets {key}; use {_RUNNER_PARAMETERS[key]} instead.")
         if key not in declared:

@@ -140,18 +140,15 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def from_settings(settings: dict | None, parameter: str = "FINAL_RECIPE", **fields) -> Recipe:
-    """A `Recipe` from a mapping of its fields (a profile's `FINAL_RECIPE`), with `fields` (the notebook's own knobs,
-    such as `epochs=FINAL_EPOCHS`) on top; a bad mapping raises ValueError in one sentence naming `parameter`."""
-    settings = dict(settings or {})
+def from_settings(settings: dict | None, parameter: str = "recipe", **changes) -> Recipe:
+    """A `Recipe` from a mapping of its fields (a notebook's recipe mapping, such as a profile's `FINAL_RECIPE`), with
+    `changes` on top (the fields a sweep axis sets, such as `model=SWEEP_BACKBONES[0]`); a bad mapping raises ValueError
+    in one sentence naming `parameter`."""
+    settings = {**(settings or {}), **changes}
     names = [item.name for item in dataclasses.fields(Recipe)]
     unknown = sorted(set(settings) - set(names))
     if unknown:
         raise ValueError(f"{parameter}: {', '.join(unknown)} is not a field of the recipe; the fields are {', '.join(names)}.")
-    twice = sorted(key for key in set(settings) & set(fields) if fields[key] is not None)
-    if twice:
-        raise ValueError(f"{parameter}: {', '.join(twice)} has a parameter of its own in the notebook; set it there, not in {parameter}.")
-    settings.update({key: value for key, value in fields.items() if value is not None})
     try:
         return Recipe(**settings)
     except (TypeError, ValueError) as error:
