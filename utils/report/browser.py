@@ -10,6 +10,7 @@ missing or does not decode. Needs a Chromium (Debian's `chromium` package, or se
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -79,8 +80,6 @@ def check_report(
     found = re.search(rf'<pre id="{MARKER}">(.*?)</pre>', dom, re.S)
     if found is None:
         raise BrowserError(f"Chromium loaded {page} but its check did not run (no #{MARKER} in the page).")
-    import html
-
     result = json.loads(html.unescape(found.group(1)))
     report = {
         "figures": len(result["images"]),
