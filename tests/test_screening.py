@@ -122,9 +122,9 @@ def test_a_screened_study_is_compared_with_the_full_grid_by_rank(tmp_path):
     from utils.tools import compare_studies
 
     reference = compare_studies.read_rows(compare_studies.DEFAULT_REFERENCE)
-    assert screening.ranking(reference)[:2] == ["robust_adamw_96px", "robust_colour_fused_adamw_96px"]
+    ordered = screening.ranking(compare_studies.policy_round(reference))
+    assert ordered[:2] == ["robust_adamw_96px", "robust_colour_fused_adamw_96px"] and len(ordered) == 9
     # The same order (robust first, the rest screened out in the reference's order): rank correlation 1.
-    ordered = screening.ranking(reference)
     same = [
         {
             "model": name,
@@ -147,3 +147,27 @@ def test_a_screened_study_is_compared_with_the_full_grid_by_rank(tmp_path):
     assert -1.0 <= result["spearman"] < 0.0
     with pytest.raises(SystemExit, match="tables/04_study.csv"):
         compare_studies.main(["--run", str(tmp_path)])
+
+
+def test_each_choice_of_a_study_is_compared_with_the_references_and_two_runs_give_their_noise():
+    from utils.tools import compare_studies
+
+    reference = compare_studies.read_rows(compare_studies.DEFAULT_REFERENCE)
+    same = compare_studies.choices(reference, reference)
+    assert [(choice["factor"], choice["screened_choice"], choice["reference_gap_points"]) for choice in same] == [
+        ("policy", "robust", 0.0),
+        ("optimizer", "lion", 0.0),
+        ("image_size", 128, 0.0),
+    ]
+    # A study whose Lion cell scores lower chooses AdamW (from the policy round) and then its size at AdamW; the
+    # reference puts AdamW 1 point below Lion, and the size is scored at the reference's own optimizer.
+    weaker_lion = [dict(row, corrupted_accuracy=0.5) if row["model"] == "robust_lion_96px" else row for row in reference]
+    weaker_lion.append(dict(reference[-1], model="robust_adamw_128px", optimizer="adamw", corrupted_accuracy=0.6))
+    chosen = compare_studies.choices(weaker_lion, reference)
+    assert [choice["screened_choice"] for choice in chosen] == ["robust", "adamw", 96]
+    assert [choice["reference_gap_points"] for choice in chosen] == [0.0, 1.0, 0.3]
+    noise = compare_studies.run_to_run(reference, weaker_lion)
+    assert noise["cells"]["robust_lion_96px"] == 14.1 and noise["cells"]["robust_adamw_96px"] == 0.0
+    assert noise["max_points"] == 14.1 and noise["mean_points"] == round(14.1 / len(noise["cells"]), 1)
+    with pytest.raises(SystemExit, match="no cell that trained its full budget in both"):
+        compare_studies.run_to_run(reference, [dict(row, screened_out_after=2) for row in reference])
