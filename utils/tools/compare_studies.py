@@ -106,15 +106,15 @@ def choices(screened_rows: list[dict], reference_rows: list[dict]) -> list[dict]
             break
         screened_chosen[factor] = max(screened, key=screened.get)
         reference_chosen[factor] = max(reference, key=reference.get)
-        of_screened = reference.get(screened_chosen[factor])
+        of_screened, of_reference = reference.get(screened_chosen[factor]), reference[reference_chosen[factor]]
         result.append(
             {
                 "factor": factor,
                 "screened_choice": screened_chosen[factor],
                 "reference_choice": reference_chosen[factor],
                 "reference_corrupted_of_screened_choice": of_screened,
-                "reference_corrupted_of_reference_choice": reference[reference_chosen[factor]],
-                "reference_gap_points": None if of_screened is None else round(100 * (reference[reference_chosen[factor]] - of_screened), 1),
+                "reference_corrupted_of_reference_choice": of_reference,
+                "reference_gap_points": None if of_screened is None else round(100 * (of_reference - of_screened), 1),
             }
         )
     return result
