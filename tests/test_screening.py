@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -171,3 +172,14 @@ def test_each_choice_of_a_study_is_compared_with_the_references_and_two_runs_giv
     assert noise["max_points"] == 14.1 and noise["mean_points"] == round(14.1 / len(noise["cells"]), 1)
     with pytest.raises(SystemExit, match="no cell that trained its full budget in both"):
         compare_studies.run_to_run(reference, [dict(row, screened_out_after=2) for row in reference])
+
+
+def test_the_comparison_reads_a_run_folder_or_a_study_table_itself(tmp_path, capsys):
+    from utils.tools import compare_studies
+
+    reference = compare_studies.DEFAULT_REFERENCE
+    assert compare_studies.study_table(str(tmp_path)) == tmp_path / "tables" / "04_study.csv"
+    compare_studies.main(["--run", str(reference), "--repeat", str(reference)])
+    measures = {json.loads(line)["measure"]: json.loads(line)["value"] for line in capsys.readouterr().out.splitlines()}
+    assert measures["spearman"] == 1.0 and measures["run_to_run"]["max_points"] == 0.0
+    assert [choice["reference_gap_points"] for choice in measures["choices"]] == [0.0, 0.0, 0.0]

@@ -3,6 +3,8 @@
     python -m utils.tools.compare_studies --run outputs/<run> [--reference docs/experiments/data/augmentation-policy-full-grid.csv]
                                           [--repeat outputs/<another run of the same study>]
 
+`--run` and `--repeat` take a run folder or a study table itself (a CSV with the columns of `tables/04_study.csv`).
+
 Reads the run's `tables/04_study.csv` and a reference study table (by default the full grid that
 docs/experiments/augmentation-policy-study.md writes up) and compares them on the policy cells both trained: the
 Spearman rank correlation of their orders (`screening.ranking`: the cells that trained their full budget by
@@ -36,6 +38,12 @@ def read_rows(path: Path) -> list[dict]:
         value = row.get("screened_out_after")
         row["screened_out_after"] = None if value is None or value != value else int(value)
     return rows
+
+
+def study_table(run: str) -> Path:
+    """The study table of a run folder, or `run` itself when it names a CSV file."""
+    path = Path(run)
+    return path if path.suffix == ".csv" else path / "tables" / "04_study.csv"
 
 
 def policy_round(rows: list[dict]) -> list[dict]:
@@ -139,15 +147,15 @@ def run_to_run(rows: list[dict], repeat_rows: list[dict]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="run folder whose 04 screened its cells")
+    parser.add_argument("--run", required=True, help="run folder whose 04 screened its cells, or its study table (.csv)")
     parser.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="a study table to compare with (04_study.csv's columns)")
     parser.add_argument("--repeat", help="another run folder of the same study: the run-to-run noise of the cells both finished")
     arguments = parser.parse_args(argv)
-    rows, reference_rows = read_rows(Path(arguments.run) / "tables" / "04_study.csv"), read_rows(Path(arguments.reference))
+    rows, reference_rows = read_rows(study_table(arguments.run)), read_rows(Path(arguments.reference))
     result = compare(rows, reference_rows)
     result["choices"] = choices(rows, reference_rows)
     if arguments.repeat:
-        result["run_to_run"] = run_to_run(rows, read_rows(Path(arguments.repeat) / "tables" / "04_study.csv"))
+        result["run_to_run"] = run_to_run(rows, read_rows(study_table(arguments.repeat)))
     for measure, value in result.items():
         print(json.dumps({"measure": measure, "value": value}), flush=True)
 
